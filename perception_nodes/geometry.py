@@ -1,0 +1,129 @@
+"""Rigid transforms, quaternions and camera frames (pure numpy).
+
+Conventions:
+- Quaternions are (x, y, z, w), as in geometry_msgs/Quaternion.
+- ``Transform(R, t)`` maps points from its child frame into its parent frame:
+  ``p_parent = R @ p_child + t`` (the meaning of a TF edge parent -> child).
+- REP-103: a body frame is x forward, y left, z up; an optical frame is z forward,
+  x right, y down.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Rotation taking optical-frame coordinates into the camera body frame (REP-103).
+R_BODY_FROM_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+
+def quaternion_from_matrix(R: np.ndarray) -> np.ndarray:
+    """Unit quaternion (x, y, z, w) with w >= 0 of a rotation matrix."""
+    R = np.asarray(R, dtype=np.float64)
+    trace = R[0, 0] + R[1, 1] + R[2, 2]
+    if trace > 0:
+        s = 2.0 * math.sqrt(trace + 1.0)
+        q = [(R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s]
+    elif R[0, 0] > R[1, 1] and R[0, 0] > R[2, 2]:
+        s = 2.0 * math.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2])
+        q = [0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s, (R[2, 1] - R[1, 2]) / s]
+    elif R[1, 1] > R[2, 2]:
+        s = 2.0 * math.sqrt(1.0 + R[1, 1] - R[0, 0] - R[2, 2])
+        q = [(R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s, (R[0, 2] - R[2, 0]) / s]
+    else:
+        s = 2.0 * math.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1])
+        q = [(R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s, (R[1, 0] - R[0, 1]) / s]
+    q = np.asarray(q)
+    q /= np.linalg.norm(q)
+    return -q if q[3] < 0 else q
+
+
+def matrix_from_quaternion(q) -> np.ndarray:
+    """Rotation matrix of a quaternion (x, y, z, w); normalises its input."""
+    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def matrix_from_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
+    """R = Rz(yaw) @ Ry(pitch) @ Rx(roll), URDF's fixed-axis roll-pitch-yaw."""
+    cr, sr, cp, sp, cy, sy = math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch), math.cos(yaw), math.sin(yaw)
+    return np.array([
+        [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
+        [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
+        [-sp, cp * sr, cp * cr],
+    ])
+
+
+def rpy_from_matrix(R: np.ndarray) -> tuple[float, float, float]:
+    """Inverse of :func:`matrix_from_rpy` (pitch in [-pi/2, pi/2])."""
+    pitch = math.asin(max(-1.0, min(1.0, -R[2, 0])))
+    if abs(R[2, 0]) < 1 - 1e-9:
+        roll = math.atan2(R[2, 1], R[2, 2])
+        yaw = math.atan2(R[1, 0], R[0, 0])
+    else:  # gimbal lock: fold roll into yaw
+        roll = 0.0
+        yaw = math.atan2(-R[0, 1], R[1, 1])
+    return roll, pitch, yaw
+
+
+def slerp(q0, q1, fraction: float) -> np.ndarray:
+    """Spherical linear interpolation between unit quaternions (shortest arc)."""
+    q0 = np.asarray(q0, dtype=np.float64) / np.linalg.norm(q0)
+    q1 = np.asarray(q1, dtype=np.float64) / np.linalg.norm(q1)
+    dot = float(np.dot(q0, q1))
+    if dot < 0.0:
+        q1, dot = -q1, -dot
+    if dot > 0.9995:
+        q = q0 + fraction * (q1 - q0)
+        return q / np.linalg.norm(q)
+    theta = math.acos(dot)
+    s = math.sin(theta)
+    return (math.sin((1 - fraction) * theta) * q0 + math.sin(fraction * theta) * q1) / s
+
+
+def rotation_angle_deg(R_a: np.ndarray, R_b: np.ndarray) -> float:
+    """Angle of the rotation between two rotation matrices, degrees."""
+    cos = (np.trace(R_a.T @ R_b) - 1.0) / 2.0
+    return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Rigid transform parent <- child: ``p_parent = R @ p_child + t``."""
+
+    R: np.ndarray
+    t: np.ndarray
+
+    @staticmethod
+    def identity() -> "Transform":
+        return Transform(np.eye(3), np.zeros(3))
+
+    @staticmethod
+    def from_quaternion(translation, quaternion) -> "Transform":
+        return Transform(matrix_from_quaternion(quaternion), np.asarray(translation, dtype=np.float64))
+
+    @property
+    def quaternion(self) -> np.ndarray:
+        return quaternion_from_matrix(self.R)
+
+    def inverse(self) -> "Transform":
+        return Transform(self.R.T, -self.R.T @ self.t)
+
+    def __matmul__(self, other: "Transform") -> "Transform":
+        """Compose: (a @ b) maps b's child frame into a's parent frame."""
+        return Transform(self.R @ other.R, self.R @ other.t + self.t)
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """Map points (N,3) or (3,) from the child into the parent frame."""
+        points = np.asarray(points, dtype=np.float64)
+        return points @ self.R.T + self.t
+
+    def matrix(self) -> np.ndarray:
+        M = np.eye(4)
+        M[:3, :3], M[:3, 3] = self.R, self.t
+        return M

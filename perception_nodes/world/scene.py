@@ -1,0 +1,224 @@
+"""Scene description: the YAML files under config/scenes/, validated into dataclasses."""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+from perception_nodes.errors import ConfigError
+
+CLASS_NAMES = ("car", "truck", "person", "bicycle")
+DEFAULT_SCENE = "default"
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """One camera: intrinsics (pixels), distortion (plumb_bob) and mounted pose in the map.
+
+    ``position`` is the optical centre in the map frame (m). ``yaw_deg`` turns the
+    camera about the map z axis (0: looking along +x), ``pitch_deg`` tilts it
+    down (positive looks at the ground), ``roll_deg`` rolls about the viewing axis.
+    """
+
+    id: str
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    distortion: tuple[float, ...]
+    position: tuple[float, float, float]
+    yaw_deg: float
+    pitch_deg: float
+    roll_deg: float = 0.0
+
+    @property
+    def optical_frame(self) -> str:
+        return f"{self.id}_optical_frame"
+
+
+@dataclass(frozen=True)
+class Landmark:
+    position: tuple[float, float]
+    size: tuple[float, float, float]
+    color: tuple[int, int, int]  # BGR
+
+
+@dataclass(frozen=True)
+class Scene:
+    name: str
+    description: str
+    seed: int
+    fps: float
+    duration_s: float
+    lot_size: tuple[float, float]
+    lanes: tuple[tuple[tuple[float, float], ...], ...]
+    walkways: tuple[tuple[tuple[float, float], ...], ...]
+    parking_rows: tuple[tuple[float, float, float, int], ...]  # x0, y, stall width, count
+    landmarks: tuple[Landmark, ...]
+    cameras: tuple[CameraSpec, ...]
+    actor_count: int
+    class_mix: dict[str, float]
+    brightness: float
+    brightness_variation: float
+    lighting_period_s: float
+    noise_sigma: float
+    scripted_actors: tuple[dict, ...] = field(default_factory=tuple)
+    source_path: str = ""
+
+    @property
+    def frame_count(self) -> int:
+        return int(round(self.duration_s * self.fps))
+
+    def camera(self, camera_id: str) -> CameraSpec:
+        for cam in self.cameras:
+            if cam.id == camera_id:
+                return cam
+        raise ConfigError(f"scene {self.name!r} has no camera {camera_id!r} (has {[c.id for c in self.cameras]})")
+
+    def with_seed(self, seed: int) -> "Scene":
+        return replace(self, seed=int(seed))
+
+
+def scenes_dir() -> Path:
+    """config/scenes of the source tree or of the installed share directory."""
+    env = os.environ.get("PERCEPTION_SCENES_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "config" / "scenes"
+        if candidate.is_dir():
+            return candidate
+        share = parent / "share" / "perception_nodes" / "config" / "scenes"
+        if share.is_dir():
+            return share
+    raise ConfigError("cannot find config/scenes; set PERCEPTION_SCENES_DIR")
+
+
+def available_scenes() -> list[str]:
+    return sorted(p.stem for p in scenes_dir().glob("*.yaml"))
+
+
+def resolve_scene_path(name_or_path: str | os.PathLike | None) -> Path:
+    name = str(name_or_path or DEFAULT_SCENE)
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"scene file {path} does not exist")
+        return path
+    candidate = scenes_dir() / f"{name}.yaml"
+    if not candidate.is_file():
+        raise ConfigError(f"unknown scene {name!r}; available: {', '.join(available_scenes())}")
+    return candidate
+
+
+def _number(data: dict, key: str, where: str, default=None, minimum=None, maximum=None) -> float:
+    value = data.get(key, default)
+    if value is None:
+        raise ConfigError(f"{where}: '{key}' is required")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: '{key}' must be a number, got {value!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}: '{key}' must be finite")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{where}: '{key}' = {value} is below {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{where}: '{key}' = {value} is above {maximum}")
+    return value
+
+
+def _polyline(points, where: str) -> tuple[tuple[float, float], ...]:
+    try:
+        pts = tuple((float(p[0]), float(p[1])) for p in points)
+    except (TypeError, ValueError, IndexError):
+        raise ConfigError(f"{where}: a path must be a list of [x, y] points") from None
+    if len(pts) < 2:
+        raise ConfigError(f"{where}: a path needs at least two points")
+    return pts
+
+
+def _camera(data: dict, index: int) -> CameraSpec:
+    where = f"cameras[{index}]"
+    if not isinstance(data, dict) or not data.get("id"):
+        raise ConfigError(f"{where}: needs an 'id'")
+    width = int(_number(data, "width", where, 640, 16, 8192))
+    height = int(_number(data, "height", where, 480, 16, 8192))
+    hfov = data.get("hfov_deg")
+    if hfov is not None:
+        fx = fy = width / 2.0 / math.tan(math.radians(_number(data, "hfov_deg", where, None, 10, 170)) / 2.0)
+    else:
+        fx = _number(data, "fx", where, None, 1)
+        fy = _number(data, "fy", where, fx, 1)
+    distortion = tuple(float(v) for v in data.get("distortion", [0, 0, 0, 0, 0]))
+    if len(distortion) != 5:
+        raise ConfigError(f"{where}: 'distortion' must have 5 plumb_bob coefficients [k1, k2, p1, p2, k3]")
+    position = data.get("position")
+    if not (isinstance(position, (list, tuple)) and len(position) == 3):
+        raise ConfigError(f"{where}: 'position' must be [x, y, z] in metres")
+    return CameraSpec(
+        id=str(data["id"]), width=width, height=height, fx=fx, fy=fy,
+        cx=_number(data, "cx", where, (width - 1) / 2.0), cy=_number(data, "cy", where, (height - 1) / 2.0),
+        distortion=distortion, position=tuple(float(v) for v in position),
+        yaw_deg=_number(data, "yaw_deg", where, 0.0), pitch_deg=_number(data, "pitch_deg", where, 0.0, -90, 90),
+        roll_deg=_number(data, "roll_deg", where, 0.0),
+    )
+
+
+def load_scene(name_or_path: str | os.PathLike | None = None, seed: int | None = None) -> Scene:
+    """Load and validate a scene by name (config/scenes/NAME.yaml) or path."""
+    path = resolve_scene_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a scene must be a mapping")
+    where = str(path)
+    lot = data.get("lot", {}) or {}
+    lighting = data.get("lighting", {}) or {}
+    traffic = data.get("traffic", {}) or {}
+    cams = data.get("cameras")
+    if not cams:
+        raise ConfigError(f"{where}: 'cameras' must list at least one camera")
+    cameras = tuple(_camera(c, i) for i, c in enumerate(cams))
+    ids = [c.id for c in cameras]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{where}: camera ids must be unique, got {ids}")
+    mix = {str(k): float(v) for k, v in (traffic.get("classes") or {"car": 1}).items()}
+    unknown = set(mix) - set(CLASS_NAMES)
+    if unknown:
+        raise ConfigError(f"{where}: unknown classes {sorted(unknown)}; known: {list(CLASS_NAMES)}")
+    if sum(mix.values()) <= 0:
+        raise ConfigError(f"{where}: traffic.classes weights must sum to more than 0")
+    landmarks = tuple(
+        Landmark(position=(float(m["position"][0]), float(m["position"][1])),
+                 size=tuple(float(v) for v in m.get("size", [0.6, 0.6, 2.0])),
+                 color=tuple(int(v) for v in m.get("color", [0, 140, 255])))
+        for m in lot.get("landmarks", []) or [])
+    rows = tuple((float(r[0]), float(r[1]), float(r[2]), int(r[3])) for r in lot.get("parking_rows", []) or [])
+    scene = Scene(
+        name=str(data.get("name", path.stem)), description=str(data.get("description", "")),
+        seed=int(data.get("seed", 0) if seed is None else seed),
+        fps=_number(data, "fps", where, 10.0, 0.1, 240), duration_s=_number(data, "duration_s", where, 30.0, 0.1),
+        lot_size=tuple(float(v) for v in lot.get("size_m", [60.0, 40.0])),
+        lanes=tuple(_polyline(p, f"{where}: lot.lanes") for p in lot.get("lanes", []) or []),
+        walkways=tuple(_polyline(p, f"{where}: lot.walkways") for p in lot.get("walkways", []) or []),
+        parking_rows=rows, landmarks=landmarks, cameras=cameras,
+        actor_count=int(_number(traffic, "count", f"{where}: traffic", 10, 0, 500)), class_mix=mix,
+        brightness=_number(lighting, "brightness", f"{where}: lighting", 1.0, 0.01, 4),
+        brightness_variation=_number(lighting, "variation", f"{where}: lighting", 0.0, 0, 1),
+        lighting_period_s=_number(lighting, "period_s", f"{where}: lighting", 60.0, 0.1),
+        noise_sigma=_number(data.get("noise", {}) or {}, "sigma", f"{where}: noise", 2.0, 0, 100),
+        scripted_actors=tuple(traffic.get("scripted", []) or []),
+        source_path=str(path),
+    )
+    if not scene.lanes and not scene.walkways and scene.actor_count:
+        raise ConfigError(f"{where}: actors need at least one lane or walkway")
+    return scene
