@@ -65,7 +65,7 @@ build:
 	  echo "[setup] build: using the installed tf2_msgs"; \
 	else paths=". compat/tf2_msgs"; echo "[setup] build: tf2_msgs not found, building compat/tf2_msgs"; fi; \
 	echo "[setup] build: colcon build"; \
-	colcon build --base-paths $$paths --event-handlers console_cohesion- summary- \
+	colcon build --symlink-install --base-paths $$paths --event-handlers console_cohesion- summary- \
 	  --cmake-args -DPython3_EXECUTABLE="$(VPY)" -DBUILD_TESTING=OFF > log/colcon-build.txt 2>&1 \
 	  || { tail -40 log/colcon-build.txt >&2; $(call fail,build,colcon build failed; full log in log/colcon-build.txt); }
 

@@ -14,8 +14,12 @@ fi
 case ":${AMENT_PREFIX_PATH:-}:" in *":$PERCEPTION_VENV:"*) ;; *) export AMENT_PREFIX_PATH="$PERCEPTION_VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}";; esac
 case ":${CMAKE_PREFIX_PATH:-}:" in *":$PERCEPTION_VENV:"*) ;; *) export CMAKE_PREFIX_PATH="$PERCEPTION_VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}";; esac
 if [ -f "$_pn_root/install/setup.bash" ]; then
+  # colcon's setup scripts read unset variables; tolerate callers running with set -u.
+  case $- in *u*) _pn_nounset=1; set +u;; *) _pn_nounset=;; esac
   # shellcheck disable=SC1091
   . "$_pn_root/install/setup.bash"
+  [ -n "$_pn_nounset" ] && set -u
+  unset _pn_nounset
 fi
 # Fast DDS multicasts discovery on every interface unless told otherwise;
 # this project's processes must stay on loopback.

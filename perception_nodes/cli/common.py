@@ -1,0 +1,30 @@
+"""Shared pieces of the `perception` subcommands."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from perception_nodes.rosenv import pin_discovery_to_localhost
+
+
+def emit(result: dict) -> None:
+    """Print the command's result as one JSON object on the last stdout line."""
+    sys.stdout.flush()
+    print(json.dumps(result, sort_keys=True, default=float), flush=True)
+
+
+def add_scene_args(parser) -> None:
+    parser.add_argument("--scene", default="default", help="scene name under config/scenes/ or a YAML path (default: default)")
+    parser.add_argument("--seed", type=int, default=None, help="scene seed (default: the scene file's)")
+
+
+def ros_init(domain_id: int | None = None):
+    """rclpy.init with discovery pinned to loopback; returns the context."""
+    pin_discovery_to_localhost(os.environ)
+    if domain_id is not None:
+        os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+    import rclpy
+
+    rclpy.init(args=[])
+    return rclpy

@@ -1,0 +1,60 @@
+"""`perception`: the command-line front door of perception_nodes.
+
+Subcommands: doctor, up, demo, sim, bag {record,play,info}, bench <what>.
+Every eval/bench/doctor prints its result as one JSON object on its last stdout line.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from perception_nodes.cli import bag_cmds, bench, graph_cmds
+from perception_nodes.cli.common import add_scene_args
+from perception_nodes.errors import PerceptionError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="perception", description="perception_nodes command-line tool")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    doctor = sub.add_parser("doctor", help="check that this environment can run perception_nodes")
+    doctor.set_defaults(func=lambda a: __import__("perception_nodes.cli.doctor", fromlist=["run"]).run(a))
+
+    up = sub.add_parser("up", help="run the node graph, one process per node (ros2 launch stand-in)")
+    add_scene_args(up)
+    graph_cmds.add_graph_args(up)
+    up.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    up.set_defaults(func=graph_cmds.run_up)
+
+    demo = sub.add_parser("demo", help="run the multi-camera demo on a synthetic scene and report what arrived")
+    add_scene_args(demo)
+    graph_cmds.add_graph_args(demo)
+    demo.add_argument("--duration", type=float, default=15.0, help="seconds to run (default 15)")
+    demo.set_defaults(func=graph_cmds.run_demo)
+
+    sim = sub.add_parser("sim", help="write a synthetic scene as an MCAP bag plus ground truth")
+    add_scene_args(sim)
+    sim.add_argument("--out", required=True, help="output folder (gets bag/ and ground_truth.json)")
+    group = sim.add_mutually_exclusive_group()
+    group.add_argument("--frames", type=int, default=None, help="frames to render (default: the whole scene)")
+    group.add_argument("--duration", type=float, default=None, help="seconds of scene time to render")
+    sim.set_defaults(func=bag_cmds.run_sim)
+
+    bag_cmds.add_parsers(sub)
+    bench.add_parsers(sub, add_scene_args)
+    return parser
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PerceptionError as exc:
+        print(f"perception {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The one description of the node graph (pure Python).
+
+Both ``launch/perception.launch.py`` (launch_ros, real ROS installs) and the
+project's runner (``perception up``) turn the same :class:`NodeSpec` list into
+processes, so which nodes run, in which namespaces, with which parameter files
+and remaps is written down once, here.
+
+Layout for a scene with cameras cam0..camN under namespace NS (default: none):
+  /NS/<camera_id>/camera   camera driver      -> image_raw, camera_info, ground_truth/detections
+  /NS/monitor              health aggregator  -> /diagnostics, ~/get_health
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from perception_nodes.errors import GraphError
+from perception_nodes.world.scene import load_scene
+
+STAGES = ("cameras", "monitor")
+DEFAULT_PARAMS_FILE = "perception.yaml"
+
+
+@dataclass
+class NodeSpec:
+    """One node process: what ``launch_ros.actions.Node`` and the runner need."""
+
+    executable: str  # module name in perception_nodes.nodes, also the `ros2 run` executable
+    name: str
+    namespace: str = "/"
+    params_files: list[str] = field(default_factory=list)
+    parameters: dict = field(default_factory=dict)  # overrides applied after the files
+    remappings: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def fully_qualified_name(self) -> str:
+        return f"{self.namespace.rstrip('/')}/{self.name}"
+
+
+def config_dir() -> Path:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        for candidate in (parent / "config", parent / "share" / "perception_nodes" / "config"):
+            if (candidate / DEFAULT_PARAMS_FILE).is_file():
+                return candidate
+    raise GraphError(f"cannot find config/{DEFAULT_PARAMS_FILE}")
+
+
+def _join(*parts: str) -> str:
+    cleaned = [p.strip("/") for p in parts if p and p.strip("/")]
+    return "/" + "/".join(cleaned)
+
+
+def build_graph(scene: str = "default", seed: int | None = None, stages=STAGES, namespace: str = "",
+                params_file: str | None = None, camera_rate_hz: float | None = None) -> list[NodeSpec]:
+    """Node specs for a scene: one camera driver per scene camera plus the enabled stages."""
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise GraphError(f"unknown stages {sorted(unknown)}; known: {list(STAGES)}")
+    params = str(Path(params_file).resolve()) if params_file else str(config_dir() / DEFAULT_PARAMS_FILE)
+    if not Path(params).is_file():
+        raise GraphError(f"params file {params} does not exist")
+    loaded = load_scene(scene, seed=seed)
+    specs: list[NodeSpec] = []
+    if "cameras" in stages:
+        for cam in loaded.cameras:
+            overrides = {"source_type": "synthetic", "scene": loaded.source_path, "camera_id": cam.id,
+                         "seed": int(loaded.seed)}
+            if camera_rate_hz is not None:
+                overrides["rate_hz"] = float(camera_rate_hz)
+            specs.append(NodeSpec("camera", "camera", _join(namespace, cam.id), [params], overrides))
+    if "monitor" in stages:
+        specs.append(NodeSpec("monitor", "monitor", _join(namespace), [params]))
+    return specs

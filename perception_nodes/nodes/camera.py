@@ -1,0 +1,238 @@
+"""Camera driver node: publishes image_raw + camera_info from one frame source.
+
+Sources: an OpenCV device, a video file, an image directory, a network stream,
+or camera ``camera_id`` of a synthetic scene (which can also publish its ground
+truth as detections). Frames are captured on a dedicated thread at capture
+time (stamped then) and published at once: nothing is queued, so a slow
+subscriber sees the newest frame (depth-1 QoS) and older ones are gone.
+A source that fails or ends is reopened with exponential backoff; the node
+reports it in its health and keeps running.
+
+Topics (relative, remap or namespace them):
+  image_raw                 sensor_msgs/Image           (qos.IMAGE)
+  camera_info               sensor_msgs/CameraInfo      (qos.CAMERA_INFO)
+  ground_truth/detections   perception_nodes/DetectionArray (synthetic only)
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image
+
+from perception_nodes.calibration import CameraCalibration, load_calibration
+from perception_nodes.errors import PerceptionError
+from perception_nodes.image_codec import convert_color, numpy_to_image
+from perception_nodes.ros import qos
+from perception_nodes.ros.health import HealthReporter
+from perception_nodes.ros.main import run_node
+from perception_nodes.ros.params import ParameterSet
+from perception_nodes.sources import Backoff, SourceType, SyntheticSource, make_source, sleep_until
+from perception_nodes.stats import NodeCounters
+
+
+def camera_info_from(calibration: CameraCalibration, frame_id: str) -> CameraInfo:
+    info = CameraInfo()
+    info.header.frame_id = frame_id
+    info.width, info.height = int(calibration.width), int(calibration.height)
+    info.distortion_model = calibration.distortion_model
+    info.d = [float(v) for v in calibration.D]
+    info.k = [float(v) for v in np.asarray(calibration.K).ravel()]
+    info.r = [float(v) for v in np.asarray(calibration.R).ravel()]
+    info.p = [float(v) for v in calibration.projection().ravel()]
+    return info
+
+
+class CameraNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("camera", **kwargs)
+        from perception_nodes.msg import DetectionArray, NodeHealth
+
+        self._DetectionArray = DetectionArray
+        self._NodeHealth = NodeHealth
+        params = ParameterSet(self)
+        self.source_type = params.declare("source_type", "synthetic", "Where frames come from.",
+                                          choices=tuple(t.value for t in SourceType), read_only=True)
+        self.source = params.declare("source", "", "Device index or path, video file, image directory or stream URL "
+                                     "(unused for synthetic).", read_only=True)
+        self.scene = params.declare("scene", "default", "Synthetic scene name or YAML path.", read_only=True)
+        self.camera_id = params.declare("camera_id", "cam0", "Logical camera name; also the synthetic camera to render.",
+                                        read_only=True)
+        self.seed = params.declare("seed", -1, "Synthetic scene seed; -1 keeps the scene file's seed.",
+                                   minimum=-1, maximum=2**31 - 1, read_only=True)
+        self.frame_id = params.declare("frame_id", "", "Optical frame of the images; empty: <camera_id>_optical_frame.",
+                                       read_only=True) or f"{self.camera_id}_optical_frame"
+        self.rate_hz = params.declare("rate_hz", 0.0, "Publish rate; 0 uses the source's own rate "
+                                      "(10 Hz for files with no rate).", minimum=0.0, maximum=240.0)
+        self.loop = params.declare("loop", True, "Restart video files, image directories and synthetic scenes at their end.")
+        self.encoding = params.declare("encoding", "bgr8", "Encoding of published images.",
+                                       choices=("bgr8", "rgb8", "mono8"))
+        self.camera_info_url = params.declare("camera_info_url", "", "camera_info_manager YAML (file:// or path); "
+                                              "empty: the synthetic scene's intrinsics, else uncalibrated.",
+                                              read_only=True)
+        self.publish_ground_truth = params.declare("publish_ground_truth", True,
+                                                   "Synthetic only: publish true boxes on ground_truth/detections.")
+        self.min_visibility = params.declare("ground_truth_min_visibility", 0.25,
+                                             "Ground-truth boxes less visible than this are left out.",
+                                             minimum=0.0, maximum=1.0)
+        self.retry_initial_s = params.declare("retry_initial_s", 0.5, "First reconnect delay after a source failure.",
+                                              minimum=0.01, maximum=60.0)
+        self.retry_max_s = params.declare("retry_max_s", 10.0, "Longest reconnect delay.", minimum=0.1, maximum=600.0)
+        params.on_change(self._on_params)
+
+        self.counters = NodeCounters()
+        self._status = (NodeHealth.LEVEL_OK, "")
+        self.image_pub = self.create_publisher(Image, "image_raw", qos.IMAGE, qos_overriding_options=qos.overridable())
+        self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos.CAMERA_INFO,
+                                              qos_overriding_options=qos.overridable())
+        self.gt_pub = None
+        self._source = make_source(self.source_type, self.source, scene=self.scene, camera_id=self.camera_id,
+                                   seed=None if self.seed < 0 else self.seed, loop=self.loop)
+        self._camera_info = self._load_camera_info()
+        if isinstance(self._source, SyntheticSource) and self.publish_ground_truth:
+            self.gt_pub = self.create_publisher(DetectionArray, "ground_truth/detections", qos.RESULTS)
+        self.health = HealthReporter(self, self.counters, status=lambda: self._status)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
+        self._thread.start()
+        self.get_logger().info(f"publishing {self._source.describe()} as {self.frame_id}")
+
+    # -- configuration ----------------------------------------------------------------
+    def _load_camera_info(self) -> CameraInfo | None:
+        if self.camera_info_url:
+            calibration = load_calibration(self.camera_info_url)  # ConfigError: start-up fails with the reason
+        elif isinstance(self._source, SyntheticSource):
+            calibration = CameraCalibration.from_camera_spec(self._source.world.scene.camera(self.camera_id))
+        else:
+            self.get_logger().warn("no camera_info_url: publishing uncalibrated CameraInfo (size only)")
+            return None
+        return camera_info_from(calibration, self.frame_id)
+
+    def _on_params(self, changed: dict) -> None:
+        if "rate_hz" in changed:
+            self.rate_hz = float(changed["rate_hz"])
+        if "encoding" in changed:
+            self.encoding = str(changed["encoding"])
+        if "publish_ground_truth" in changed:
+            self.publish_ground_truth = bool(changed["publish_ground_truth"])
+        if "ground_truth_min_visibility" in changed:
+            self.min_visibility = float(changed["ground_truth_min_visibility"])
+
+    def _period_s(self) -> float:
+        rate = self.rate_hz or self._source.native_fps or (10.0 if self.source_type in ("video", "images") else 0.0)
+        return 1.0 / rate if rate > 0 else 0.0
+
+    # -- capture ------------------------------------------------------------------------
+    def _capture_loop(self) -> None:
+        backoff = Backoff(self.retry_initial_s, self.retry_max_s)
+        opened = False
+        start = None
+        next_deadline = time.monotonic()
+        last_index = -1
+        while not self._stop.is_set():
+            if not opened:
+                try:
+                    self._source.open()
+                    opened = True
+                    backoff.succeeded()
+                    self._status = (self._NodeHealth.LEVEL_OK, "")
+                    start = time.monotonic()
+                    next_deadline = start
+                except (PerceptionError, OSError) as exc:
+                    delay = backoff.failed()
+                    self.counters.count("source_failures")
+                    self._status = (self._NodeHealth.LEVEL_WARN, f"source unavailable: {exc}; retry in {delay:.1f} s")
+                    self.get_logger().warn(f"{exc}; retrying in {delay:.1f} s", throttle_duration_sec=5.0)
+                    if self._stop.wait(delay):
+                        return
+                    continue
+            period = self._period_s()
+            if period and sleep_until(next_deadline, self._stop):
+                return
+            next_deadline = max(next_deadline + period, time.monotonic() - period) if period else time.monotonic()
+            try:
+                if isinstance(self._source, SyntheticSource):
+                    # Scene time follows wall time: frames rendered too late are skipped, never queued.
+                    index = int(math.floor((time.monotonic() - start) * self._source.native_fps))
+                    if last_index >= 0 and index > last_index + 1:
+                        self.counters.on_dropped(index - last_index - 1, "late")
+                    if index <= last_index:
+                        index = last_index + 1
+                    frame = self._source.read(index)
+                    last_index = index
+                else:
+                    frame = self._source.read()
+            except Exception as exc:  # noqa: BLE001 - a source error must not kill the driver
+                frame = None
+                self.counters.on_error("read")
+                self.get_logger().error(f"reading {self._source.describe()} failed: {exc}", throttle_duration_sec=5.0)
+            if frame is None:
+                self._source.close()
+                opened = False
+                last_index = -1
+                self.counters.count("source_lost")
+                self._status = (self._NodeHealth.LEVEL_WARN, f"{self._source.describe()} delivered no frame; reopening")
+                continue
+            try:
+                self._publish(frame)
+            except Exception as exc:  # noqa: BLE001
+                if not self.context.ok():
+                    return  # shutting down: the publishers are gone, nothing to report
+                self.counters.on_error("publish")
+                self.get_logger().error(f"publishing failed: {exc}", throttle_duration_sec=5.0)
+
+    def _publish(self, frame) -> None:
+        began = time.perf_counter()
+        self.counters.on_received()
+        stamp = self.get_clock().now().to_msg()
+        try:
+            image = frame.image
+            encoding = self.encoding
+            if encoding != "bgr8":
+                image = convert_color(image, "bgr8", encoding)
+            msg = numpy_to_image(image, encoding)
+        except PerceptionError as exc:
+            self.counters.on_error("convert")
+            self.get_logger().error(f"frame {frame.index} not published: {exc}", throttle_duration_sec=5.0)
+            return
+        msg.header.stamp = stamp
+        msg.header.frame_id = self.frame_id
+        self.image_pub.publish(msg)
+        info = self._camera_info or CameraInfo(width=msg.width, height=msg.height)
+        info.header.stamp = stamp
+        info.header.frame_id = self.frame_id
+        self.info_pub.publish(info)
+        if self.gt_pub is not None and self.publish_ground_truth and frame.ground_truth is not None:
+            self.gt_pub.publish(self._ground_truth_msg(frame, msg.header))
+        self.counters.on_processed(time.perf_counter() - began)
+
+    def _ground_truth_msg(self, frame, header):
+        from perception_nodes.msg import Detection
+
+        out = self._DetectionArray(header=header, camera_id=self.camera_id, model="ground_truth@synthetic")
+        for box in frame.ground_truth:
+            if box.visible_fraction < self.min_visibility:
+                continue
+            x1, y1, x2, y2 = box.bbox
+            det = Detection(class_id=box.class_id, class_name=box.class_name, score=1.0)
+            det.box.center_x, det.box.center_y = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+            det.box.width, det.box.height = x2 - x1, y2 - y1
+            out.detections.append(det)
+        return out
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
+        self._source.close()
+
+
+def main(args=None) -> int:
+    return run_node(CameraNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

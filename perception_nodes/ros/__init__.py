@@ -1,0 +1,1 @@
+"""rclpy helpers shared by the nodes. Helpers take a node; none subclasses one."""
