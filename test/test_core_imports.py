@@ -1,0 +1,18 @@
+"""The pure core must import without rclpy (architecture rule)."""
+import subprocess
+import sys
+
+import pytest
+
+CORE_MODULES = [
+    "perception_nodes.errors", "perception_nodes.stats", "perception_nodes.geometry", "perception_nodes.image_codec",
+    "perception_nodes.world", "perception_nodes.calibration", "perception_nodes.sources", "perception_nodes.graph",
+    "perception_nodes.runner", "perception_nodes.bagio", "perception_nodes.simbag", "perception_nodes.rosenv",
+]
+
+
+@pytest.mark.parametrize("module", CORE_MODULES)
+def test_core_module_does_not_import_rclpy(module):
+    code = f"import sys, {module}; sys.exit(1 if 'rclpy' in sys.modules else 0)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"{module} pulled in rclpy\n{proc.stderr}"

@@ -1,0 +1,129 @@
+import numpy as np
+import pytest
+import yaml
+
+from perception_nodes.errors import ConfigError
+from perception_nodes.world import CLASS_NAMES, World, load_scene
+from perception_nodes.world.scene import available_scenes
+
+
+def test_shipped_scenes_load_and_cover_required_variants():
+    names = available_scenes()
+    assert {"default", "overlap2", "night"} <= set(names)
+    default = load_scene("default")
+    assert len(default.cameras) == 4
+    assert len(load_scene("overlap2").cameras) == 2
+    night = load_scene("night")
+    assert night.brightness < default.brightness and night.noise_sigma > default.noise_sigma
+
+
+def test_rendering_is_deterministic_for_a_seed():
+    a, b = World(load_scene("overlap2", seed=5)), World(load_scene("overlap2", seed=5))
+    for frame in (0, 37):
+        img_a, gt_a = a.render(1, frame)
+        img_b, gt_b = b.render(1, frame)
+        assert img_a.tobytes() == img_b.tobytes()
+        assert [g.to_dict() for g in gt_a] == [g.to_dict() for g in gt_b]
+
+
+def test_different_seeds_give_different_worlds():
+    a, b = World(load_scene("default", seed=1)), World(load_scene("default", seed=2))
+    assert [x.class_name for x in a.actors] != [x.class_name for x in b.actors] or \
+        [x.speed for x in a.actors] != [x.speed for x in b.actors]
+
+
+def test_ground_truth_is_consistent_with_the_geometry():
+    world = World(load_scene("default", seed=3))
+    checked = 0
+    for frame in range(0, 200, 20):
+        states = {s.global_id: s for s in world.object_states(frame)}
+        for ci, cam in enumerate(world.cameras):
+            image, boxes = world.render(ci, frame)
+            assert image.shape == (cam.spec.height, cam.spec.width, 3) and image.dtype == np.uint8
+            for box in boxes:
+                x1, y1, x2, y2 = box.bbox
+                assert 0 <= x1 < x2 <= cam.spec.width and 0 <= y1 < y2 <= cam.spec.height
+                assert 0 < box.visible_fraction <= 1.0
+                assert box.class_name in CLASS_NAMES and box.class_name == CLASS_NAMES[box.class_id]
+                state = states[box.global_id]
+                pixel, depth = cam.project(state.position[None, :])
+                u, v = pixel[0]
+                if depth[0] > 0 and box.visible_fraction > 0.9 and 0 < u < cam.spec.width and 0 < v < cam.spec.height:
+                    # The centre of a fully visible object projects inside its box.
+                    assert x1 - 1 <= u <= x2 + 1 and y1 - 1 <= v <= y2 + 1
+                    checked += 1
+    assert checked > 20
+
+
+def test_objects_keep_one_identity_across_overlapping_cameras():
+    world = World(load_scene("overlap2"))
+    shared = 0
+    for frame in range(0, 300, 10):
+        ids = [{b.global_id for b in world.render(ci, frame)[1] if b.visible_fraction > 0.5} for ci in range(2)]
+        shared += len(ids[0] & ids[1])
+    assert shared > 10  # the same global ids show up in both cameras
+
+
+def test_occlusion_reduces_visible_fraction(tmp_path):
+    scene = yaml.safe_load(open(load_scene("overlap2").source_path))
+    # A truck passing between the camera and a standing-still-ish person hides them.
+    scene["traffic"] = {"count": 0, "classes": {"car": 1}, "scripted": [
+        {"class": "person", "path": [[0.0, 2.0], [0.1, 2.0]], "speed": 0.001, "enter_time": 0.0},
+        {"class": "truck", "path": [[-20.0, -8.0], [20.0, -8.0]], "speed": 5.0, "enter_time": 0.0},
+    ]}
+    scene["cameras"] = [scene["cameras"][0]]  # cam_south at y = -22 looking north
+    path = tmp_path / "occlusion.yaml"
+    path.write_text(yaml.safe_dump(scene))
+    world = World(load_scene(path))
+    fractions = []
+    for frame in range(0, 80):
+        _, boxes = world.render(0, frame)
+        person = [b for b in boxes if b.class_name == "person"]
+        fractions.append(person[0].visible_fraction if person else 0.0)
+    assert max(fractions) > 0.9  # fully visible before/after the truck passes
+    assert min(fractions) < 0.2  # hidden while the truck is in front
+
+
+def test_actors_enter_and_leave():
+    world = World(load_scene("default"))
+    counts = [len(world.object_states(f)) for f in range(0, world.scene.frame_count, 10)]
+    present = [{s.global_id for s in world.object_states(f)} for f in (0, world.scene.frame_count - 1)]
+    assert min(counts) > 0
+    assert present[0] != present[1]
+
+
+def test_velocity_matches_position_change():
+    world = World(load_scene("default"))
+    s0 = {s.global_id: s for s in world.object_states(50)}
+    s1 = {s.global_id: s for s in world.object_states(51)}
+    for gid in set(s0) & set(s1):
+        finite_difference = (s1[gid].position - s0[gid].position) * world.scene.fps
+        if np.linalg.norm(finite_difference - s0[gid].velocity) > 1e-6:
+            continue  # turned a path corner between the two frames
+        np.testing.assert_allclose(finite_difference, s0[gid].velocity, atol=1e-6)
+
+
+@pytest.mark.parametrize("mutation, fragment", [
+    (lambda d: d.pop("cameras"), "cameras"),
+    (lambda d: d["cameras"].append(dict(d["cameras"][0])), "unique"),
+    (lambda d: d["traffic"].update(classes={"unicorn": 1.0}), "unknown classes"),
+    (lambda d: d["cameras"][0].update(position=[1, 2]), "position"),
+    (lambda d: d.update(fps="fast"), "fps"),
+    (lambda d: d["cameras"][0].update(distortion=[0.1]), "distortion"),
+])
+def test_invalid_scenes_are_rejected_with_the_reason(tmp_path, mutation, fragment):
+    data = yaml.safe_load(open(load_scene("default").source_path))
+    mutation(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=fragment):
+        load_scene(path)
+
+
+def test_unknown_scene_and_broken_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="unknown scene"):
+        load_scene("no_such_scene")
+    path = tmp_path / "broken.yaml"
+    path.write_text("cameras: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_scene(path)
