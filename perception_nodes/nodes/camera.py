@@ -28,6 +28,7 @@ from perception_nodes.errors import PerceptionError
 from perception_nodes.image_codec import convert_color, numpy_to_image
 from perception_nodes.ros import qos
 from perception_nodes.ros.health import HealthReporter
+from perception_nodes.ros.logthrottle import ThrottledLogger
 from perception_nodes.ros.main import run_node
 from perception_nodes.ros.params import ParameterSet
 from perception_nodes.sources import Backoff, SourceType, SyntheticSource, make_source, sleep_until
@@ -84,6 +85,7 @@ class CameraNode(Node):
         params.on_change(self._on_params)
 
         self.counters = NodeCounters()
+        self.log = ThrottledLogger(self.get_logger())
         self._status = (NodeHealth.LEVEL_OK, "")
         self.image_pub = self.create_publisher(Image, "image_raw", qos.IMAGE, qos_overriding_options=qos.overridable())
         self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos.CAMERA_INFO,
@@ -107,7 +109,7 @@ class CameraNode(Node):
         elif isinstance(self._source, SyntheticSource):
             calibration = CameraCalibration.from_camera_spec(self._source.world.scene.camera(self.camera_id))
         else:
-            self.get_logger().warn("no camera_info_url: publishing uncalibrated CameraInfo (size only)")
+            self.get_logger().warning("no camera_info_url: publishing uncalibrated CameraInfo (size only)")
             return None
         return camera_info_from(calibration, self.frame_id)
 
@@ -145,7 +147,7 @@ class CameraNode(Node):
                     delay = backoff.failed()
                     self.counters.count("source_failures")
                     self._status = (self._NodeHealth.LEVEL_WARN, f"source unavailable: {exc}; retry in {delay:.1f} s")
-                    self.get_logger().warn(f"{exc}; retrying in {delay:.1f} s", throttle_duration_sec=5.0)
+                    self.log.warn("open", f"{exc}; retrying in {delay:.1f} s")
                     if self._stop.wait(delay):
                         return
                     continue
@@ -168,7 +170,7 @@ class CameraNode(Node):
             except Exception as exc:  # noqa: BLE001 - a source error must not kill the driver
                 frame = None
                 self.counters.on_error("read")
-                self.get_logger().error(f"reading {self._source.describe()} failed: {exc}", throttle_duration_sec=5.0)
+                self.log.error("read", f"reading {self._source.describe()} failed: {exc}")
             if frame is None:
                 self._source.close()
                 opened = False
@@ -182,7 +184,7 @@ class CameraNode(Node):
                 if not self.context.ok():
                     return  # shutting down: the publishers are gone, nothing to report
                 self.counters.on_error("publish")
-                self.get_logger().error(f"publishing failed: {exc}", throttle_duration_sec=5.0)
+                self.log.error("publish", f"publishing failed: {exc}")
 
     def _publish(self, frame) -> None:
         began = time.perf_counter()
@@ -196,7 +198,7 @@ class CameraNode(Node):
             msg = numpy_to_image(image, encoding)
         except PerceptionError as exc:
             self.counters.on_error("convert")
-            self.get_logger().error(f"frame {frame.index} not published: {exc}", throttle_duration_sec=5.0)
+            self.log.error("convert", f"frame {frame.index} not published: {exc}")
             return
         msg.header.stamp = stamp
         msg.header.frame_id = self.frame_id

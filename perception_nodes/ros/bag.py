@@ -61,7 +61,7 @@ class BagRecorder:
                 with self._lock:
                     self._writer.add_topic(topic, type_name)
             except BagError as exc:
-                self._node.get_logger().warn(f"not recording {topic}: {exc}", once=True)
+                self._node.get_logger().warning(f"not recording {topic}: {exc}")
                 self._subscriptions[topic] = None
                 continue
             self._subscriptions[topic] = self._node.create_subscription(
@@ -180,7 +180,7 @@ class BagPlayer:
             if lockstep:
                 if not self._answered.wait(self.options.lockstep_timeout_s):
                     self.lockstep_timeouts += 1
-                    self._node.get_logger().warn(f"no answer on {self.options.answer_topic} within "
+                    self._node.get_logger().warning(f"no answer on {self.options.answer_topic} within "
                                                  f"{self.options.lockstep_timeout_s} s; continuing")
                 self._answered.clear()
             elif not self.options.lockstep_topic:
