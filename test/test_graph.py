@@ -1,0 +1,118 @@
+"""Graph tests: the runner brings up node processes that talk over real DDS (loopback only)."""
+import io
+import os
+import time
+
+import numpy as np
+import pytest
+
+from conftest import last_json, run_cli, spin_until
+from perception_nodes.graph import NodeSpec, build_graph
+from perception_nodes.runner import GraphRunner
+
+pytestmark = pytest.mark.graph
+
+
+@pytest.fixture
+def executor(ros_context):
+    from rclpy.executors import SingleThreadedExecutor
+
+    ex = SingleThreadedExecutor(context=ros_context[1])
+    yield ex
+    ex.shutdown(timeout_sec=1.0)
+
+
+def test_project_message_and_service_cross_processes(ros_context, executor, domain_id):
+    """camera process --NodeHealth--> monitor process --GetHealth--> this process."""
+    from perception_nodes.srv import GetHealth
+
+    rclpy, context = ros_context
+    specs = build_graph("overlap2", stages=("cameras", "monitor"))
+    specs = [s for s in specs if s.namespace != "/cam_east"]
+    with GraphRunner(specs, domain_id=domain_id, output=io.StringIO()) as runner:
+        node = rclpy.create_node("graph_probe", context=context)
+        executor.add_node(node)
+        client = node.create_client(GetHealth, "/monitor/get_health")
+        assert spin_until(executor, client.service_is_ready, 30.0), "monitor service never appeared"
+        reports = {}
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline:
+            future = client.call_async(GetHealth.Request())
+            assert spin_until(executor, future.done, 5.0)
+            reports = {n.node_name: n for n in future.result().nodes}
+            if reports.get("/cam_south/camera") and reports["/cam_south/camera"].processed > 0:
+                break
+            spin_until(executor, lambda: False, 0.5)
+        assert runner.wait(0.1), runner.failures
+        assert "/cam_south/camera" in reports, reports
+        assert reports["/cam_south/camera"].processed > 0
+        assert future.result().status.code == 0
+
+
+def test_images_arrive_between_processes_under_the_chosen_qos(ros_context, executor, domain_id):
+    """640x480 frames from a camera process reach this process with qos.IMAGE (RELIABLE, depth 1)."""
+    from sensor_msgs.msg import Image
+
+    from perception_nodes.image_codec import image_to_numpy
+    from perception_nodes.ros import qos
+
+    rclpy, context = ros_context
+    specs = [s for s in build_graph("overlap2", stages=("cameras",)) if s.namespace == "/cam_east"]
+    received = []
+    with GraphRunner(specs, domain_id=domain_id, output=io.StringIO()) as runner:
+        node = rclpy.create_node("qos_probe", context=context)
+        node.create_subscription(Image, "/cam_east/image_raw", received.append, qos.IMAGE)
+        executor.add_node(node)
+        assert spin_until(executor, lambda: len(received) >= 1, 30.0), "no frame arrived"
+        first = len(received)
+        started = time.monotonic()
+        spin_until(executor, lambda: False, 3.0)
+        rate = (len(received) - first) / (time.monotonic() - started)
+        assert runner.wait(0.1), runner.failures
+    assert rate > 5.0, f"only {rate:.1f} frames/s of the 10 published arrived"
+    for msg in received[-5:]:
+        array = image_to_numpy(msg)
+        assert array.shape == (480, 640, 3) and int(array.std()) > 5  # a real rendered frame, not zeros
+
+
+def test_runner_reports_a_node_that_fails_and_stops_cleanly_on_sigint(tmp_path, domain_id):
+    bad = tmp_path / "broken_calibration.yaml"
+    bad.write_text("image_width: 640\n")
+    good = build_graph("overlap2", stages=("monitor",))[0]
+    broken = NodeSpec("camera", "camera", "/broken", parameters={"scene": "overlap2", "camera_id": "cam_east",
+                                                                   "camera_info_url": str(bad)})
+    out = io.StringIO()
+    runner = GraphRunner([good, broken], domain_id=domain_id, output=out)
+    runner.start()
+    assert runner.wait(60) is False
+    codes = runner.stop()
+    assert [f.node for f in runner.failures] == ["/broken/camera"]
+    assert runner.failures[0].returncode == 1
+    assert "image_height" in out.getvalue()
+    assert codes["/monitor"] == 0  # stopped by the forwarded SIGINT, exited cleanly
+
+
+def test_perception_up_runs_and_stops(domain_id):
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id))
+    proc = run_cli("up", "--scene", "overlap2", "--duration", "4", env=env, timeout=120)
+    assert "[cam_south/camera]" in proc.stdout and "[monitor]" not in proc.stderr
+
+
+def test_demo_reports_frames_from_every_camera(domain_id):
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id))
+    result = last_json(run_cli("demo", "--scene", "overlap2", "--duration", "8", env=env, timeout=180).stdout)
+    assert result["ok"] is True
+    assert set(result["cameras"]) == {"cam_south", "cam_east"}
+    assert all(c["frames"] > 10 for c in result["cameras"].values())
+    assert set(result["monitor"]["nodes"]) >= {"/cam_south/camera", "/cam_east/camera"}
+
+
+def test_doctor_passes_here_and_fails_with_a_fix_when_discovery_is_not_pinned():
+    result = last_json(run_cli("doctor").stdout)
+    assert result["ok"] is True and all(c["ok"] for c in result["checks"].values())
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="SUBNET")
+    proc = run_cli("doctor", env=env, check=False)
+    assert proc.returncode == 1
+    bad = last_json(proc.stdout)
+    assert bad["ok"] is False and bad["checks"]["discovery_localhost"]["ok"] is False
+    assert "fix:" in proc.stdout and "ROS_AUTOMATIC_DISCOVERY_RANGE" in proc.stdout
