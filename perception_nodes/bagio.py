@@ -15,18 +15,9 @@ from pathlib import Path
 from typing import Iterator
 
 from perception_nodes.errors import BagError
+from perception_nodes.paths import package_path
 
 PACKAGE = "perception_nodes"
-
-
-def interface_dir() -> Path:
-    """Folder holding msg/ of this package (source tree or install share)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        for candidate in (parent, parent / "share" / PACKAGE):
-            if (candidate / "msg" / "NodeHealth.msg").is_file():
-                return candidate
-    raise BagError(f"cannot find {PACKAGE}/msg/*.msg to register the project's message types")
 
 
 @functools.lru_cache(maxsize=1)
@@ -36,7 +27,7 @@ def typestore():
 
     store = get_typestore(Stores.ROS2_KILTED)
     types = {}
-    for path in sorted((interface_dir() / "msg").glob("*.msg")):
+    for path in sorted(package_path("msg").glob("*.msg")):
         types.update(get_types_from_msg(path.read_text(), f"{PACKAGE}/msg/{path.stem}"))
     store.register(types)
     return store

@@ -86,6 +86,24 @@ def slerp(q0, q1, fraction: float) -> np.ndarray:
     return (math.sin((1 - fraction) * theta) * q0 + math.sin(fraction * theta) * q1) / s
 
 
+def camera_body_transform(position, yaw_deg: float, pitch_deg: float, roll_deg: float = 0.0) -> "Transform":
+    """parent <- camera body for a mounted camera (REP-103 body: x forward, y left, z up).
+
+    ``yaw`` turns about the parent's z axis (0 looks along +x), positive
+    ``pitch`` tilts the view down (a positive rotation about body +y turns +x
+    towards -z), ``roll`` turns about the viewing axis. Same convention as a
+    URDF joint ``rpy="roll pitch yaw"``.
+    """
+    R = matrix_from_rpy(math.radians(roll_deg), math.radians(pitch_deg), math.radians(yaw_deg))
+    return Transform(R, np.asarray(position, dtype=np.float64))
+
+
+def camera_mount_angles(body: "Transform") -> tuple[float, float, float]:
+    """(yaw_deg, pitch_deg, roll_deg) of a camera body rotation; inverse of camera_body_transform."""
+    roll, pitch, yaw = rpy_from_matrix(body.R)
+    return math.degrees(yaw), math.degrees(pitch), math.degrees(roll)
+
+
 def rotation_angle_deg(R_a: np.ndarray, R_b: np.ndarray) -> float:
     """Angle of the rotation between two rotation matrices, degrees."""
     cos = (np.trace(R_a.T @ R_b) - 1.0) / 2.0
@@ -122,6 +140,11 @@ class Transform:
         """Map points (N,3) or (3,) from the child into the parent frame."""
         points = np.asarray(points, dtype=np.float64)
         return points @ self.R.T + self.t
+
+    @staticmethod
+    def body_from_optical() -> "Transform":
+        """camera body <- optical frame (fixed REP-103 rotation)."""
+        return Transform(R_BODY_FROM_OPTICAL, np.zeros(3))
 
     def matrix(self) -> np.ndarray:
         M = np.eye(4)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from perception_nodes.errors import GraphError
+from perception_nodes.paths import package_path
 from perception_nodes.world.scene import load_scene
 
 STAGES = ("cameras", "monitor")
@@ -38,12 +39,7 @@ class NodeSpec:
 
 
 def config_dir() -> Path:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        for candidate in (parent / "config", parent / "share" / "perception_nodes" / "config"):
-            if (candidate / DEFAULT_PARAMS_FILE).is_file():
-                return candidate
-    raise GraphError(f"cannot find config/{DEFAULT_PARAMS_FILE}")
+    return package_path("config")
 
 
 def _join(*parts: str) -> str:

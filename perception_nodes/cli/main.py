@@ -1,6 +1,7 @@
 """`perception`: the command-line front door of perception_nodes.
 
-Subcommands: doctor, up, demo, sim, bag {record,play,info}, bench <what>.
+Subcommands: doctor, up, demo, sim, bag {record,play,info}, calibrate {extrinsics,export},
+eval <stage>, bench <what>.
 Every eval/bench/doctor prints its result as one JSON object on its last stdout line.
 """
 from __future__ import annotations
@@ -9,7 +10,7 @@ import argparse
 import os
 import sys
 
-from perception_nodes.cli import bag_cmds, bench, graph_cmds
+from perception_nodes.cli import bag_cmds, bench, calibrate, graph_cmds
 from perception_nodes.cli.common import add_scene_args
 from perception_nodes.errors import PerceptionError
 
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bag_cmds.add_parsers(sub)
     bench.add_parsers(sub, add_scene_args)
+    evaluate = sub.add_parser("eval", help="evaluate a stage against synthetic ground truth; the last stdout line is JSON")
+    eval_sub = evaluate.add_subparsers(dest="eval_command", required=True)
+    calibrate.add_parsers(sub, eval_sub, add_scene_args)
     return parser
 
 

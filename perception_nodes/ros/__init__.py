@@ -1,1 +1,5 @@
 """rclpy helpers shared by the nodes. Helpers take a node; none subclasses one."""
+from pkgutil import extend_path
+
+__path__ = extend_path(__path__, __name__)  # noqa: F821 - source tree + install space (see the package __init__)
+

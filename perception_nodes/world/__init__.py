@@ -5,6 +5,10 @@
 """
 from __future__ import annotations
 
+from pkgutil import extend_path
+
+__path__ = extend_path(__path__, __name__)  # noqa: F821 - source tree + install space (see the package __init__)
+
 from dataclasses import dataclass
 
 import numpy as np

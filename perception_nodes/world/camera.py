@@ -1,26 +1,20 @@
 """Pinhole + plumb_bob camera model of a synthetic camera, posed in the map."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from perception_nodes.geometry import R_BODY_FROM_OPTICAL, Transform, matrix_from_rpy
+from perception_nodes.geometry import Transform, camera_body_transform
 from perception_nodes.world.scene import CameraSpec
 
 
 def body_pose(spec: CameraSpec) -> Transform:
-    """map <- camera body (REP-103 x forward, y left, z up).
-
-    Positive pitch looks down: a positive rotation about body +y turns +x towards -z.
-    """
-    R = matrix_from_rpy(math.radians(spec.roll_deg), math.radians(spec.pitch_deg), math.radians(spec.yaw_deg))
-    return Transform(R, np.asarray(spec.position, dtype=np.float64))
+    """map <- camera body (REP-103 x forward, y left, z up)."""
+    return camera_body_transform(spec.position, spec.yaw_deg, spec.pitch_deg, spec.roll_deg)
 
 
 def optical_pose(spec: CameraSpec) -> Transform:
     """map <- optical frame (z forward, x right, y down)."""
-    return body_pose(spec) @ Transform(R_BODY_FROM_OPTICAL, np.zeros(3))
+    return body_pose(spec) @ Transform.body_from_optical()
 
 
 class CameraModel:

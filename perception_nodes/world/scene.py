@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from perception_nodes.errors import ConfigError
+from perception_nodes.paths import package_path
 
 CLASS_NAMES = ("car", "truck", "person", "bicycle")
 DEFAULT_SCENE = "default"
@@ -85,19 +86,7 @@ class Scene:
 
 
 def scenes_dir() -> Path:
-    """config/scenes of the source tree or of the installed share directory."""
-    env = os.environ.get("PERCEPTION_SCENES_DIR")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "config" / "scenes"
-        if candidate.is_dir():
-            return candidate
-        share = parent / "share" / "perception_nodes" / "config" / "scenes"
-        if share.is_dir():
-            return share
-    raise ConfigError("cannot find config/scenes; set PERCEPTION_SCENES_DIR")
+    return package_path("config/scenes")
 
 
 def available_scenes() -> list[str]:

@@ -1,0 +1,16 @@
+"""Transform buffer with tf2_ros.Buffer semantics (pure core) and tf2_ros's exception names."""
+from pkgutil import extend_path
+
+__path__ = extend_path(__path__, __name__)  # noqa: F821 - source tree + install space (see the package __init__)
+
+from perception_nodes.tf.buffer import (
+    ConnectivityException,
+    ExtrapolationException,
+    LookupException,
+    StampedTransform,
+    TransformBuffer,
+    TransformException,
+)
+
+__all__ = ["TransformBuffer", "StampedTransform", "TransformException", "LookupException", "ConnectivityException",
+           "ExtrapolationException"]
