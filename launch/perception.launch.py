@@ -20,7 +20,8 @@ def _nodes(context):
     specs = build_graph(scene=arg("scene"), seed=int(seed) if seed else None,
                         stages=tuple(s for s in arg("stages").split(",") if s),
                         namespace=arg("namespace"), params_file=arg("params_file") or None,
-                        camera_rate_hz=float(rate) if rate else None)
+                        camera_rate_hz=float(rate) if rate else None,
+                        calibration_dir=arg("calibration_dir") or None)
     use_sim_time = arg("use_sim_time").lower() in ("1", "true", "yes")
     return [
         Node(package="perception_nodes", executable=spec.executable, name=spec.name, namespace=spec.namespace,
@@ -43,6 +44,9 @@ def generate_launch_description():
                               description="Parameters YAML (ros__parameters layout); empty: the package's config/perception.yaml."),
         DeclareLaunchArgument("camera_rate_hz", default_value="",
                               description="Override every camera's publish rate (Hz); empty: the scene fps."),
+        DeclareLaunchArgument("calibration_dir", default_value="",
+                              description="Calibration folder (site.yaml + <camera>.yaml) for the TF tree and "
+                                          "CameraInfo; empty: config/calibration/<scene>."),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="Use /clock (e.g. from bag playback) instead of the system clock."),
         OpaqueFunction(function=_nodes),

@@ -61,7 +61,16 @@ def solve_extrinsics(map_points, pixels, K, D, ransac_threshold_px: float = 3.0)
     if not ok or inliers is None or len(inliers) < 4:
         raise CalibrationError("no pose is consistent with at least 4 markers")
     inliers = inliers.ravel()
-    rvec, tvec = cv2.solvePnPRefineLM(object_points[inliers], image_points[inliers], K, D, rvec, tvec)
+    # RANSAC scored markers against a pose from a minimal sample; judge them again
+    # against the refined pose so good markers are not lost to that sample's noise.
+    for _ in range(3):
+        rvec, tvec = cv2.solvePnPRefineLM(object_points[inliers], image_points[inliers], K, D, rvec, tvec)
+        projected, _ = cv2.projectPoints(object_points, rvec, tvec, K, D)
+        residuals = np.linalg.norm(projected.reshape(-1, 2) - image_points, axis=1)
+        refined = np.flatnonzero(residuals < ransac_threshold_px)
+        if len(refined) < 4 or np.array_equal(refined, inliers):
+            break
+        inliers = refined
     projected, _ = cv2.projectPoints(object_points[inliers], rvec, tvec, K, D)
     residuals = np.linalg.norm(projected.reshape(-1, 2) - image_points[inliers], axis=1)
     R, _ = cv2.Rodrigues(rvec)

@@ -6,8 +6,12 @@ processes, so which nodes run, in which namespaces, with which parameter files
 and remaps is written down once, here.
 
 Layout for a scene with cameras cam0..camN under namespace NS (default: none):
+  /NS/site_publisher       calibration -> robot_description, /tf_static
   /NS/<camera_id>/camera   camera driver      -> image_raw, camera_info, ground_truth/detections
   /NS/monitor              health aggregator  -> /diagnostics, ~/get_health
+Calibration comes from config/calibration/<scene name>/ unless calibration_dir
+is given: the site publisher builds the TF tree from it and every camera reads
+its CameraInfo from the same files.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from perception_nodes.errors import GraphError
 from perception_nodes.paths import package_path
 from perception_nodes.world.scene import load_scene
 
-STAGES = ("cameras", "monitor")
+STAGES = ("site", "cameras", "monitor")
 DEFAULT_PARAMS_FILE = "perception.yaml"
 
 
@@ -48,7 +52,8 @@ def _join(*parts: str) -> str:
 
 
 def build_graph(scene: str = "default", seed: int | None = None, stages=STAGES, namespace: str = "",
-                params_file: str | None = None, camera_rate_hz: float | None = None) -> list[NodeSpec]:
+                params_file: str | None = None, camera_rate_hz: float | None = None,
+                calibration_dir: str | None = None) -> list[NodeSpec]:
     """Node specs for a scene: one camera driver per scene camera plus the enabled stages."""
     unknown = set(stages) - set(STAGES)
     if unknown:
@@ -57,11 +62,18 @@ def build_graph(scene: str = "default", seed: int | None = None, stages=STAGES, 
     if not Path(params).is_file():
         raise GraphError(f"params file {params} does not exist")
     loaded = load_scene(scene, seed=seed)
+    calibration = Path(calibration_dir).resolve() if calibration_dir else package_path("config/calibration") / loaded.name
+    if not (calibration / "site.yaml").is_file():
+        raise GraphError(f"no calibration for scene {loaded.name!r}: {calibration}/site.yaml does not exist "
+                         f"(create it with: perception calibrate export --scene {loaded.name} --out {calibration})")
     specs: list[NodeSpec] = []
+    if "site" in stages:
+        specs.append(NodeSpec("site_publisher", "site_publisher", _join(namespace), [params],
+                              {"calibration_dir": str(calibration)}))
     if "cameras" in stages:
         for cam in loaded.cameras:
             overrides = {"source_type": "synthetic", "scene": loaded.source_path, "camera_id": cam.id,
-                         "seed": int(loaded.seed)}
+                         "seed": int(loaded.seed), "camera_info_url": f"file://{calibration / f'{cam.id}.yaml'}"}
             if camera_rate_hz is not None:
                 overrides["rate_hz"] = float(camera_rate_hz)
             specs.append(NodeSpec("camera", "camera", _join(namespace, cam.id), [params], overrides))

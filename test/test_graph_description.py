@@ -15,6 +15,11 @@ def test_default_graph_has_a_camera_per_scene_camera_and_a_monitor():
     assert [s.namespace for s in cameras] == ["/cam0", "/cam1", "/cam2", "/cam3"]
     assert all(s.parameters["camera_id"] == s.namespace.strip("/") for s in cameras)
     assert [s.fully_qualified_name for s in specs if s.executable == "monitor"] == ["/monitor"]
+    site = [s for s in specs if s.executable == "site_publisher"]
+    assert len(site) == 1 and site[0].parameters["calibration_dir"].endswith("config/calibration/default")
+    # Cameras read CameraInfo from the same calibration folder the TF tree is built from.
+    assert all(s.parameters["camera_info_url"] == f"file://{site[0].parameters['calibration_dir']}/{s.parameters['camera_id']}.yaml"
+               for s in cameras)
     assert all(s.params_files == [str(config_dir() / "perception.yaml")] for s in specs)
 
 
@@ -29,6 +34,8 @@ def test_invalid_graph_requests():
         build_graph("default", stages=("cameras", "teleport"))
     with pytest.raises(GraphError, match="does not exist"):
         build_graph("default", params_file="/nonexistent/params.yaml")
+    with pytest.raises(GraphError, match="perception calibrate export"):
+        build_graph("default", calibration_dir="/nonexistent/calibration")
 
 
 def test_every_node_in_the_params_file_exists_as_an_executable():

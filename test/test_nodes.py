@@ -141,3 +141,38 @@ def test_monitor_aggregates_health_and_serves_it(ros_context, executor):
     spin_until(executor, lambda: False, 0.8)
     stale = call("/cam9/camera").nodes[0]
     assert stale.level == NodeHealth.LEVEL_ERROR and "stale" in stale.message
+
+
+def test_site_publisher_latches_the_tree_and_reload_keeps_it_on_bad_files(ros_context, executor, tmp_path):
+    import shutil
+
+    from std_msgs.msg import String
+    from std_srvs.srv import Trigger
+
+    from perception_nodes.nodes.site_publisher import SitePublisher
+    from perception_nodes.ros import qos
+    from perception_nodes.ros.tf import TransformListener
+    from perception_nodes.site import calibration_dir_for
+    from perception_nodes.tf import TransformBuffer
+
+    rclpy, context = ros_context
+    folder = tmp_path / "site"
+    shutil.copytree(calibration_dir_for("overlap2"), folder)
+    publisher = SitePublisher(context=context, parameter_overrides=[Parameter("calibration_dir", value=str(folder))])
+    executor.add_node(publisher)
+    spin_until(executor, lambda: False, 0.3)
+    # A late joiner still gets the latched tree and description.
+    probe = rclpy.create_node("probe", context=context)
+    buffer = TransformBuffer()
+    TransformListener(probe, buffer)
+    descriptions = []
+    probe.create_subscription(String, "/robot_description", descriptions.append, qos.LATCHED)
+    executor.add_node(probe)
+    assert spin_until(executor, lambda: buffer.can_transform("map", "cam_east_optical_frame") and descriptions, 10.0)
+    assert "<robot" in descriptions[0].data and "cam_south_optical_frame" in descriptions[0].data
+    (folder / "cam_east.yaml").write_text("image_width: [broken")
+    client = probe.create_client(Trigger, "/site_publisher/reload")
+    future = client.call_async(Trigger.Request())
+    assert spin_until(executor, future.done, 5.0)
+    assert future.result().success is False and "not valid YAML" in future.result().message
+    assert buffer.can_transform("map", "cam_east_optical_frame")

@@ -17,12 +17,15 @@ def add_graph_args(parser) -> None:
     parser.add_argument("--namespace", default="", help="namespace for every node")
     parser.add_argument("--params-file", default=None, help="parameters YAML (default: config/perception.yaml)")
     parser.add_argument("--camera-rate-hz", type=float, default=None, help="override every camera's rate")
+    parser.add_argument("--calibration-dir", default=None,
+                        help="calibration folder for TF and CameraInfo (default: config/calibration/<scene>)")
     parser.add_argument("--use-sim-time", action="store_true", help="nodes follow /clock")
 
 
 def _specs(args):
     return build_graph(scene=args.scene, seed=args.seed, stages=tuple(s for s in args.stages.split(",") if s),
-                       namespace=args.namespace, params_file=args.params_file, camera_rate_hz=args.camera_rate_hz)
+                       namespace=args.namespace, params_file=args.params_file, camera_rate_hz=args.camera_rate_hz,
+                       calibration_dir=args.calibration_dir)
 
 
 def run_up(args) -> int:
