@@ -7,14 +7,13 @@ are both derived from it.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from perception_nodes.errors import ConfigError
+from perception_nodes.fileio import atomic_write_yaml, read_yaml_mapping
 from perception_nodes.world.scene import CameraSpec
 
 
@@ -74,14 +73,7 @@ def _matrix(data: dict, key: str, rows: int, cols: int | None, where: str) -> np
 def load_calibration(path: str | os.PathLike) -> CameraCalibration:
     """Read a camera_info_manager YAML file; ConfigError says what is wrong."""
     path = Path(str(path).removeprefix("file://"))
-    if not path.is_file():
-        raise ConfigError(f"calibration file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping")
+    data = read_yaml_mapping(path, "calibration file")
     where = str(path)
     try:
         width, height = int(data["image_width"]), int(data["image_height"])
@@ -107,10 +99,4 @@ def load_calibration(path: str | os.PathLike) -> CameraCalibration:
 
 def save_calibration(calibration: CameraCalibration, path: str | os.PathLike) -> Path:
     """Write atomically (temp file + rename): a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        yaml.safe_dump(calibration.to_yaml_dict(), handle, sort_keys=False)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_yaml(path, calibration.to_yaml_dict())

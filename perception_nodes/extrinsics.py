@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from perception_nodes.errors import ConfigError, PerceptionError
+from perception_nodes.fileio import read_yaml_mapping
 from perception_nodes.geometry import Transform, camera_mount_angles, rotation_angle_deg
 
 
@@ -81,13 +82,7 @@ def solve_extrinsics(map_points, pixels, K, D, ransac_threshold_px: float = 3.0)
 
 def load_markers(path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Markers YAML: ``markers: [{id: a, map: [x, y, z], pixel: [u, v]}, ...]`` (metres, pixels)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(open(path))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read markers file {path}: {exc}") from None
-    entries = (data or {}).get("markers") if isinstance(data, dict) else None
+    entries = read_yaml_mapping(path, "markers file").get("markers")
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: expected 'markers: [{{id, map: [x, y, z], pixel: [u, v]}}, ...]'")
     points, pixels, ids = [], [], []

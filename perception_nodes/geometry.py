@@ -78,7 +78,8 @@ def slerp(q0, q1, fraction: float) -> np.ndarray:
     dot = float(np.dot(q0, q1))
     if dot < 0.0:
         q1, dot = -q1, -dot
-    if dot > 0.9995:
+    if dot > 1.0 - 1e-12:
+        # (Nearly) the same rotation: sin(theta) ~ 0, the lerp is exact to rounding here.
         q = q0 + fraction * (q1 - q0)
         return q / np.linalg.norm(q)
     theta = math.acos(dot)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import numpy as np
 from perception_nodes.bagio import BagWriter, typestore
 from perception_nodes.calibration import CameraCalibration
 from perception_nodes.errors import BagError
+from perception_nodes.fileio import atomic_write_text
 from perception_nodes.world import World
 from perception_nodes.world.scene import Scene
 
@@ -31,14 +31,6 @@ def _header(store, stamp_ns: int, frame_id: str):
     Time = store.types["builtin_interfaces/msg/Time"]
     sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
     return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
-
-
-def atomic_write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, separators=(",", ":"))
-    os.replace(tmp, path)
 
 
 def write_scene(scene: Scene, out: str | os.PathLike, frames: int | None = None,
@@ -97,7 +89,7 @@ def write_scene(scene: Scene, out: str | os.PathLike, frames: int | None = None,
             frames_meta.append(frame_entry)
     sidecar = {"scene": scene.name, "scene_path": scene.source_path, "seed": scene.seed, "fps": scene.fps,
                "start_ns": start_ns, "frame_count": count, "cameras": cameras_meta, "frames": frames_meta}
-    atomic_write_json(out / GROUND_TRUTH_FILE, sidecar)
+    atomic_write_text(out / GROUND_TRUTH_FILE, json.dumps(sidecar, separators=(",", ":")))
     return {"out": str(out), "bag": str(out / BAG_DIR), "cameras": len(world.cameras), "frames": count,
             "objects": len(seen_objects), "messages": writer.count}
 

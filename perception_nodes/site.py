@@ -15,6 +15,7 @@ import numpy as np
 
 from perception_nodes.calibration import CameraCalibration, load_calibration, save_calibration
 from perception_nodes.errors import ConfigError
+from perception_nodes.fileio import atomic_write_yaml, read_yaml_mapping
 from perception_nodes.geometry import Transform, matrix_from_rpy
 from perception_nodes.paths import package_path
 from perception_nodes.tf.buffer import StampedTransform
@@ -33,17 +34,10 @@ def calibration_dir_for(scene_name: str) -> Path:
 
 def load_site(calibration_dir: str | os.PathLike) -> tuple[str, dict[str, CameraCalibration]]:
     """(map frame, {camera id: calibration}) of a calibration folder; ConfigError says what is wrong."""
-    import yaml
-
     folder = Path(calibration_dir)
     site_path = folder / SITE_FILE
-    if not site_path.is_file():
-        raise ConfigError(f"{site_path} does not exist")
-    try:
-        site = yaml.safe_load(site_path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{site_path}: not valid YAML: {exc}") from None
-    if not isinstance(site, dict) or not isinstance(site.get("cameras"), list) or not site["cameras"]:
+    site = read_yaml_mapping(site_path, "site file")
+    if not isinstance(site.get("cameras"), list) or not site["cameras"]:
         raise ConfigError(f"{site_path}: needs 'cameras: [ids]' (and optionally 'map_frame')")
     calibrations = {}
     for camera in site["cameras"]:
@@ -56,20 +50,12 @@ def load_site(calibration_dir: str | os.PathLike) -> tuple[str, dict[str, Camera
 
 def export_scene_calibration(scene: Scene, out: str | os.PathLike, map_frame: str = "map") -> list[Path]:
     """Write the true calibration of a synthetic scene's cameras (each file atomically)."""
-    import tempfile
-
-    import yaml
-
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
     written = [save_calibration(CameraCalibration.from_camera_spec(cam, map_frame), folder / f"{cam.id}.yaml")
                for cam in scene.cameras]
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".site.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(f"# Calibration of scene '{scene.name}' (true poses of its synthetic cameras).\n"
-                     "# Regenerate: perception calibrate export --scene " f"{scene.name} --out <this folder>\n")
-        yaml.safe_dump({"map_frame": map_frame, "cameras": [c.id for c in scene.cameras]}, handle, sort_keys=False)
-    os.replace(tmp, folder / SITE_FILE)
+    header = (f"# Calibration of scene '{scene.name}' (true poses of its synthetic cameras).\n"
+              f"# Regenerate: perception calibrate export --scene {scene.name} --out <this folder>\n")
+    atomic_write_yaml(folder / SITE_FILE, {"map_frame": map_frame, "cameras": [c.id for c in scene.cameras]}, header)
     return written + [folder / SITE_FILE]
 
 

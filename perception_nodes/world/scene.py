@@ -6,9 +6,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import yaml
-
 from perception_nodes.errors import ConfigError
+from perception_nodes.fileio import read_yaml_mapping
 from perception_nodes.paths import package_path
 
 CLASS_NAMES = ("car", "truck", "person", "bicycle")
@@ -163,12 +162,7 @@ def _camera(data: dict, index: int) -> CameraSpec:
 def load_scene(name_or_path: str | os.PathLike | None = None, seed: int | None = None) -> Scene:
     """Load and validate a scene by name (config/scenes/NAME.yaml) or path."""
     path = resolve_scene_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a scene must be a mapping")
+    data = read_yaml_mapping(path, "scene file")
     where = str(path)
     lot = data.get("lot", {}) or {}
     lighting = data.get("lighting", {}) or {}
