@@ -32,15 +32,16 @@ venv:
 	  "$(VPY)" -m pip install -q --upgrade 'pip>=24' || $(call fail,venv,could not upgrade pip (is PyPI reachable?)); \
 	else echo "[setup] venv: $(PERCEPTION_VENV) exists"; fi
 
-# Re-installs only when requirements.txt, setup.py or this Makefile changed since the last success.
+# Re-installs only when requirements*.txt, setup.py or this Makefile changed since the last success.
 deps:
-	@want=$$(cat requirements.txt setup.py Makefile | sha256sum | cut -c1-16); \
+	@want=$$(cat requirements.txt requirements-peers.txt setup.py Makefile | sha256sum | cut -c1-16); \
 	stamp="$(PERCEPTION_VENV)/.perception_nodes-deps"; \
 	if [ "$$(cat "$$stamp" 2>/dev/null)" = "$$want" ] && "$(VPY)" -c 'import perception_nodes' 2>/dev/null; then \
 	  echo "[setup] deps: up to date"; \
 	else \
 	  echo "[setup] deps: installing requirements.txt (ROS 2 Kilted wheels + project)"; \
 	  "$(VPY)" -m pip install -q -r requirements.txt || $(call fail,deps,pip could not install requirements.txt (see pip output above)); \
+	  "$(VPY)" -m pip install -q --no-deps -r requirements-peers.txt || $(call fail,deps,pip could not install requirements-peers.txt); \
 	  "$(VPY)" -m pip install -q --no-deps --config-settings editable_mode=compat -e . || $(call fail,deps,pip install -e . failed); \
 	  echo "$$want" > "$$stamp"; \
 	fi

@@ -59,7 +59,7 @@ def bench_world(args) -> int:
     return 0
 
 
-def add_parsers(sub, add_scene_args) -> None:
+def add_parsers(sub, add_scene_args):
     bench = sub.add_parser("bench", help="benchmarks; the last stdout line is JSON")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
     world = bench_sub.add_parser("world", help="render fps per camera (one core) and image conversion GB/s")
@@ -67,3 +67,4 @@ def add_parsers(sub, add_scene_args) -> None:
     world.add_argument("--frames", type=int, default=60)
     world.add_argument("--conversions", type=int, default=200)
     world.set_defaults(func=bench_world)
+    return bench_sub

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from perception_nodes.cli import bag_cmds, bench, calibrate, graph_cmds
+from perception_nodes.cli import bag_cmds, bench, calibrate, graph_cmds, tracking_cmds
 from perception_nodes.cli.common import add_scene_args
 from perception_nodes.errors import PerceptionError
 
@@ -43,10 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=bag_cmds.run_sim)
 
     bag_cmds.add_parsers(sub)
-    bench.add_parsers(sub, add_scene_args)
+    bench_sub = bench.add_parsers(sub, add_scene_args)
     evaluate = sub.add_parser("eval", help="evaluate a stage against synthetic ground truth; the last stdout line is JSON")
     eval_sub = evaluate.add_subparsers(dest="eval_command", required=True)
     calibrate.add_parsers(sub, eval_sub, add_scene_args)
+    tracking_cmds.add_parsers(eval_sub, bench_sub, add_scene_args)
     return parser
 
 

@@ -1,0 +1,115 @@
+"""`perception eval tracking` and `perception bench tracker`."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from perception_nodes.cli.common import emit
+from perception_nodes.errors import PerceptionError
+
+
+def _peers_available() -> tuple[bool, str]:
+    try:
+        import boxmot  # noqa: F401
+    except ImportError as exc:
+        return False, f"BoxMOT is not installed ({exc}); run make setup"
+    return True, ""
+
+
+def run_eval(args) -> int:
+    from perception_nodes.tracking.evaluation import build_sequences, our_tracker_factory, run_tracker, score
+    from perception_nodes.world import World, load_scene
+
+    world = World(load_scene(args.scene, seed=args.seed))
+    frames = args.frames or world.scene.frame_count
+    if args.detections == "detector":
+        raise PerceptionError("--detections detector needs the detection stage (models/ has no trained detector yet); "
+                              "use --detections gt-noisy")
+    sequences = build_sequences(world, frames)
+    ours = score(sequences, run_tracker(sequences, our_tracker_factory()))
+    peers = {}
+    available, why = _peers_available()
+    if available and not args.no_peers:
+        from perception_nodes.tracking.peers import PEERS, peer_factory
+
+        for name in PEERS:
+            result = score(sequences, run_tracker(sequences, peer_factory(name, world.scene.fps, world.cameras[0].size)))
+            peers[name] = {k: result[k] for k in ("hota", "idf1", "mota", "id_switches")}
+    best_peer = max((p["hota"] for p in peers.values()), default=None)
+    print(f"[eval] ours: HOTA {ours['hota']:.3f} IDF1 {ours['idf1']:.3f} MOTA {ours['mota']:.3f} "
+          f"ID switches {ours['id_switches']}")
+    for name, result in peers.items():
+        print(f"[eval] {name}: HOTA {result['hota']:.3f} IDF1 {result['idf1']:.3f} MOTA {result['mota']:.3f} "
+              f"ID switches {result['id_switches']}")
+    emit({**ours, "scene": world.scene.name, "seed": world.scene.seed, "frames": frames,
+          "detections": args.detections, "cameras": len(world.cameras), "peers": peers,
+          "hota_vs_best_peer": (ours["hota"] / best_peer) if best_peer else None,
+          "peers_note": why})
+    return 0
+
+
+def _moving_boxes(objects: int, frames: int, seed: int = 0):
+    """Detections of ``objects`` boxes moving linearly with noise, 10 Hz."""
+    rng = np.random.default_rng(seed)
+    start = rng.uniform([0, 0], [600, 440], (objects, 2))
+    velocity = rng.uniform(-20, 20, (objects, 2))
+    size = rng.uniform(20, 60, (objects, 2))
+    classes = rng.integers(0, 4, (objects, 1))  # an object keeps its class
+    for frame in range(frames):
+        centre = start + velocity * frame * 0.1 + rng.normal(0, 1.0, (objects, 2))
+        boxes = np.hstack([centre - size / 2, centre + size / 2, rng.uniform(0.5, 1.0, (objects, 1)), classes])
+        yield frame * 0.1, boxes
+
+
+def run_bench(args) -> int:
+    import os
+
+    from perception_nodes.tracking.evaluation import FrameData
+    from perception_nodes.tracking.tracker import ByteTracker
+
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # "on one core": peers must not fan out either
+    except ImportError:
+        pass
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    stream = list(_moving_boxes(args.objects, args.frames))
+
+    def measure(update) -> float:
+        started = time.perf_counter()
+        for stamp, dets in stream:
+            update(stamp, dets)
+        return len(stream) / (time.perf_counter() - started)
+
+    tracker = ByteTracker()
+    ours = measure(lambda stamp, dets: tracker.update(dets, stamp))
+    peers = {}
+    available, why = _peers_available()
+    if available and not args.no_peers:
+        from perception_nodes.tracking.peers import PEERS, peer_factory
+
+        for name in PEERS:
+            step = peer_factory(name, 10.0, (640, 480))()
+            rate = measure(lambda stamp, dets: step(FrameData(stamp, np.zeros(0), np.zeros((0, 4)), dets)))
+            peers[name] = {"updates_per_s": rate, "ours_vs_peer_ratio": ours / rate}
+    print(f"[bench] ours: {ours:.0f} updates/s with {args.objects} objects (one core)")
+    for name, result in peers.items():
+        print(f"[bench] {name}: {result['updates_per_s']:.0f} updates/s (ours/peer {result['ours_vs_peer_ratio']:.2f})")
+    emit({"updates_per_s": ours, "objects": args.objects, "frames": args.frames, "peers": peers, "peers_note": why})
+    return 0
+
+
+def add_parsers(eval_sub, bench_sub, add_scene_args) -> None:
+    ev = eval_sub.add_parser("tracking", help="HOTA/IDF1/MOTA of our tracker and BoxMOT's on identical detections")
+    add_scene_args(ev)
+    ev.add_argument("--detections", choices=("gt-noisy", "detector"), default="gt-noisy")
+    ev.add_argument("--frames", type=int, default=None, help="frames per camera (default: the whole scene)")
+    ev.add_argument("--no-peers", action="store_true", help="skip the BoxMOT trackers")
+    ev.set_defaults(func=run_eval)
+    bench = bench_sub.add_parser("tracker", help="tracker updates/s with N objects on one core, vs BoxMOT")
+    bench.add_argument("--objects", type=int, default=50)
+    bench.add_argument("--frames", type=int, default=300)
+    bench.add_argument("--no-peers", action="store_true")
+    bench.set_defaults(func=run_bench)
