@@ -13,6 +13,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # every test, every child process
+# Type-check message fields on assignment: a wrong type then raises in Python instead of
+# aborting the process inside the C conversion at publish time.
+os.environ["ROS_PYTHON_CHECK_FIELDS"] = "1"
 
 # Distinct DDS domains per test, also across concurrent pytest runs on one machine.
 _rng = random.Random(os.getpid() ^ int(time.time()))

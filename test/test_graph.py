@@ -159,3 +159,43 @@ def test_tf_static_from_the_site_publisher_matches_the_true_camera_poses(ros_con
         buffer.lookup_transform("map", "no_such_frame")
     # Static edges hold at any stamp; a dynamic edge would raise for the future (tested in the core).
     assert buffer.lookup_transform("map", world.cameras[0].spec.optical_frame, time_ns=10**19)
+
+
+def test_camera_to_tracker_keeps_stable_ids_on_the_crossing_scene(ros_context, executor, domain_id):
+    """camera process (ground-truth detections) -> tracker process -> every confirmed object keeps one id."""
+    from perception_nodes.msg import DetectionArray, TrackArray
+    from perception_nodes.ros import qos
+    from perception_nodes.tracking.tracker import iou_matrix
+
+    rclpy, context = ros_context
+    specs = build_graph("crossing", stages=("cameras", "tracking"))
+    truth, tracks = {}, []
+    with GraphRunner(specs, domain_id=domain_id, output=io.StringIO()) as runner:
+        node = rclpy.create_node("track_probe", context=context)
+        node.create_subscription(TrackArray, "/cam_front/tracks", tracks.append, qos.RESULTS)
+        node.create_subscription(DetectionArray, "/cam_front/ground_truth/detections",
+                                 lambda m: truth.__setitem__((m.header.stamp.sec, m.header.stamp.nanosec), m), qos.RESULTS)
+        executor.add_node(node)
+        assert spin_until(executor, lambda: len(tracks) >= 90, 60.0), len(tracks)
+        assert runner.wait(0.1), runner.failures
+
+    def xyxy(b):
+        return [b.center_x - b.width / 2, b.center_y - b.height / 2, b.center_x + b.width / 2, b.center_y + b.height / 2]
+
+    # Follow each ground-truth object (by its box in the truth message of the same stamp) through the tracks.
+    ids_of_object: dict[tuple, set] = {}
+    previous = None
+    for msg in tracks:
+        gt = truth.get((msg.header.stamp.sec, msg.header.stamp.nanosec))
+        if gt is None or not msg.tracks or not gt.detections:
+            continue
+        if previous is not None and msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec < previous:
+            break  # the scene looped: stop at the first pass
+        previous = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        iou = iou_matrix(np.array([xyxy(t.box) for t in msg.tracks]), np.array([xyxy(d.box) for d in gt.detections]))
+        for ti, di in zip(*np.nonzero(iou > 0.5)):
+            label = (gt.detections[di].class_name, round(gt.detections[di].box.center_y / 40))
+            ids_of_object.setdefault(label, set()).add(msg.tracks[ti].track_id)
+    assert ids_of_object, "no track matched the ground truth"
+    all_ids = [i for ids in ids_of_object.values() for i in ids]
+    assert len(all_ids) == len(set(all_ids)), ids_of_object  # no id shared by two objects (no swap)

@@ -176,3 +176,47 @@ def test_site_publisher_latches_the_tree_and_reload_keeps_it_on_bad_files(ros_co
     assert spin_until(executor, future.done, 5.0)
     assert future.result().success is False and "not valid YAML" in future.result().message
     assert buffer.can_transform("map", "cam_east_optical_frame")
+
+
+def test_tracker_node_tracks_and_handles_bad_input(ros_context, executor):
+    from perception_nodes.msg import Detection, DetectionArray, TrackArray
+    from perception_nodes.nodes.tracker import TrackerNode
+    from perception_nodes.ros import qos
+
+    rclpy, context = ros_context
+    node = TrackerNode(context=context, namespace="/cam_t", parameter_overrides=[Parameter("camera_id", value="cam_t")])
+    probe = rclpy.create_node("probe", context=context)
+    pub = probe.create_publisher(DetectionArray, "/cam_t/detections", qos.RESULTS)
+    got = []
+    probe.create_subscription(TrackArray, "/cam_t/tracks", got.append, qos.RESULTS)
+    executor.add_node(node)
+    executor.add_node(probe)
+    assert spin_until(executor, lambda: pub.get_subscription_count() > 0 and probe.count_publishers("/cam_t/tracks"), 5)
+
+    def send(stamp_s, boxes, camera="cam_t"):
+        msg = DetectionArray(camera_id=camera)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp_s), int(round((stamp_s % 1) * 1e9))
+        msg.header.frame_id = "cam_t_optical_frame"
+        for cx, score in boxes:
+            det = Detection(class_id=2, class_name="person", score=score)
+            det.box.center_x, det.box.center_y, det.box.width, det.box.height = float(cx), 200.0, 30.0, 60.0
+            msg.detections.append(det)
+        count = len(got)
+        pub.publish(msg)
+        spin_until(executor, lambda: len(got) > count, 1.0)
+
+    for i in range(5):
+        send(100 + i * 0.1, [(100 + 3 * i, 0.9), (400 - 3 * i, 0.9)])
+    last = got[-1]
+    assert last.camera_id == "cam_t" and last.header.frame_id == "cam_t_optical_frame"
+    assert sorted(t.track_id for t in last.tracks) == [1, 2]
+    assert all(t.state == 1 and t.class_name == "person" for t in last.tracks)
+    published = len(got)
+    send(100.2, [(110, 0.9)])  # out of order: dropped
+    send(100.5, [(float("nan"), 0.9), (115, 0.9), (385, 0.9)])  # one NaN box: skipped, the rest tracked
+    send(100.6, [(118, 0.9)], camera="some_other_camera")  # rejected
+    snap = node.counters.snapshot()
+    assert snap.dropped == 1 and snap.extra["invalid_detections"] == 1 and snap.extra["error_unknown_camera"] == 1
+    assert len(got) == published + 1 and sorted(t.track_id for t in got[-1].tracks) == [1, 2]
+    send(10.0, [(118, 0.9)])  # time jumped back (bag loop): reset, new tentative track, nothing confirmed yet
+    assert node.counters.snapshot().extra["resets"] == 1 and got[-1].tracks == []
