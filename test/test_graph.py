@@ -103,7 +103,7 @@ def test_demo_reports_frames_from_every_camera(domain_id):
     result = last_json(run_cli("demo", "--scene", "overlap2", "--duration", "8", env=env, timeout=180).stdout)
     assert result["ok"] is True
     assert set(result["cameras"]) == {"cam_south", "cam_east"}
-    assert all(c["frames"] > 10 for c in result["cameras"].values())
+    assert all(c["frames"] > 10 and c["track_messages"] > 10 for c in result["cameras"].values())
     assert set(result["monitor"]["nodes"]) >= {"/cam_south/camera", "/cam_east/camera"}
 
 

@@ -41,6 +41,7 @@ def run_record(args) -> int:
         print(f"[bag] recording into {args.output}; Ctrl-C stops", flush=True)
         stop.wait(args.duration if args.duration > 0 else None)
         executor.shutdown(timeout_sec=2.0)
+        thread.join(timeout=5.0)  # no spinning thread may outlive the context
         counts = dict(recorder.counts)
     node.destroy_node()
     rclpy.shutdown()
@@ -82,11 +83,13 @@ def run_play(args) -> int:
             pass
     except KeyboardInterrupt:
         player.stop()
-    time.sleep(0.3)  # let the last reliable samples be acknowledged
+    delivered = player.wait_for_delivery()  # exiting earlier would drop unacknowledged reliable samples
     executor.shutdown(timeout_sec=2.0)
+    thread.join(timeout=5.0)  # no spinning thread may outlive the context
     node.destroy_node()
     rclpy.shutdown()
-    emit({"bag": args.bag, "published": player.published, "lockstep_timeouts": player.lockstep_timeouts,
+    emit({"bag": args.bag, "published": player.published, "delivered": delivered,
+          "lockstep_timeouts": player.lockstep_timeouts,
           "wall_s": round(time.monotonic() - started, 3)})
     return 0
 

@@ -48,7 +48,7 @@ class _Observer:
     def __init__(self, rclpy, specs, namespace: str):
         from sensor_msgs.msg import Image
 
-        from perception_nodes.msg import DetectionArray
+        from perception_nodes.msg import DetectionArray, TrackArray
         from perception_nodes.ros import qos
 
         self.node = rclpy.create_node("perception_demo_observer")
@@ -57,6 +57,8 @@ class _Observer:
         self.latency_ms: dict[str, list[float]] = {}
         self.first_last: dict[str, list[float]] = {}
         self.gt_ids: dict[str, set] = {}
+        self.track_msgs: dict[str, int] = {}
+        self.track_ids: dict[str, set] = {}
         for spec in specs:
             if spec.executable != "camera":
                 continue
@@ -66,6 +68,8 @@ class _Observer:
             self.node.create_subscription(Image, f"{ns}/image_raw", lambda m, c=cam: self._on_image(c, m), qos.IMAGE)
             self.node.create_subscription(DetectionArray, f"{ns}/ground_truth/detections",
                                           lambda m, c=cam: self._on_gt(c, m), qos.RESULTS)
+            self.track_msgs[cam], self.track_ids[cam] = 0, set()
+            self.node.create_subscription(TrackArray, f"{ns}/tracks", lambda m, c=cam: self._on_tracks(c, m), qos.RESULTS)
 
     def _on_image(self, cam, msg) -> None:
         now = self.node.get_clock().now().nanoseconds
@@ -80,6 +84,11 @@ class _Observer:
         with self.lock:
             self.gt_ids[cam].add(len(msg.detections))
 
+    def _on_tracks(self, cam, msg) -> None:
+        with self.lock:
+            self.track_msgs[cam] += 1
+            self.track_ids[cam].update(t.track_id for t in msg.tracks)
+
     def report(self) -> dict:
         with self.lock:
             cameras = {}
@@ -90,7 +99,8 @@ class _Observer:
                 cameras[cam] = {"frames": count, "rate_hz": round(rate, 2),
                                 "latency_ms_p50": round(float(np.percentile(lat, 50)), 2),
                                 "latency_ms_p95": round(float(np.percentile(lat, 95)), 2),
-                                "max_objects_in_frame": max(self.gt_ids[cam], default=0)}
+                                "max_objects_in_frame": max(self.gt_ids[cam], default=0),
+                                "track_messages": self.track_msgs[cam], "distinct_track_ids": len(self.track_ids[cam])}
             return cameras
 
 
@@ -130,13 +140,17 @@ def run_demo(args) -> int:
     monitor = _query_monitor(rclpy, observer.node, args.namespace) if "monitor" in args.stages else {"ok": True}
     cameras = observer.report()
     executor.shutdown(timeout_sec=1.0)
+    spin.join(timeout=5.0)  # no spinning thread may outlive the context
     runner.stop()
     observer.node.destroy_node()
     rclpy.shutdown()
-    ok = alive and not runner.failures and all(c["frames"] > 0 for c in cameras.values()) and monitor.get("ok", False)
+    tracking = "tracking" in args.stages
+    ok = alive and not runner.failures and all(c["frames"] > 0 for c in cameras.values()) and \
+        monitor.get("ok", False) and (not tracking or all(c["track_messages"] > 0 for c in cameras.values()))
     for cam, stats in cameras.items():
         print(f"[demo] {cam}: {stats['frames']} frames at {stats['rate_hz']} Hz, "
-              f"latency p50 {stats['latency_ms_p50']} ms, up to {stats['max_objects_in_frame']} objects in view")
+              f"latency p50 {stats['latency_ms_p50']} ms, up to {stats['max_objects_in_frame']} objects in view, "
+              f"{stats['track_messages']} track updates with {stats['distinct_track_ids']} track ids")
     emit({"ok": bool(ok), "scene": args.scene, "duration_s": args.duration, "cameras": cameras, "monitor": monitor,
           "failed_nodes": [f.node for f in runner.failures]})
     return 0 if ok else 1

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from perception_nodes.cli import bag_cmds, bench, calibrate, graph_cmds, tracking_cmds
+from perception_nodes.cli import bag_cmds, bench, calibrate, detection_cmds, graph_cmds, tracking_cmds
 from perception_nodes.cli.common import add_scene_args
 from perception_nodes.errors import PerceptionError
 
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_sub = evaluate.add_subparsers(dest="eval_command", required=True)
     calibrate.add_parsers(sub, eval_sub, add_scene_args)
     tracking_cmds.add_parsers(eval_sub, bench_sub, add_scene_args)
+    detection_cmds.add_parsers(sub, eval_sub, add_scene_args)
     return parser
 
 

@@ -150,6 +150,13 @@ class BagPlayer:
         self._stop.set()
         self._thread.join(timeout=5.0)
 
+    def wait_for_delivery(self, timeout_s: float = 5.0) -> bool:
+        """Block until every reliable subscriber acknowledged every published message."""
+        from rclpy.duration import Duration
+
+        deadline = Duration(seconds=timeout_s)
+        return all(pub.wait_for_all_acked(deadline) for pub in self._publishers.values())
+
     def _publish_clock(self, stamp_ns: int) -> None:
         from rosgraph_msgs.msg import Clock
 

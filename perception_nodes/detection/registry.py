@@ -1,0 +1,107 @@
+"""Model registry: models/manifest.yaml lists every shipped or user-supplied model.
+
+Each entry: name, version, file (relative to the manifest), sha256, classes,
+input size, metrics, and the model card. Models are loaded by ``name@version``
+(``name`` alone: the highest version). A file whose sha256 differs from the
+manifest is refused: a node must never run a model other than the one named.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from perception_nodes.errors import ConfigError, PerceptionError
+from perception_nodes.fileio import atomic_write_yaml, read_yaml_mapping
+from perception_nodes.paths import package_path
+
+MANIFEST = "manifest.yaml"
+
+
+class ModelError(PerceptionError):
+    """A model is unknown, missing, corrupt (sha256 mismatch) or unloadable."""
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    version: str
+    file: Path
+    sha256: str
+    classes: list[str]
+    input_size: int
+    metrics: dict = field(default_factory=dict)
+    card: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _version_key(version: str):
+    return tuple(int(p) if p.isdigit() else p for p in version.replace("-", ".").split("."))
+
+
+class ModelRegistry:
+    def __init__(self, manifest: str | os.PathLike | None = None):
+        self.manifest = Path(manifest) if manifest else default_manifest()
+        self.root = self.manifest.parent
+        self.entries: list[ModelEntry] = []
+        if self.manifest.is_file():
+            data = read_yaml_mapping(self.manifest, "model manifest")
+            for i, raw in enumerate(data.get("models", []) or []):
+                try:
+                    self.entries.append(ModelEntry(str(raw["name"]), str(raw["version"]), self.root / raw["file"],
+                                                   str(raw["sha256"]), list(raw["classes"]), int(raw["input_size"]),
+                                                   dict(raw.get("metrics", {})), str(raw.get("card", ""))))
+                except (KeyError, TypeError, ValueError):
+                    raise ConfigError(f"{self.manifest}: model entry {i} needs name, version, file, sha256, classes, "
+                                      "input_size") from None
+
+    def resolve(self, ref: str) -> ModelEntry:
+        """``name@version`` or ``name`` (highest version) -> entry; ModelError when unknown."""
+        name, _, version = ref.partition("@")
+        candidates = [e for e in self.entries if e.name == name and (not version or e.version == version)]
+        if not candidates:
+            known = ", ".join(e.ref for e in self.entries) or "none"
+            raise ModelError(f"model {ref!r} is not in {self.manifest} (known: {known})")
+        return max(candidates, key=lambda e: _version_key(e.version))
+
+    def verified_path(self, ref: str) -> tuple[ModelEntry, Path]:
+        """The model file, after checking it exists and matches its sha256."""
+        entry = self.resolve(ref)
+        if not entry.file.is_file():
+            raise ModelError(f"{entry.ref}: file {entry.file} is missing")
+        actual = sha256_of(entry.file)
+        if actual != entry.sha256:
+            raise ModelError(f"{entry.ref}: sha256 of {entry.file} is {actual[:12]}..., the manifest says "
+                             f"{entry.sha256[:12]}...; refusing to load a different model")
+        return entry, entry.file
+
+    def add(self, entry: ModelEntry) -> None:
+        """Register (or replace) an entry and rewrite the manifest atomically."""
+        self.entries = [e for e in self.entries if e.ref != entry.ref] + [entry]
+        data = {"models": [{"name": e.name, "version": e.version, "file": os.path.relpath(e.file, self.root),
+                            "sha256": e.sha256, "classes": e.classes, "input_size": e.input_size,
+                            "metrics": e.metrics, "card": e.card} for e in self.entries]}
+        atomic_write_yaml(self.manifest, data, "# Model registry: perception_nodes loads models by name@version and "
+                                               "checks sha256.\n")
+
+
+def default_manifest() -> Path:
+    override = os.environ.get("PERCEPTION_MODELS_DIR")
+    if override:
+        return Path(override) / MANIFEST
+    try:
+        return package_path("models") / MANIFEST
+    except ConfigError:
+        return package_path("config").parent / "models" / MANIFEST

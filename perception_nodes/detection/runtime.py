@@ -1,0 +1,169 @@
+"""What a detector node runs, without ROS: model selection, batching, fallback, shadow statistics.
+
+``DetectorRuntime`` owns the primary model (and optionally a shadow model),
+keeps a latency window, and decides when to fall back. The ROS node feeds it
+frames and publishes what it returns.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from perception_nodes.detection.registry import ModelError, ModelRegistry
+from perception_nodes.tracking.tracker import iou_matrix
+
+
+@dataclass
+class LoadedModel:
+    ref: str  # name@version, plus "@imgsz" when run at a reduced input size
+    imgsz: int
+    classes: list[str]
+    detector: object  # has predict(list[np.ndarray]) -> list[np.ndarray]
+
+
+@dataclass
+class RuntimeConfig:
+    model: str
+    fallback_model: str = ""  # another name@version; empty: none
+    fallback_imgsz: int = 0  # or the primary at a smaller input size; 0: none
+    imgsz: int = 0  # 0: the model's input size
+    conf: float = 0.25
+    iou: float = 0.7
+    classes: tuple[int, ...] = ()
+    device: str = "cpu"
+    half: bool = False
+    latency_budget_ms: float = 0.0  # 0: no budget
+    budget_frames: int = 10  # K consecutive over-budget p95 readings trigger the fallback
+    shadow_model: str = ""
+    shadow_fraction: float = 0.0
+
+
+def default_loader(registry: ModelRegistry, config: RuntimeConfig) -> Callable[[str, int], LoadedModel]:
+    from perception_nodes.detection.backend import UltralyticsDetector
+
+    def load(ref: str, imgsz: int) -> LoadedModel:
+        entry, path = registry.verified_path(ref)
+        size = imgsz or config.imgsz or entry.input_size
+        detector = UltralyticsDetector(path, imgsz=size, conf=config.conf, iou=config.iou,
+                                       classes=list(config.classes) or None, device=config.device, half=config.half)
+        detector.warmup()
+        return LoadedModel(entry.ref if size == entry.input_size else f"{entry.ref}@{size}", size, entry.classes,
+                           detector)
+
+    return load
+
+
+def agreement(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> float:
+    """F1 of matching two detection sets (same class, IoU >= threshold); 1.0 when both are empty."""
+    if len(a) == 0 and len(b) == 0:
+        return 1.0
+    if len(a) == 0 or len(b) == 0:
+        return 0.0
+    iou = iou_matrix(a[:, :4], b[:, :4])
+    iou[a[:, 5][:, None] != b[:, 5][None, :]] = 0.0
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(-iou)
+    matched = int(np.sum(iou[rows, cols] >= threshold))
+    return 2.0 * matched / (len(a) + len(b))
+
+
+class DetectorRuntime:
+    def __init__(self, config: RuntimeConfig, loader: Callable[[str, int], LoadedModel], log=print):
+        self.config = config
+        self._load = loader
+        self._log = log
+        self._lock = threading.Lock()
+        self.primary: LoadedModel | None = None
+        self.shadow: LoadedModel | None = None
+        self.fell_back = False
+        self.fallback_reason = ""
+        self._latencies: deque[float] = deque(maxlen=max(1, config.budget_frames))
+        self._over_budget = 0
+        self._shadow_counter = 0.0
+        self.shadow_agreement: deque[float] = deque(maxlen=200)
+
+    # -- loading ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the primary (or, if it fails, the fallback) and the shadow; ModelError if nothing loads."""
+        try:
+            self.primary = self._load(self.config.model, 0)
+        except ModelError as exc:
+            self._log(f"primary model {self.config.model} failed to load: {exc}")
+            if not self._fallback(f"primary failed to load: {exc}"):
+                raise
+        if self.config.shadow_model and self.config.shadow_fraction > 0:
+            try:
+                self.shadow = self._load(self.config.shadow_model, 0)
+            except ModelError as exc:
+                self._log(f"shadow model not loaded: {exc}")
+
+    def _fallback(self, reason: str) -> bool:
+        options = []
+        if self.config.fallback_model:
+            options.append((self.config.fallback_model, 0))
+        if self.config.fallback_imgsz:
+            options.append((self.config.model, self.config.fallback_imgsz))  # the same model, smaller input
+        for ref, imgsz in options:
+            try:
+                model = self._load(ref, imgsz)
+            except ModelError as exc:
+                self._log(f"fallback {ref} (imgsz {imgsz or 'default'}) failed to load: {exc}")
+                continue
+            with self._lock:
+                self.primary = model
+                self.fell_back = True
+                self.fallback_reason = reason
+                self._latencies.clear()
+                self._over_budget = 0
+            self._log(f"switched to fallback {model.ref}: {reason}")
+            return True
+        return False
+
+    def swap(self, ref: str) -> LoadedModel:
+        """Load ``ref`` and make it the primary; the old one keeps serving if loading fails (ModelError)."""
+        model = self._load(ref, 0)
+        with self._lock:
+            self.primary = model
+            self.fell_back = False
+            self.fallback_reason = ""
+            self._latencies.clear()
+            self._over_budget = 0
+        return model
+
+    # -- inference ----------------------------------------------------------------------------
+    def infer(self, images: list[np.ndarray]) -> tuple[LoadedModel, list[np.ndarray], list[np.ndarray] | None]:
+        """(model used, detections per image, shadow detections per image or None)."""
+        with self._lock:
+            model = self.primary
+        if model is None:
+            raise ModelError("no model is loaded")
+        results = model.detector.predict(images)
+        shadow_results = None
+        if self.shadow is not None:
+            self._shadow_counter += self.config.shadow_fraction
+            if self._shadow_counter >= 1.0:
+                self._shadow_counter -= 1.0
+                shadow_results = self.shadow.detector.predict(images)
+                for a, b in zip(results, shadow_results):
+                    self.shadow_agreement.append(agreement(a, b))
+        return model, results, shadow_results
+
+    def record_latency(self, batch_ms: float) -> bool:
+        """Add one batch latency; True when the budget was exceeded long enough and a fallback took over."""
+        budget = self.config.latency_budget_ms
+        if budget <= 0 or self.fell_back:
+            return False
+        self._latencies.append(batch_ms)
+        if len(self._latencies) < self._latencies.maxlen:
+            return False
+        p95 = float(np.percentile(self._latencies, 95))
+        self._over_budget = self._over_budget + 1 if p95 > budget else 0
+        if self._over_budget >= self.config.budget_frames:
+            return self._fallback(f"p95 latency {p95:.1f} ms over the {budget:.1f} ms budget for "
+                                  f"{self.config.budget_frames} frames")
+        return False

@@ -1,0 +1,298 @@
+"""Detector node: ultralytics YOLO on every camera, one batched forward pass per step.
+
+Lifecycle node (the model is the expensive resource): configure loads the
+registered model (name@version, sha256-checked; a missing or corrupt model fails
+the transition with the reason, unless a fallback loads), activate starts the
+worker. ``autostart`` drives both transitions itself where no lifecycle manager runs.
+
+For each camera id in ``cameras``:
+  subscribes <cam>/image_raw                  sensor_msgs/Image (qos.IMAGE)
+  publishes  <cam>/detections                 perception_nodes/DetectionArray (source stamp + frame)
+             <cam>/detections/shadow          shadow model's detections (shadow mode)
+             <cam>/detections/image           annotated debug image (publish_debug_image)
+Services: ~/swap_model (perception_nodes/SwapModel).
+
+The image callbacks only keep the newest frame of each camera (older ones are
+dropped and counted); a worker thread batches the newest frame of every camera
+into one forward pass, off the executor.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from sensor_msgs.msg import Image
+
+from perception_nodes.detection.registry import ModelError, ModelRegistry
+from perception_nodes.detection.runtime import DetectorRuntime, RuntimeConfig, default_loader
+from perception_nodes.errors import PerceptionError
+from perception_nodes.image_codec import image_to_bgr8, numpy_to_image
+from perception_nodes.ros import qos
+from perception_nodes.ros.health import HealthReporter
+from perception_nodes.ros.logthrottle import ThrottledLogger
+from perception_nodes.ros.main import run_node
+from perception_nodes.ros.params import ParameterSet
+from perception_nodes.stats import NodeCounters
+
+
+class DetectorNode(LifecycleNode):
+    def __init__(self, **kwargs):
+        super().__init__("detector", **kwargs)
+        from perception_nodes.msg import DetectionArray, NodeHealth
+
+        self._DetectionArray, self._NodeHealth = DetectionArray, NodeHealth
+        params = ParameterSet(self)
+        self.cameras = list(params.declare("cameras", ["cam0"], "Camera ids; topics <cam>/image_raw -> <cam>/detections.",
+                                           read_only=True))
+        self.config = RuntimeConfig(
+            model=params.declare("model", "yolov8n-lot", "Registered model name@version (name: highest version).",
+                                 read_only=True),
+            fallback_model=params.declare("fallback_model", "", "Model used when the primary fails or is too slow.",
+                                          read_only=True),
+            fallback_imgsz=params.declare("fallback_imgsz", 0, "Or: the primary at this smaller input size (0: no).",
+                                          minimum=0, maximum=4096, read_only=True),
+            imgsz=params.declare("imgsz", 0, "Inference input size; 0: the model's.", minimum=0, maximum=4096,
+                                 read_only=True),
+            conf=params.declare("confidence", 0.25, "Minimum detection score.", minimum=0.0, maximum=1.0,
+                                read_only=True),
+            iou=params.declare("iou", 0.7, "NMS IoU threshold.", minimum=0.0, maximum=1.0, read_only=True),
+            device=params.declare("device", "cpu", "cpu or cuda:N.", read_only=True,
+                                  validator=lambda v: None if v == "cpu" or v.startswith("cuda") else "cpu or cuda:N"),
+            half=params.declare("half", False, "FP16 inference (GPU only).", read_only=True),
+            latency_budget_ms=params.declare("latency_budget_ms", 0.0, "p95 batch latency budget; 0: none.",
+                                             minimum=0.0, maximum=60000.0, read_only=True),
+            budget_frames=params.declare("budget_frames", 10, "K: batches over budget before falling back.",
+                                         minimum=1, maximum=10000, read_only=True),
+            shadow_model=params.declare("shadow_model", "", "Candidate model run in shadow mode.", read_only=True),
+            shadow_fraction=params.declare("shadow_fraction", 0.0, "Fraction of batches the shadow model also runs.",
+                                           minimum=0.0, maximum=1.0, read_only=True),
+        )
+        class_filter = params.declare("class_filter", [-1], "Class ids to keep; [-1]: all.", read_only=True)
+        self.config.classes = tuple(int(c) for c in class_filter if int(c) >= 0)
+        self.max_batch = params.declare("max_batch", 8, "Most frames in one forward pass.", minimum=1, maximum=64)
+        self.publish_debug_image = params.declare("publish_debug_image", False, "Publish <cam>/detections/image.")
+        self.autostart = params.declare("autostart", True, "Configure and activate at start-up.", read_only=True)
+        self.manifest = params.declare("manifest", "", "Model manifest; empty: the package's models/manifest.yaml.",
+                                       read_only=True)
+        params.on_change(self._on_params)
+
+        self.counters = NodeCounters()
+        self.log = ThrottledLogger(self.get_logger())
+        self.runtime: DetectorRuntime | None = None
+        self._slots: dict[str, Image] = {}
+        self._wakeup = threading.Condition()
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._running = False
+        self._camera_publishers: dict[str, tuple] = {}
+        self._status = (NodeHealth.LEVEL_OK, "")
+        self.health = HealthReporter(self, self.counters, status=lambda: self._status)
+        if self.autostart:
+            # One-shot timer: transitions run after construction, inside the executor.
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def _autostart(self) -> None:
+        self._autostart_timer.cancel()
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            return self._configure()
+        except Exception as exc:  # noqa: BLE001 - rclpy would turn this into a silent ERROR transition
+            self.get_logger().error(f"configure failed: {type(exc).__name__}: {exc}")
+            self._status = (self._NodeHealth.LEVEL_ERROR, f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+
+    def _configure(self) -> TransitionCallbackReturn:
+        try:
+            registry = ModelRegistry(self.manifest or None)
+            runtime = DetectorRuntime(self.config, default_loader(registry, self.config),
+                                      log=lambda m: self.get_logger().warning(m))
+            runtime.start()
+        except (ModelError, PerceptionError) as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            self._status = (self._NodeHealth.LEVEL_ERROR, f"no model: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.runtime = runtime
+        self._report_model()
+        group = MutuallyExclusiveCallbackGroup()
+        for cam in self.cameras:
+            pubs = (self.create_lifecycle_publisher(self._DetectionArray, f"{cam}/detections", qos.RESULTS),
+                    self.create_lifecycle_publisher(self._DetectionArray, f"{cam}/detections/shadow", qos.RESULTS),
+                    self.create_lifecycle_publisher(Image, f"{cam}/detections/image", qos.IMAGE))
+            self._camera_publishers[cam] = pubs
+            self.create_subscription(Image, f"{cam}/image_raw", lambda m, c=cam: self._on_image(c, m), qos.IMAGE,
+                                     callback_group=group)
+        from perception_nodes.srv import SwapModel
+
+        self.create_service(SwapModel, "~/swap_model", self._swap, callback_group=MutuallyExclusiveCallbackGroup())
+        self.get_logger().info(f"configured with {self.runtime.primary.ref} for cameras {self.cameras}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._stop.clear()
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="detector", daemon=True)
+        self._worker.start()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._halt()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._halt()
+        self.runtime = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._halt()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _halt(self) -> None:
+        self._running = False
+        self._stop.set()
+        with self._wakeup:
+            self._wakeup.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+            self._worker = None
+
+    def close(self) -> None:
+        self._halt()
+
+    # -- parameters, service ------------------------------------------------------------------------
+    def _on_params(self, changed: dict) -> None:
+        self.max_batch = int(changed.get("max_batch", self.max_batch))
+        self.publish_debug_image = bool(changed.get("publish_debug_image", self.publish_debug_image))
+
+    def _report_model(self) -> None:
+        rt = self.runtime
+        if rt.fell_back:
+            self._status = (self._NodeHealth.LEVEL_WARN, f"running fallback {rt.primary.ref}: {rt.fallback_reason}")
+        else:
+            self._status = (self._NodeHealth.LEVEL_OK, "")
+
+    def _swap(self, request, response):
+        from perception_nodes.msg import ServiceStatus
+
+        if self.runtime is None:
+            response.status.code, response.status.message = ServiceStatus.UNAVAILABLE, "node is not configured"
+            return response
+        try:
+            model = self.runtime.swap(request.model)
+        except ModelError as exc:
+            response.status.code, response.status.message = ServiceStatus.INVALID_REQUEST, str(exc)
+            response.active_model = self.runtime.primary.ref
+            return response
+        self.counters.count("swaps")
+        self._report_model()
+        self.get_logger().info(f"swapped to {model.ref}")
+        response.status.code, response.active_model = ServiceStatus.OK, model.ref
+        return response
+
+    # -- data path ---------------------------------------------------------------------------------
+    def _on_image(self, camera: str, msg: Image) -> None:
+        if not self._running:
+            return
+        self.counters.on_received()
+        with self._wakeup:
+            if camera in self._slots:
+                self.counters.on_dropped(1, "superseded")  # a newer frame replaces one never processed
+            self._slots[camera] = msg
+            self._wakeup.notify()
+
+    def _take_batch(self) -> list[tuple[str, Image]]:
+        with self._wakeup:
+            while not self._slots and not self._stop.is_set():
+                self._wakeup.wait(0.5)
+            cams = list(self._slots)[: self.max_batch]
+            return [(cam, self._slots.pop(cam)) for cam in cams]
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            batch = self._take_batch()
+            if not batch:
+                continue
+            began = time.perf_counter()
+            frames, sources = [], []
+            for cam, msg in batch:
+                try:
+                    image = image_to_bgr8(msg)
+                    if image.size == 0:
+                        raise PerceptionError("zero-size image")
+                    frames.append(image)
+                    sources.append((cam, msg))
+                except PerceptionError as exc:
+                    self.counters.on_error("bad_image")
+                    self.log.warn(f"bad_image_{cam}", f"{cam}: frame skipped: {exc}")
+            if not frames:
+                continue
+            try:
+                model, results, shadow = self.runtime.infer(frames)
+            except Exception as exc:  # noqa: BLE001 - a failed pass drops the batch, the node goes on
+                self.counters.on_error("inference")
+                self.log.error("inference", f"inference failed: {exc}")
+                continue
+            elapsed = time.perf_counter() - began
+            for index, ((cam, msg), rows) in enumerate(zip(sources, results)):
+                pubs = self._camera_publishers[cam]
+                pubs[0].publish(self._to_msg(cam, msg, rows, model))
+                if shadow is not None:
+                    pubs[1].publish(self._to_msg(cam, msg, shadow[index], self.runtime.shadow))
+                if self.publish_debug_image:
+                    pubs[2].publish(self._annotate(frames[index], rows, model, msg))
+                self.counters.on_processed(elapsed / len(sources))
+            self.counters.count("batches")
+            if self.runtime.shadow_agreement:
+                self.counters.count("shadow_batches")
+            if self.runtime.record_latency(elapsed * 1000.0):
+                self.counters.count("fallbacks")
+                self._report_model()
+                self.get_logger().warning(f"fell back to {self.runtime.primary.ref}: {self.runtime.fallback_reason}")
+
+    def _to_msg(self, cam, source, rows, model):
+        from perception_nodes.msg import Detection
+
+        out = self._DetectionArray(header=source.header, camera_id=cam, model=model.ref)
+        for x1, y1, x2, y2, score, cls in np.asarray(rows).reshape(-1, 6):
+            det = Detection(class_id=int(cls), score=float(score),
+                            class_name=model.classes[int(cls)] if 0 <= int(cls) < len(model.classes) else str(int(cls)))
+            det.box.center_x, det.box.center_y = float(x1 + x2) / 2.0, float(y1 + y2) / 2.0
+            det.box.width, det.box.height = float(x2 - x1), float(y2 - y1)
+            out.detections.append(det)
+        return out
+
+    def _annotate(self, image, rows, model, source):
+        import cv2
+
+        canvas = image.copy()
+        for x1, y1, x2, y2, score, cls in np.asarray(rows).reshape(-1, 6):
+            cv2.rectangle(canvas, (int(x1), int(y1)), (int(x2), int(y2)), (0, 255, 0), 1)
+            name = model.classes[int(cls)] if 0 <= int(cls) < len(model.classes) else str(int(cls))
+            cv2.putText(canvas, f"{name} {score:.2f}", (int(x1), max(10, int(y1) - 2)), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.35, (0, 255, 0), 1)
+        return numpy_to_image(canvas, "bgr8", header=source.header)
+
+    @property
+    def health_status(self):
+        return self._status
+
+    @property
+    def shadow_agreement(self) -> float | None:
+        values = self.runtime.shadow_agreement if self.runtime else []
+        return float(np.mean(values)) if values else None
+
+
+def main(args=None) -> int:
+    return run_node(DetectorNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

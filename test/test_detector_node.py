@@ -1,0 +1,170 @@
+"""Detector node in process with real ultralytics models (random initialisation: mechanics, not accuracy)."""
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
+
+from conftest import spin_until
+
+pytestmark = pytest.mark.node
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A manifest with two different random-init YOLOv8n models (m@1, m@2) and a corrupt one (bad@1)."""
+    import os
+
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics import YOLO
+
+    from perception_nodes.detection.registry import ModelEntry, ModelRegistry, sha256_of
+
+    folder = tmp_path_factory.mktemp("models")
+    registry = ModelRegistry(folder / "manifest.yaml")
+    for version in ("1", "2"):
+        path = folder / f"m-{version}.pt"
+        YOLO("yolov8n.yaml").save(str(path))
+        registry.add(ModelEntry("m", version, path, sha256_of(path), ["car", "truck", "person", "bicycle"], 320))
+    bad = folder / "bad-1.pt"
+    bad.write_bytes(b"not a model")
+    registry.add(ModelEntry("bad", "1", bad, sha256_of(bad), ["car"], 320))
+    return folder
+
+
+@pytest.fixture
+def executor(ros_context):
+    from rclpy.executors import MultiThreadedExecutor
+
+    ex = MultiThreadedExecutor(num_threads=3, context=ros_context[1])
+    yield ex
+    ex.shutdown(timeout_sec=1.0)
+
+
+def _detector(ros_context, model_dir, **params):
+    from perception_nodes.nodes.detector import DetectorNode
+
+    values = {"cameras": ["cam_a", "cam_b"], "manifest": str(model_dir / "manifest.yaml"), "model": "m@1",
+              "confidence": 0.0, **params}
+    return DetectorNode(context=ros_context[1], parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+
+
+def _image(stamp_sec, encoding="bgr8", height=48, width=64, step=None, data=None):
+    from sensor_msgs.msg import Image
+
+    msg = Image(height=height, width=width, encoding=encoding, step=step if step is not None else width * 3)
+    msg.data = data if data is not None else np.random.default_rng(stamp_sec).integers(
+        0, 255, height * width * 3, dtype=np.uint8).tobytes()
+    msg.header.stamp.sec = stamp_sec
+    msg.header.frame_id = "cam_optical_frame"
+    return msg
+
+
+def _probe(ros_context, executor, node):
+    from sensor_msgs.msg import Image
+
+    from perception_nodes.msg import DetectionArray
+    from perception_nodes.ros import qos
+
+    rclpy, context = ros_context
+    probe = rclpy.create_node("probe", context=context)
+    pubs = {c: probe.create_publisher(Image, f"/{c}/image_raw", qos.IMAGE) for c in ("cam_a", "cam_b")}
+    got = {"cam_a": [], "cam_b": [], "shadow": []}
+    for cam in ("cam_a", "cam_b"):
+        probe.create_subscription(DetectionArray, f"/{cam}/detections", got[cam].append, qos.RESULTS)
+    probe.create_subscription(DetectionArray, "/cam_a/detections/shadow", got["shadow"].append, qos.RESULTS)
+    executor.add_node(node)
+    executor.add_node(probe)
+    assert spin_until(executor, lambda: node._running and pubs["cam_a"].get_subscription_count() > 0, 60.0)
+    return pubs, got
+
+
+def test_detects_on_every_camera_with_the_source_stamp_and_survives_bad_images(ros_context, executor, model_dir):
+    node = _detector(ros_context, model_dir)
+    try:
+        pubs, got = _probe(ros_context, executor, node)
+        pubs["cam_a"].publish(_image(11))
+        pubs["cam_b"].publish(_image(12))
+        assert spin_until(executor, lambda: got["cam_a"] and got["cam_b"], 60.0)
+        assert got["cam_a"][0].header.stamp.sec == 11 and got["cam_b"][0].header.stamp.sec == 12
+        assert got["cam_a"][0].header.frame_id == "cam_optical_frame" and got["cam_a"][0].model == "m@1"
+        assert got["cam_a"][0].camera_id == "cam_a"
+        # Bad input: unknown encoding, zero size, a step that does not match the data. Counted, not fatal.
+        pubs["cam_a"].publish(_image(13, encoding="yuv_fancy"))
+        spin_until(executor, lambda: node.counters.snapshot().errors >= 1, 10.0)
+        pubs["cam_a"].publish(_image(14, height=0, width=0, data=b""))
+        spin_until(executor, lambda: node.counters.snapshot().errors >= 2, 10.0)
+        pubs["cam_a"].publish(_image(15, step=100))
+        assert spin_until(executor, lambda: node.counters.snapshot().errors >= 3, 10.0)
+        pubs["cam_a"].publish(_image(16))
+        assert spin_until(executor, lambda: got["cam_a"][-1].header.stamp.sec == 16, 60.0)
+        assert node.counters.snapshot().extra.get("error_bad_image") == 3
+    finally:
+        node.close()
+
+
+def test_swap_model_while_publishing(ros_context, executor, model_dir):
+    from perception_nodes.msg import ServiceStatus
+    from perception_nodes.srv import SwapModel
+
+    node = _detector(ros_context, model_dir)
+    try:
+        pubs, got = _probe(ros_context, executor, node)
+        client = node.create_client(SwapModel, "/detector/swap_model")
+        assert spin_until(executor, client.service_is_ready, 10.0)
+        future = client.call_async(SwapModel.Request(model="m@2"))
+        for stamp in range(20, 60):
+            pubs["cam_a"].publish(_image(stamp))
+            spin_until(executor, future.done, 0.3)
+            if future.done():
+                break
+        assert future.result().status.code == ServiceStatus.OK and future.result().active_model == "m@2"
+        pubs["cam_a"].publish(_image(99))
+        assert spin_until(executor, lambda: got["cam_a"] and got["cam_a"][-1].header.stamp.sec == 99, 60.0)
+        assert got["cam_a"][-1].model == "m@2"
+        bad = client.call_async(SwapModel.Request(model="bad@1"))
+        assert spin_until(executor, bad.done, 30.0)
+        assert bad.result().status.code == ServiceStatus.INVALID_REQUEST and bad.result().active_model == "m@2"
+    finally:
+        node.close()
+
+
+def test_missing_model_fails_configure_and_fallback_takes_over(ros_context, executor, model_dir):
+    from lifecycle_msgs.msg import State
+
+    from perception_nodes.msg import NodeHealth
+
+    failing = _detector(ros_context, model_dir, model="bad@1", autostart=False)
+    try:
+        assert failing.trigger_configure() != 0  # FAILURE
+        assert failing._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+        assert "no model" in failing.health.build().message
+    finally:
+        failing.close()
+        failing.destroy_node()
+    node = _detector(ros_context, model_dir, model="bad@1", fallback_model="m@2")
+    try:
+        pubs, got = _probe(ros_context, executor, node)
+        pubs["cam_b"].publish(_image(5))
+        assert spin_until(executor, lambda: got["cam_b"], 60.0)
+        assert got["cam_b"][0].model == "m@2"
+        report = node.health.build()
+        assert report.level == NodeHealth.LEVEL_WARN and "fallback" in report.message
+    finally:
+        node.close()
+
+
+def test_latency_budget_fallback_and_shadow_mode(ros_context, executor, model_dir):
+    node = _detector(ros_context, model_dir, latency_budget_ms=0.001, budget_frames=2, fallback_imgsz=160,
+                     shadow_model="m@2", shadow_fraction=1.0)
+    try:
+        pubs, got = _probe(ros_context, executor, node)
+        for stamp in range(1, 40):
+            pubs["cam_a"].publish(_image(stamp))
+            spin_until(executor, lambda: got["cam_a"] and got["cam_a"][-1].header.stamp.sec == stamp, 10.0)
+            if got["cam_a"] and got["cam_a"][-1].model.endswith("@160"):
+                break
+        assert got["cam_a"][-1].model == "m@1@160"  # still publishing, now at the smaller input size
+        assert node.counters.snapshot().extra.get("fallbacks") == 1
+        assert got["shadow"] and got["shadow"][0].model == "m@2"
+        assert node.shadow_agreement is not None and 0.0 <= node.shadow_agreement <= 1.0
+    finally:
+        node.close()
