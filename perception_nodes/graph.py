@@ -8,8 +8,9 @@ and remaps is written down once, here.
 Layout for a scene with cameras cam0..camN under namespace NS (default: none):
   /NS/site_publisher       calibration -> robot_description, /tf_static
   /NS/<camera_id>/camera   camera driver      -> image_raw, camera_info, ground_truth/detections
-  /NS/<camera_id>/tracker  per-camera tracker detections -> tracks (detections: the synthetic
-                           camera's ground_truth/detections until a detector stage exists)
+  /NS/detector             one detector for all cameras: <camera_id>/image_raw -> <camera_id>/detections
+  /NS/<camera_id>/tracker  per-camera tracker detections -> tracks (without the detection stage it
+                           tracks the synthetic camera's ground_truth/detections)
   /NS/monitor              health aggregator  -> /diagnostics, ~/get_health
 Calibration comes from config/calibration/<scene name>/ unless calibration_dir
 is given: the site publisher builds the TF tree from it and every camera reads
@@ -24,7 +25,7 @@ from perception_nodes.errors import GraphError
 from perception_nodes.paths import package_path
 from perception_nodes.world.scene import load_scene
 
-STAGES = ("site", "cameras", "tracking", "monitor")
+STAGES = ("site", "cameras", "detection", "tracking", "monitor")
 DEFAULT_PARAMS_FILE = "perception.yaml"
 
 
@@ -79,10 +80,14 @@ def build_graph(scene: str = "default", seed: int | None = None, stages=STAGES, 
             if camera_rate_hz is not None:
                 overrides["rate_hz"] = float(camera_rate_hz)
             specs.append(NodeSpec("camera", "camera", _join(namespace, cam.id), [params], overrides))
+    if "detection" in stages:
+        specs.append(NodeSpec("detector", "detector", _join(namespace), [params],
+                              {"cameras": [cam.id for cam in loaded.cameras]}))
     if "tracking" in stages:
+        source = [] if "detection" in stages else [("detections", "ground_truth/detections")]
         for cam in loaded.cameras:
             specs.append(NodeSpec("tracker", "tracker", _join(namespace, cam.id), [params], {"camera_id": cam.id},
-                                  remappings=[("detections", "ground_truth/detections")]))
+                                  remappings=list(source)))
     if "monitor" in stages:
         specs.append(NodeSpec("monitor", "monitor", _join(namespace), [params]))
     return specs

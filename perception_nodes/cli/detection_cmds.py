@@ -117,3 +117,127 @@ def add_parsers(sub, eval_sub, add_scene_args) -> None:
     ev.add_argument("--seeds", default="200-201", help="held-out seeds when --seed is not given")
     ev.add_argument("--frame-step", type=int, default=30)
     ev.set_defaults(func=run_eval)
+
+
+def _percentiles(values_ms: list[float]) -> tuple[float, float]:
+    array = np.asarray(values_ms) if values_ms else np.zeros(1)
+    return float(np.percentile(array, 50)), float(np.percentile(array, 99))
+
+
+def run_bench(args) -> int:
+    """Raw ultralytics vs the detector node through DDS on the same frames; batched vs single camera."""
+    import os
+    import threading
+
+    from perception_nodes.detection.backend import UltralyticsDetector
+    from perception_nodes.detection.registry import ModelRegistry
+    from perception_nodes.graph import NodeSpec
+    from perception_nodes.runner import GraphRunner
+    from perception_nodes.world import World, load_scene
+
+    entry, path = ModelRegistry().verified_path(args.model)
+    world = World(load_scene(args.scene, seed=args.seed))
+    cams = [c.spec.id for c in world.cameras][:4]
+    frames = [[world.render(ci, f * 3)[0] for ci in range(len(cams))] for f in range(args.frames)]
+    detector = UltralyticsDetector(path, imgsz=entry.input_size, conf=0.25)
+    detector.warmup()
+
+    def timed(fn):
+        started = time.perf_counter()
+        fn()
+        return (time.perf_counter() - started) * 1000.0
+
+    raw_single = [timed(lambda img=f[0]: detector.predict([img])) for f in frames]
+    raw_batched = [timed(lambda imgs=f: detector.predict(imgs)) for f in frames]
+    raw_single_fps = 1000.0 / float(np.mean(raw_single))
+    raw_batched_fps = len(cams) * 1000.0 / float(np.mean(raw_batched))
+    del detector
+
+    # The node in its own process, fed over DDS from this process, one frame (or one frame per camera) at a time.
+    from sensor_msgs.msg import Image
+
+    from perception_nodes.cli.common import ros_init
+    from perception_nodes.image_codec import numpy_to_image
+    from perception_nodes.msg import DetectionArray
+    from perception_nodes.ros import qos
+
+    domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
+    spec = NodeSpec("detector", "detector", "/", parameters={"cameras": cams, "model": entry.ref, "confidence": 0.25,
+                                                             "max_batch": len(cams)})
+    rclpy = ros_init()
+    node = rclpy.create_node("detector_bench")
+    pubs = {c: node.create_publisher(Image, f"/{c}/image_raw", qos.IMAGE) for c in cams}
+    arrivals: dict[tuple, float] = {}
+    event = threading.Condition()
+
+    def on_detections(msg, cam):
+        with event:
+            arrivals[(cam, msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.perf_counter()
+            event.notify_all()
+
+    for cam in cams:
+        node.create_subscription(DetectionArray, f"/{cam}/detections", lambda m, c=cam: on_detections(m, c), qos.RESULTS)
+    executor = rclpy.executors.SingleThreadedExecutor()
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    runner = GraphRunner([spec], domain_id=domain, output=open(os.devnull, "w")).start()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and node.count_subscribers(f"/{cams[0]}/image_raw") == 0:
+            time.sleep(0.2)
+        time.sleep(5.0)  # configure + warm-up inside the node
+
+        def send(cam_images, stamp):
+            sent = time.perf_counter()
+            keys = []
+            for cam, image in cam_images:
+                msg = numpy_to_image(image, "bgr8")
+                msg.header.stamp.sec, msg.header.frame_id = stamp, f"{cam}_optical_frame"
+                keys.append((cam, stamp, 0))
+                pubs[cam].publish(msg)
+                time.sleep(args.stagger_ms / 1000.0)
+            with event:
+                event.wait_for(lambda: all(k in arrivals for k in keys), timeout=30.0)
+            done = [arrivals.get(k) for k in keys]
+            return None if None in done else (max(done) - sent) * 1000.0
+
+        send([(cams[0], frames[0][0])], 1)  # first pass: lazy initialisation in the node
+        node_single = [ms for i, f in enumerate(frames) if (ms := send([(cams[0], f[0])], 100 + i)) is not None]
+        node_batched = [ms for i, f in enumerate(frames) if (ms := send(list(zip(cams, f)), 1000 + i)) is not None]
+    finally:
+        runner.stop()
+        executor.shutdown(timeout_sec=1.0)
+        spin.join(timeout=5.0)
+        node.destroy_node()
+        rclpy.shutdown()
+    node_single_fps = 1000.0 / float(np.mean(node_single)) if node_single else 0.0
+    node_batched_fps = len(cams) * 1000.0 / float(np.mean(node_batched)) if node_batched else 0.0
+    p50, p99 = _percentiles(node_single)
+    result = {
+        "model": entry.ref, "frames": args.frames, "cameras": len(cams),
+        "raw_fps": raw_single_fps, "raw_batched_fps": raw_batched_fps,
+        "node_fps": node_single_fps, "node_batched_fps": node_batched_fps,
+        "node_vs_raw_ratio": node_single_fps / raw_single_fps if raw_single_fps else 0.0,
+        "batched_vs_single_ratio": node_batched_fps / node_single_fps if node_single_fps else 0.0,
+        "raw_batched_vs_single_ratio": raw_batched_fps / raw_single_fps,
+        "p50_ms": p50, "p99_ms": p99, "raw_p50_ms": _percentiles(raw_single)[0],
+        "node_frames_answered": len(node_single) + len(node_batched), "node_frames_sent": 2 * args.frames,
+    }
+    print(f"[bench] raw ultralytics: {raw_single_fps:.1f} frames/s single, {raw_batched_fps:.1f} frames/s batched x{len(cams)}")
+    print(f"[bench] node via DDS: {node_single_fps:.1f} frames/s single (ratio {result['node_vs_raw_ratio']:.2f}), "
+          f"{node_batched_fps:.1f} frames/s batched (x{result['batched_vs_single_ratio']:.2f}); "
+          f"latency p50 {p50:.1f} ms p99 {p99:.1f} ms")
+    emit(result)
+    return 0
+
+
+def add_bench_parser(bench_sub, add_scene_args) -> None:
+    bench = bench_sub.add_parser("detector", help="raw ultralytics vs the node via DDS; batched vs single camera")
+    add_scene_args(bench)
+    bench.add_argument("--model", default=DEFAULT_MODEL)
+    bench.add_argument("--frames", type=int, default=20)
+    bench.add_argument("--stagger-ms", type=float, default=5.0,
+                       help="gap between the cameras' frames of one step (cameras are not shutter-synchronised; "
+                            "a 0 ms burst of 4 images makes Fast DDS recover lost fragments at its heartbeat)")
+    bench.set_defaults(func=run_bench)

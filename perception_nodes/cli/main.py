@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_parsers(sub, eval_sub, add_scene_args)
     tracking_cmds.add_parsers(eval_sub, bench_sub, add_scene_args)
     detection_cmds.add_parsers(sub, eval_sub, add_scene_args)
+    detection_cmds.add_bench_parser(bench_sub, add_scene_args)
     return parser
 
 
