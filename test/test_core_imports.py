@@ -8,6 +8,10 @@ CORE_MODULES = [
     "perception_nodes.errors", "perception_nodes.stats", "perception_nodes.geometry", "perception_nodes.image_codec",
     "perception_nodes.world", "perception_nodes.calibration", "perception_nodes.sources", "perception_nodes.graph",
     "perception_nodes.runner", "perception_nodes.bagio", "perception_nodes.simbag", "perception_nodes.rosenv",
+    "perception_nodes.fileio", "perception_nodes.paths", "perception_nodes.extrinsics", "perception_nodes.site",
+    "perception_nodes.tf", "perception_nodes.tracking", "perception_nodes.tracking.evaluation",
+    "perception_nodes.detection.dataset", "perception_nodes.detection.registry", "perception_nodes.detection.runtime",
+    "perception_nodes.detection.train",
 ]
 
 

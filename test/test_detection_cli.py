@@ -1,0 +1,57 @@
+"""`perception eval detection` and `perception bench detector` end to end (random-init model: the
+pipeline and the JSON contract, not accuracy; accuracy is the shipped model's card)."""
+import os
+
+import pytest
+
+from conftest import last_json, run_cli
+
+
+@pytest.fixture(scope="module")
+def models_env(tmp_path_factory):
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics import YOLO
+
+    from perception_nodes.detection.registry import ModelEntry, ModelRegistry, sha256_of
+
+    folder = tmp_path_factory.mktemp("registry")
+    path = folder / "rand-1.pt"
+    YOLO("yolov8n.yaml").save(str(path))
+    ModelRegistry(folder / "manifest.yaml").add(ModelEntry("rand", "1", path, sha256_of(path),
+                                                           ["car", "truck", "person", "bicycle"], 320))
+    return dict(os.environ, PERCEPTION_MODELS_DIR=str(folder))
+
+
+def test_eval_detection_prints_map_overall_and_per_class(models_env):
+    result = last_json(run_cli("eval", "detection", "--model", "rand@1", "--scene", "overlap2", "--seed", "3",
+                               "--frame-step", "150", env=models_env, timeout=300).stdout)
+    assert result["model"] == "rand@1" and result["images"] == 4
+    assert 0.0 <= result["map50"] <= 1.0 and 0.0 <= result["map50_95"] <= result["map50"] + 1e-9
+    assert set(result["per_class"]) <= {"car", "truck", "person", "bicycle"} and result["per_class"]
+    for values in result["per_class"].values():
+        assert set(values) == {"map50", "map50_95"}
+
+
+def test_eval_detection_refuses_unknown_or_tampered_models(models_env, tmp_path):
+    proc = run_cli("eval", "detection", "--model", "nope@9", env=models_env, check=False)
+    assert proc.returncode == 2 and "not in" in proc.stderr
+    path = os.path.join(models_env["PERCEPTION_MODELS_DIR"], "rand-1.pt")
+    original = open(path, "rb").read()
+    try:
+        with open(path, "ab") as handle:
+            handle.write(b"tampered")
+        proc = run_cli("eval", "detection", "--model", "rand@1", env=models_env, check=False)
+        assert proc.returncode == 2 and "sha256" in proc.stderr
+    finally:
+        with open(path, "wb") as handle:
+            handle.write(original)
+
+
+@pytest.mark.graph
+def test_bench_detector_reports_raw_node_and_batched_figures(models_env, domain_id):
+    env = dict(models_env, ROS_DOMAIN_ID=str(domain_id))
+    result = last_json(run_cli("bench", "detector", "--model", "rand@1", "--frames", "3", env=env, timeout=400).stdout)
+    for key in ("node_vs_raw_ratio", "batched_vs_single_ratio", "p50_ms", "p99_ms", "raw_fps", "node_fps"):
+        assert key in result and result[key] >= 0
+    assert result["node_frames_answered"] == result["node_frames_sent"] == 6
+    assert result["node_vs_raw_ratio"] > 0.3  # the node really answered through DDS
