@@ -220,3 +220,14 @@ def test_tracker_node_tracks_and_handles_bad_input(ros_context, executor):
     assert len(got) == published + 1 and sorted(t.track_id for t in got[-1].tracks) == [1, 2]
     send(10.0, [(118, 0.9)])  # time jumped back (bag loop): reset, new tentative track, nothing confirmed yet
     assert node.counters.snapshot().extra["resets"] == 1 and got[-1].tracks == []
+
+
+def test_tracker_rejects_inconsistent_thresholds(ros_context, executor):
+    from perception_nodes.nodes.tracker import TrackerNode
+
+    node = TrackerNode(context=ros_context[1], namespace="/cam_p")
+    result = node.set_parameters([Parameter("track_low_thresh", value=0.9)])[0]  # above track_high_thresh
+    assert not result.successful and "track_low_thresh" in result.reason
+    assert node.tracker.params.track_low_thresh == 0.1
+    assert node.set_parameters([Parameter("track_low_thresh", value=0.2)])[0].successful
+    assert node.tracker.params.track_low_thresh == 0.2

@@ -33,13 +33,14 @@ def run_up(args) -> int:
     forward_signals(runner)
     runner.start()
     print(f"[runner] started {len(runner.processes)} nodes; Ctrl-C stops them", flush=True)
-    alive = runner.wait(args.duration if args.duration > 0 else None)
+    runner.wait(args.duration if args.duration > 0 else None)
     codes = runner.stop()
-    failed = {name: code for name, code in codes.items() if code not in (0, -2)}
-    if runner.failures or failed:
-        print(f"[runner] failed nodes: {failed or [f.node for f in runner.failures]}", file=sys.stderr)
+    # A node that exited on its own, or did not stop cleanly on SIGINT (0 or -SIGINT), failed.
+    failed = sorted({f.node for f in runner.failures} | {name for name, code in codes.items() if code not in (0, -2)})
+    if failed:
+        print(f"[runner] failed nodes: {failed}", file=sys.stderr)
         return 1
-    return 0 if alive or not runner.failures else 1
+    return 0
 
 
 class _Observer:
@@ -56,14 +57,14 @@ class _Observer:
         self.frames: dict[str, int] = {}
         self.latency_ms: dict[str, list[float]] = {}
         self.first_last: dict[str, list[float]] = {}
-        self.gt_ids: dict[str, set] = {}
+        self.gt_counts: dict[str, set] = {}
         self.track_msgs: dict[str, int] = {}
         self.track_ids: dict[str, set] = {}
         for spec in specs:
             if spec.executable != "camera":
                 continue
             cam = spec.parameters["camera_id"]
-            self.frames[cam], self.latency_ms[cam], self.gt_ids[cam] = 0, [], set()
+            self.frames[cam], self.latency_ms[cam], self.gt_counts[cam] = 0, [], set()
             ns = spec.namespace.rstrip("/")
             self.node.create_subscription(Image, f"{ns}/image_raw", lambda m, c=cam: self._on_image(c, m), qos.IMAGE)
             self.node.create_subscription(DetectionArray, f"{ns}/ground_truth/detections",
@@ -82,7 +83,7 @@ class _Observer:
 
     def _on_gt(self, cam, msg) -> None:
         with self.lock:
-            self.gt_ids[cam].add(len(msg.detections))
+            self.gt_counts[cam].add(len(msg.detections))
 
     def _on_tracks(self, cam, msg) -> None:
         with self.lock:
@@ -99,7 +100,7 @@ class _Observer:
                 cameras[cam] = {"frames": count, "rate_hz": round(rate, 2),
                                 "latency_ms_p50": round(float(np.percentile(lat, 50)), 2),
                                 "latency_ms_p95": round(float(np.percentile(lat, 95)), 2),
-                                "max_objects_in_frame": max(self.gt_ids[cam], default=0),
+                                "max_objects_in_frame": max(self.gt_counts[cam], default=0),
                                 "track_messages": self.track_msgs[cam], "distinct_track_ids": len(self.track_ids[cam])}
             return cameras
 

@@ -281,10 +281,6 @@ class DetectorNode(LifecycleNode):
         return numpy_to_image(canvas, "bgr8", header=source.header)
 
     @property
-    def health_status(self):
-        return self._status
-
-    @property
     def shadow_agreement(self) -> float | None:
         values = self.runtime.shadow_agreement if self.runtime else []
         return float(np.mean(values)) if values else None

@@ -44,7 +44,7 @@ class TrackerNode(Node):
         values = {}
         for name in _THRESHOLDS:
             values[name] = params.declare(name, float(getattr(defaults, name)), f"Tracker {name.replace('_', ' ')}.",
-                                          minimum=0.0, maximum=1.0)
+                                          minimum=0.0, maximum=1.0, validator=lambda v, n=name: self._check(n, v))
         values["min_hits"] = params.declare("min_hits", defaults.min_hits, "Hits before a track is confirmed.",
                                             minimum=1, maximum=100)
         values["max_age_s"] = params.declare("max_age_s", defaults.max_age_s, "Seconds a lost track is kept.",
@@ -67,15 +67,26 @@ class TrackerNode(Node):
         self.create_subscription(DetectionArray, "detections", self._on_detections, qos.RESULTS)
         self.health = HealthReporter(self, self.counters)
 
+    def _check(self, name: str, value) -> str | None:
+        """Reject a change that would make the tracker's thresholds inconsistent (e.g. low above high)."""
+        current = getattr(self, "_params", None)
+        if current is None:
+            return None  # declaring: checked as a whole once all are declared
+        candidate = TrackerParams(**{**vars(current), name: value})
+        try:
+            candidate.validate()
+        except ValueError as exc:
+            return str(exc)
+        return None
+
     def _on_params(self, changed: dict) -> None:
         self.publish_lost = changed.get("publish_lost", self.publish_lost)
         self.publish_tentative = changed.get("publish_tentative", self.publish_tentative)
         fields = {k: v for k, v in changed.items() if hasattr(self._params, k)}
         if fields:
-            with self._lock:
+            with self._lock:  # already validated by _check
                 for key, value in fields.items():
                     setattr(self._params, key, value)
-                self._params.validate()
 
     def _on_detections(self, msg) -> None:
         began = time.perf_counter()
