@@ -54,6 +54,23 @@ def _join(*parts: str) -> str:
     return "/" + "/".join(cleaned)
 
 
+def _require_model(params_file: str) -> None:
+    """The detection stage needs its model registered; say how to get one instead of starting a dead node."""
+    import yaml
+
+    from perception_nodes.detection.registry import ModelError, ModelRegistry
+
+    with open(params_file) as handle:
+        values = (yaml.safe_load(handle) or {}).get("/**/detector", {}).get("ros__parameters", {})
+    ref = values.get("model", "yolov8n-lot")
+    try:
+        ModelRegistry(values.get("manifest") or None).resolve(ref)
+    except (ModelError, OSError) as exc:
+        raise GraphError(f"the detection stage needs model {ref}: {exc}. Train one with "
+                         f"'perception train detector --version 1', or leave the stage out "
+                         f"(--stages site,cameras,tracking,monitor)") from None
+
+
 def build_graph(scene: str = "default", seed: int | None = None, stages=STAGES, namespace: str = "",
                 params_file: str | None = None, camera_rate_hz: float | None = None,
                 calibration_dir: str | None = None) -> list[NodeSpec]:
@@ -81,6 +98,7 @@ def build_graph(scene: str = "default", seed: int | None = None, stages=STAGES, 
                 overrides["rate_hz"] = float(camera_rate_hz)
             specs.append(NodeSpec("camera", "camera", _join(namespace, cam.id), [params], overrides))
     if "detection" in stages:
+        _require_model(params)
         specs.append(NodeSpec("detector", "detector", _join(namespace), [params],
                               {"cameras": [cam.id for cam in loaded.cameras]}))
     if "tracking" in stages:

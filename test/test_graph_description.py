@@ -72,3 +72,11 @@ def test_runner_reports_a_node_that_dies():
     assert [f.node for f in runner.failures] == ["/x/ghost"]
     assert runner.failures[0].returncode == 1
     assert any("No module named" in line for line in runner.failures[0].tail)
+
+
+def test_detection_stage_needs_a_registered_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERCEPTION_MODELS_DIR", str(tmp_path))  # an empty registry
+    with pytest.raises(GraphError, match="perception train detector"):
+        build_graph("overlap2", stages=("cameras", "detection"))
+    specs = build_graph("overlap2", stages=("cameras", "tracking"))
+    assert all(s.remappings == [("detections", "ground_truth/detections")] for s in specs if s.executable == "tracker")
