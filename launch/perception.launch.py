@@ -8,7 +8,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from perception_nodes.graph import STAGES, build_graph
+from perception_nodes.graph import DEFAULT_STAGES, STAGES, build_graph
 
 
 def _nodes(context):
@@ -36,7 +36,7 @@ def generate_launch_description():
         DeclareLaunchArgument("scene", default_value="default",
                               description="Scene name under config/scenes/ or a scene YAML path."),
         DeclareLaunchArgument("seed", default_value="", description="Scene seed; empty keeps the scene file's seed."),
-        DeclareLaunchArgument("stages", default_value=",".join(STAGES),
+        DeclareLaunchArgument("stages", default_value=",".join(DEFAULT_STAGES),
                               description=f"Comma-separated stages to run, from: {', '.join(STAGES)}."),
         DeclareLaunchArgument("namespace", default_value="",
                               description="Namespace prefixed to every node (camera nodes go under NS/<camera_id>)."),

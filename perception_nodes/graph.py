@@ -26,6 +26,8 @@ from perception_nodes.paths import package_path
 from perception_nodes.world.scene import load_scene
 
 STAGES = ("site", "cameras", "detection", "tracking", "monitor")
+# What runs when no stages are named.
+DEFAULT_STAGES = ("site", "cameras", "tracking", "monitor")
 DEFAULT_PARAMS_FILE = "perception.yaml"
 
 
@@ -71,7 +73,7 @@ def _require_model(params_file: str) -> None:
                          f"(--stages site,cameras,tracking,monitor)") from None
 
 
-def build_graph(scene: str = "default", seed: int | None = None, stages=STAGES, namespace: str = "",
+def build_graph(scene: str = "default", seed: int | None = None, stages=DEFAULT_STAGES, namespace: str = "",
                 params_file: str | None = None, camera_rate_hz: float | None = None,
                 calibration_dir: str | None = None) -> list[NodeSpec]:
     """Node specs for a scene: one camera driver per scene camera plus the enabled stages."""

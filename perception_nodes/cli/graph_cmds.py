@@ -8,12 +8,13 @@ import time
 import numpy as np
 
 from perception_nodes.cli.common import emit, ros_init
-from perception_nodes.graph import STAGES, build_graph
+from perception_nodes.graph import DEFAULT_STAGES, STAGES, build_graph
 from perception_nodes.runner import GraphRunner, forward_signals
 
 
 def add_graph_args(parser) -> None:
-    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated stages (default: all of {','.join(STAGES)})")
+    parser.add_argument("--stages", default=",".join(DEFAULT_STAGES),
+                        help=f"comma-separated stages out of {','.join(STAGES)} (default: {','.join(DEFAULT_STAGES)})")
     parser.add_argument("--namespace", default="", help="namespace for every node")
     parser.add_argument("--params-file", default=None, help="parameters YAML (default: config/perception.yaml)")
     parser.add_argument("--camera-rate-hz", type=float, default=None, help="override every camera's rate")
