@@ -202,3 +202,40 @@ def test_camera_to_tracker_keeps_stable_ids_on_the_crossing_scene(ros_context, e
     assert ids_of_object, "no track matched the ground truth"
     all_ids = [i for ids in ids_of_object.values() for i in ids]
     assert len(all_ids) == len(set(all_ids)), ids_of_object  # no id shared by two objects (no swap)
+
+
+def test_camera_detector_tracker_wiring(ros_context, executor, domain_id, tmp_path, monkeypatch):
+    """camera process -> detector process -> tracker process: detections carry the image's stamp and frame,
+    and the tracker consumes the detector's output (random-init model: the wiring, not accuracy)."""
+    import os
+
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics import YOLO
+
+    from perception_nodes.detection.registry import ModelEntry, ModelRegistry, sha256_of
+    from perception_nodes.msg import DetectionArray, TrackArray
+    from perception_nodes.ros import qos
+
+    path = tmp_path / "yolov8n-lot-0.pt"
+    YOLO("yolov8n.yaml").save(str(path))
+    ModelRegistry(tmp_path / "manifest.yaml").add(ModelEntry("yolov8n-lot", "0", path, sha256_of(path),
+                                                             ["car", "truck", "person", "bicycle"], 320))
+    monkeypatch.setenv("PERCEPTION_MODELS_DIR", str(tmp_path))  # inherited by the node processes
+    rclpy, context = ros_context
+    specs = build_graph("overlap2", stages=("cameras", "detection", "tracking"))
+    assert [s.remappings for s in specs if s.executable == "tracker"] == [[], []]
+    detections, tracks = {"cam_south": [], "cam_east": []}, {"cam_south": [], "cam_east": []}
+    with GraphRunner(specs, domain_id=domain_id, output=io.StringIO()) as runner:
+        node = rclpy.create_node("pipeline_probe", context=context)
+        for cam in detections:
+            node.create_subscription(DetectionArray, f"/{cam}/detections", detections[cam].append, qos.RESULTS)
+            node.create_subscription(TrackArray, f"/{cam}/tracks", tracks[cam].append, qos.RESULTS)
+        executor.add_node(node)
+        assert spin_until(executor, lambda: all(len(v) >= 3 for v in tracks.values()), 90.0), \
+            ({k: len(v) for k, v in detections.items()}, {k: len(v) for k, v in tracks.items()})
+        assert runner.wait(0.1), runner.failures
+    for cam, msgs in detections.items():
+        assert all(m.model == "yolov8n-lot@0" and m.camera_id == cam and m.header.frame_id == f"{cam}_optical_frame"
+                   for m in msgs)
+        track_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in tracks[cam]}
+        assert track_stamps <= {(m.header.stamp.sec, m.header.stamp.nanosec) for m in msgs}
