@@ -56,7 +56,7 @@ system-tools:
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "[setup] system-tools: installing tcpdump"; \
 	  (apt-get install -y -qq tcpdump >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq tcpdump >/dev/null 2>&1)) \
-	    || $(call fail,system-tools,apt-get could not install tcpdump); \
+	    || echo "[setup] system-tools: WARNING: apt-get could not install tcpdump; the loopback capture test will be skipped"; \
 	else echo "[setup] system-tools: tcpdump missing and not root; the loopback capture test will be skipped"; fi
 
 # tf2_msgs: the real package when the environment has one, else compat/tf2_msgs.
