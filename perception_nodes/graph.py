@@ -26,8 +26,8 @@ from perception_nodes.paths import package_path
 from perception_nodes.world.scene import load_scene
 
 STAGES = ("site", "cameras", "detection", "tracking", "monitor")
-# What runs when no stages are named.
-DEFAULT_STAGES = ("site", "cameras", "tracking", "monitor")
+# What runs when no stages are named: everything.
+DEFAULT_STAGES = STAGES
 DEFAULT_PARAMS_FILE = "perception.yaml"
 
 

@@ -36,9 +36,10 @@ class UltralyticsDetector:
     def predict(self, images: list[np.ndarray]) -> list[np.ndarray]:
         if not images:
             return []
+        options = {"half": True} if self.half else {}  # ultralytics warns whenever 'half' is passed at all
         results = self.model.predict(list(images), imgsz=self.imgsz, conf=self.conf, iou=self.iou,
-                                     classes=self.classes, device=self.device, half=self.half,
-                                     max_det=self.max_det, verbose=False)
+                                     classes=self.classes, device=self.device, max_det=self.max_det, verbose=False,
+                                     **options)
         out = []
         for result in results:
             boxes = result.boxes

@@ -33,21 +33,41 @@ def train_detector(scene: Scene, name: str, version: str, work: str | os.PathLik
     data_dir = work / "data"
     counts = export_yolo(scene, data_dir, [Split("train", train_seeds), Split("val", val_seeds)], frame_step)
     train_args = {"data": str(data_dir / "data.yaml"), "epochs": epochs, "imgsz": imgsz, "batch": batch,
-                  "device": "cpu", "workers": 0, "project": str(work), "name": "run", "exist_ok": True,
+                  # absolute: ultralytics nests a relative project under runs/detect/
+                  "device": "cpu", "workers": 0, "project": str(work.resolve()), "name": "run", "exist_ok": True,
                   "pretrained": False, "amp": False, "plots": False, "seed": 0, "deterministic": True,
                   "cache": "ram", "close_mosaic": max(1, epochs // 5)}
     if hours:
         train_args["time"] = hours
     model = YOLO(base_model)
     model.train(**train_args)
-    best = work / "run" / "weights" / "best.pt"
+    best = Path(model.trainer.save_dir) / "weights" / "best.pt"
+    command = " ".join(["perception", *sys.argv[1:]]) if sys.argv and "perception" in sys.argv[0] else ""
+    return register_trained(best, scene, name, version, counts, train_args, imgsz, eval_seeds, registry, evaluate,
+                            command)
+
+
+def dataset_counts(data_dir: str | os.PathLike, splits: dict[str, list[int]]) -> dict:
+    """Images and boxes per split of an exported dataset (for the card when registering an earlier run)."""
+    data_dir = Path(data_dir)
+    counts = {}
+    for split, seeds in splits.items():
+        labels = list((data_dir / "labels" / split).glob("*.txt"))
+        counts[split] = {"images": len(labels), "seeds": seeds,
+                         "boxes": sum(len([l for l in p.read_text().splitlines() if l.strip()]) for p in labels)}
+    return counts
+
+
+def register_trained(best: Path, scene: Scene, name: str, version: str, counts: dict, train_args: dict, imgsz: int,
+                     eval_seeds: list[int], registry: ModelRegistry | None = None, evaluate=None,
+                     command: str = "") -> dict:
+    """Copy trained weights into models/, evaluate them, write the card and register them."""
     registry = registry or ModelRegistry()
     registry.root.mkdir(parents=True, exist_ok=True)
     target = registry.root / f"{name}-{version}.pt"
     shutil.copyfile(best, target)
     metrics = evaluate(target) if evaluate else {}
     card = registry.root / f"{name}-{version}.md"
-    command = " ".join(["perception", *sys.argv[1:]]) if sys.argv and "perception" in sys.argv[0] else ""
     card.write_text(_card(name, version, scene, counts, train_args, eval_seeds, metrics, command, target))
     entry = ModelEntry(name, version, target, sha256_of(target), list(CLASS_NAMES), imgsz,
                        {k: metrics[k] for k in ("map50", "map50_95") if k in metrics}, card.name)
