@@ -239,3 +239,47 @@ def test_camera_detector_tracker_wiring(ros_context, executor, domain_id, tmp_pa
                    for m in msgs)
         track_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in tracks[cam]}
         assert track_stamps <= {(m.header.stamp.sec, m.header.stamp.nanosec) for m in msgs}
+
+
+def test_detector_finds_most_ground_truth_objects(ros_context, executor, domain_id):
+    """camera process -> detector process (the shipped model): most clearly visible objects are detected at IoU >= 0.5."""
+    from perception_nodes.msg import DetectionArray
+    from perception_nodes.ros import qos
+    from perception_nodes.tracking.tracker import iou_matrix
+
+    rclpy, context = ros_context
+    specs = build_graph("overlap2", seed=300, stages=("cameras", "detection"))
+    for spec in specs:
+        if spec.executable == "camera":
+            spec.parameters["ground_truth_min_visibility"] = 0.5  # the evaluation policy of `perception eval detection`
+    truth, detected = {}, {}
+    with GraphRunner(specs, domain_id=domain_id, output=io.StringIO()) as runner:
+        node = rclpy.create_node("accuracy_probe", context=context)
+        for cam in ("cam_south", "cam_east"):
+            node.create_subscription(DetectionArray, f"/{cam}/ground_truth/detections",
+                                     lambda m, c=cam: truth.__setitem__((c, m.header.stamp.sec, m.header.stamp.nanosec), m),
+                                     qos.RESULTS)
+            node.create_subscription(DetectionArray, f"/{cam}/detections",
+                                     lambda m, c=cam: detected.__setitem__((c, m.header.stamp.sec, m.header.stamp.nanosec), m),
+                                     qos.RESULTS)
+        executor.add_node(node)
+        assert spin_until(executor, lambda: sum(1 for k in detected if k in truth) >= 20, 120.0), len(detected)
+        assert runner.wait(0.1), runner.failures
+
+    def boxes(msg):
+        return np.array([[d.box.center_x - d.box.width / 2, d.box.center_y - d.box.height / 2,
+                          d.box.center_x + d.box.width / 2, d.box.center_y + d.box.height / 2]
+                         for d in msg.detections]).reshape(-1, 4)
+
+    found = total = 0
+    for key, msg in detected.items():
+        if key not in truth:
+            continue
+        gt = [d for d in truth[key].detections if d.box.height >= 12]
+        if not gt:
+            continue
+        gt_boxes = boxes(type(msg)(detections=gt))
+        iou = iou_matrix(gt_boxes, boxes(msg))
+        found += int(np.sum(iou.max(axis=1, initial=0.0) >= 0.5))
+        total += len(gt)
+    assert total > 20 and found / total >= 0.6, (found, total)
