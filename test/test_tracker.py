@@ -69,7 +69,8 @@ def test_dt_from_stamps_bridges_dropped_frames():
     blind = ByteTracker()
     for frame in range(11):
         _, tracks = blind.update(np.array([box(100 + 8 * frame if frame < 10 else 212, 100, w=20)]), frame * 0.1)
-    assert 1 not in confirmed(tracks)
+    first_track = 1
+    assert first_track not in confirmed(tracks)
 
 
 def test_out_of_order_duplicate_and_backwards_stamps():
