@@ -238,9 +238,11 @@ def test_camera_detector_tracker_wiring(ros_context, executor, domain_id, tmp_pa
         assert all(m.model == "yolov8n-lot@0" and m.camera_id == cam and m.header.frame_id == f"{cam}_optical_frame"
                    for m in msgs)
         detection_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in msgs}
-        # The probe's two subscriptions match at different moments: compare from its first detection on.
+        # The probe's two subscriptions start and stop at different moments: compare within the window of
+        # stamps it saw on /detections (reliable delivery: nothing is missing inside it).
+        first, last = min(detection_stamps), max(detection_stamps)
         track_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in tracks[cam]
-                        if (m.header.stamp.sec, m.header.stamp.nanosec) >= min(detection_stamps)}
+                        if first <= (m.header.stamp.sec, m.header.stamp.nanosec) <= last}
         assert track_stamps and track_stamps <= detection_stamps
 
 
