@@ -38,8 +38,21 @@ def evaluate_model(weights, scene_name: str, seeds: list[int], frame_step: int, 
     for seed in seeds:
         world = World(load_scene(scene_name, seed=seed))
         frames = list(range(0, world.scene.frame_count, frame_step))
-        gt, keys = coco_ground_truth(world, frames)
+        pending: list[tuple[int, np.ndarray]] = []
+
+        def predict_pending() -> None:
+            for (image_id, _), rows in zip(pending, detector.predict([image for _, image in pending])):
+                detections.extend(to_coco_detections(image_id + offset, rows))
+            pending.clear()
+
+        def on_image(image_id: int, image: np.ndarray) -> None:
+            pending.append((image_id, image))
+            if len(pending) == batch:
+                predict_pending()
+
         offset = len(images_all)
+        gt, _ = coco_ground_truth(world, frames, on_image)
+        predict_pending()
         for image in gt["images"]:
             image["id"] += offset
         for ann in gt["annotations"]:
@@ -48,11 +61,6 @@ def evaluate_model(weights, scene_name: str, seeds: list[int], frame_step: int, 
         images_all += gt["images"]
         annotations += gt["annotations"]
         categories = gt["categories"]
-        for start in range(0, len(keys), batch):
-            chunk = keys[start:start + batch]
-            frames_bgr = [world.render(ci, frame)[0] for _, ci, frame in chunk]
-            for (image_id, _, _), rows in zip(chunk, detector.predict(frames_bgr)):
-                detections += to_coco_detections(image_id + offset, rows)
     result = coco_evaluate({"images": images_all, "annotations": annotations, "categories": categories}, detections)
     result["images"] = len(images_all)
     result["evaluated_objects"] = sum(1 for a in annotations if not a["iscrowd"])

@@ -75,8 +75,12 @@ def export_yolo(scene: Scene, out: str | os.PathLike, splits: list[Split], frame
     return counts
 
 
-def coco_ground_truth(world: World, frames: list[int]) -> tuple[dict, list[tuple[int, int, int]]]:
-    """COCO ground truth (dict) for the given frames of every camera, and (image_id, camera, frame) keys."""
+def coco_ground_truth(world: World, frames: list[int], on_image=None) -> tuple[dict, list[tuple[int, int, int]]]:
+    """COCO ground truth (dict) for the given frames of every camera, and (image_id, camera, frame) keys.
+
+    ``on_image(image_id, bgr)`` receives each rendered frame, so a caller that also needs the pixels
+    (evaluation) does not render it a second time.
+    """
     images, annotations, keys = [], [], []
     for frame in frames:
         for ci, cam in enumerate(world.cameras):
@@ -84,7 +88,9 @@ def coco_ground_truth(world: World, frames: list[int]) -> tuple[dict, list[tuple
             keys.append((image_id, ci, frame))
             images.append({"id": image_id, "width": cam.spec.width, "height": cam.spec.height,
                            "file_name": f"{cam.spec.id}_{frame}"})
-            _, boxes = world.render(ci, frame)
+            pixels, boxes = world.render(ci, frame)
+            if on_image is not None:
+                on_image(image_id, pixels)
             for box in boxes:
                 x1, y1, x2, y2 = box.bbox
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": box.class_id,

@@ -114,12 +114,7 @@ class DetectorRuntime:
             except ModelError as exc:
                 self._log(f"fallback {ref} (imgsz {imgsz or 'default'}) failed to load: {exc}")
                 continue
-            with self._lock:
-                self.primary = model
-                self.fell_back = True
-                self.fallback_reason = reason
-                self._latencies.clear()
-                self._over_budget = 0
+            self._install(model, fallback_reason=reason)
             self._log(f"switched to fallback {model.ref}: {reason}")
             return True
         return False
@@ -127,13 +122,17 @@ class DetectorRuntime:
     def swap(self, ref: str) -> LoadedModel:
         """Load ``ref`` and make it the primary; the old one keeps serving if loading fails (ModelError)."""
         model = self._load(ref, 0)
+        self._install(model)
+        return model
+
+    def _install(self, model: LoadedModel, fallback_reason: str = "") -> None:
+        """Make ``model`` the primary; the latency window starts over."""
         with self._lock:
             self.primary = model
-            self.fell_back = False
-            self.fallback_reason = ""
+            self.fell_back = bool(fallback_reason)
+            self.fallback_reason = fallback_reason
             self._latencies.clear()
             self._over_budget = 0
-        return model
 
     # -- inference ----------------------------------------------------------------------------
     def infer(self, images: list[np.ndarray]) -> tuple[LoadedModel, list[np.ndarray], list[np.ndarray] | None]:

@@ -47,16 +47,6 @@ def train_detector(scene: Scene, name: str, version: str, work: str | os.PathLik
                             command)
 
 
-def dataset_counts(data_dir: str | os.PathLike, splits: dict[str, list[int]]) -> dict:
-    """Images and boxes per split of an exported dataset (for the card when registering an earlier run)."""
-    data_dir = Path(data_dir)
-    counts = {}
-    for split, seeds in splits.items():
-        labels = list((data_dir / "labels" / split).glob("*.txt"))
-        counts[split] = {"images": len(labels), "seeds": seeds,
-                         "boxes": sum(len([l for l in p.read_text().splitlines() if l.strip()]) for p in labels)}
-    return counts
-
 
 def register_trained(best: Path, scene: Scene, name: str, version: str, counts: dict, train_args: dict, imgsz: int,
                      eval_seeds: list[int], registry: ModelRegistry | None = None, evaluate=None,

@@ -1,4 +1,4 @@
-"""TF over DDS for a TransformBuffer: listener and broadcasters that take a node.
+"""TF over DDS for a TransformBuffer: a listener and a static broadcaster that take a node.
 
 Wire-compatible with tf2_ros: ``/tf`` (volatile) and ``/tf_static``
 (TRANSIENT_LOCAL, so late joiners receive the static tree) carrying
@@ -74,14 +74,3 @@ class StaticTransformBroadcaster:
         for transform in transforms:
             self._edges[transform.child] = to_msg(transform)
         self._publisher.publish(self._msg_type(transforms=list(self._edges.values())))
-
-
-class TransformBroadcaster:
-    def __init__(self, node: Node):
-        from tf2_msgs.msg import TFMessage
-
-        self._msg_type = TFMessage
-        self._publisher = node.create_publisher(TFMessage, "/tf", TF_QOS)
-
-    def send(self, transforms: list[StampedTransform]) -> None:
-        self._publisher.publish(self._msg_type(transforms=[to_msg(t) for t in transforms]))

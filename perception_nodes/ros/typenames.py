@@ -1,4 +1,4 @@
-"""Resolve ROS type names ('pkg/msg/Type') to rclpy message classes and back."""
+"""Resolve ROS type names ('pkg/msg/Type') to rclpy message classes."""
 from __future__ import annotations
 
 import importlib
@@ -15,8 +15,3 @@ def message_class(type_name: str):
         return getattr(module, parts[2])
     except (ImportError, AttributeError):
         raise BagError(f"message type {type_name} is not available in this environment") from None
-
-
-def type_name(message_class) -> str:
-    module = message_class.__module__.split(".")
-    return f"{module[0]}/{module[1]}/{message_class.__name__}"

@@ -284,7 +284,3 @@ class ByteTracker:
                                        track.frames_since_update, track.embedding,
                                        int(index_map[di]) if di >= 0 else -1))
         return status, outputs
-
-    @property
-    def tracks(self) -> int:
-        return len(self._tracks)
