@@ -135,6 +135,30 @@ def test_scoring_is_perfect_for_perfect_tracks_and_penalises_switches():
     assert worse["id_switches"] > 0 and worse["idf1"] < perfect["idf1"] and worse["hota"] < perfect["hota"]
 
 
+def test_boxes_on_ignore_regions_are_neither_hits_nor_false_positives():
+    gt = np.array([[100.0, 100, 140, 180]])
+    ignored = np.array([[300.0, 50, 306, 58]])  # a far object below the size floor
+    frames = [FrameData(i * 0.1, np.array([7]), gt, np.zeros((0, 6)), None, ignored) for i in range(10)]
+    sequence = [Sequence("cam", frames)]
+    only_truth = score(sequence, [[(np.array([1]), gt)] * 10])
+    with_ignored = score(sequence, [[(np.array([1, 2]), np.vstack([gt, ignored]))] * 10])
+    assert with_ignored == only_truth and only_truth["mota"] == pytest.approx(1.0)
+    # a box elsewhere is still a false positive
+    stray = np.array([[500.0, 300, 540, 380]])
+    with_stray = score(sequence, [[(np.array([1, 3]), np.vstack([gt, stray]))] * 10])
+    assert with_stray["mota"] < 1.0
+
+
+def test_small_and_hidden_objects_become_ignore_regions():
+    world = World(load_scene("default"))
+    sequences = build_sequences(world, 5)
+    tracked = sum(len(f.gt_ids) for s in sequences for f in s.frames)
+    ignored = sum(len(f.ignore_boxes) for s in sequences for f in s.frames)
+    assert tracked > 0 and ignored > 0
+    for frame in (f for s in sequences for f in s.frames):
+        assert np.all(frame.gt_boxes[:, 3] - frame.gt_boxes[:, 1] >= 12.0)
+
+
 def test_every_object_keeps_one_id_on_the_crossing_scene():
     world = World(load_scene("crossing"))
     sequences = build_sequences(world, world.scene.frame_count)

@@ -91,9 +91,16 @@ def run_train(args) -> int:
 
     scene = load_scene(args.scene)
     eval_seeds = _seeds(args.eval_seeds)
+    base_model, init_ref = "yolov8n.yaml", None
+    if args.init:
+        from perception_nodes.detection.registry import ModelRegistry
+
+        entry, path = ModelRegistry().verified_path(args.init)
+        base_model, init_ref = str(path), entry.ref
     summary = train_detector(
         scene, args.name, args.version, args.work, _seeds(args.train_seeds), _seeds(args.val_seeds), eval_seeds,
         args.frame_step, args.epochs, args.imgsz, args.batch, args.hours, args.threads,
+        base_model=base_model, init_ref=init_ref,
         evaluate=lambda weights: evaluate_model(weights, args.scene, eval_seeds, args.eval_frame_step, args.imgsz))
     emit(summary)
     return 0
@@ -117,6 +124,8 @@ def add_parsers(sub, eval_sub, add_scene_args) -> None:
     det.add_argument("--imgsz", type=int, default=640)
     det.add_argument("--batch", type=int, default=8)
     det.add_argument("--threads", type=int, default=2)
+    det.add_argument("--init", default=None, metavar="NAME@VERSION",
+                     help="start from a registered model's weights (fine-tune) instead of random initialisation")
     det.set_defaults(func=run_train)
 
     ev = eval_sub.add_parser("detection", help="mAP of a registered detector on held-out seeds (pycocotools)")

@@ -6,7 +6,6 @@ import time
 import numpy as np
 
 from perception_nodes.cli.common import emit
-from perception_nodes.errors import PerceptionError
 
 
 def _peers_available() -> tuple[bool, str]:
@@ -23,10 +22,19 @@ def run_eval(args) -> int:
 
     world = World(load_scene(args.scene, seed=args.seed))
     frames = args.frames or world.scene.frame_count
+    detector, model_ref = None, None
     if args.detections == "detector":
-        raise PerceptionError("--detections detector needs the detection stage (models/ has no trained detector yet); "
-                              "use --detections gt-noisy")
-    sequences = build_sequences(world, frames)
+        from perception_nodes.detection.backend import UltralyticsDetector
+        from perception_nodes.detection.registry import ModelRegistry
+
+        entry, path = ModelRegistry().verified_path(args.model)
+        model_ref = entry.ref
+        backend = UltralyticsDetector(path, imgsz=entry.input_size, conf=args.det_conf)
+        detector = lambda image: backend.predict([image])[0]  # noqa: E731
+    started = time.perf_counter()
+    sequences = build_sequences(world, frames, detector=detector)
+    print(f"[eval] {sum(len(s.frames) for s in sequences)} frames with {args.detections} detections "
+          f"in {time.perf_counter() - started:.0f} s")
     ours = score(sequences, run_tracker(sequences, our_tracker_factory()))
     peers = {}
     available, why = _peers_available()
@@ -43,7 +51,7 @@ def run_eval(args) -> int:
         print(f"[eval] {name}: HOTA {result['hota']:.3f} IDF1 {result['idf1']:.3f} MOTA {result['mota']:.3f} "
               f"ID switches {result['id_switches']}")
     emit({**ours, "scene": world.scene.name, "seed": world.scene.seed, "frames": frames,
-          "detections": args.detections, "cameras": len(world.cameras), "peers": peers,
+          "detections": args.detections, "model": model_ref, "cameras": len(world.cameras), "peers": peers,
           "hota_vs_best_peer": (ours["hota"] / best_peer) if best_peer else None,
           "peers_note": why})
     return 0
@@ -105,6 +113,9 @@ def add_parsers(eval_sub, bench_sub, add_scene_args) -> None:
     ev = eval_sub.add_parser("tracking", help="HOTA/IDF1/MOTA of our tracker and BoxMOT's on identical detections")
     add_scene_args(ev)
     ev.add_argument("--detections", choices=("gt-noisy", "detector"), default="gt-noisy")
+    ev.add_argument("--model", default="yolov8n-lot", help="name@version for --detections detector")
+    ev.add_argument("--det-conf", type=float, default=0.1,
+                    help="detector score floor for --detections detector; low-score boxes feed ByteTrack's second stage")
     ev.add_argument("--frames", type=int, default=None, help="frames per camera (default: the whole scene)")
     ev.add_argument("--no-peers", action="store_true", help="skip the BoxMOT trackers")
     ev.set_defaults(func=run_eval)

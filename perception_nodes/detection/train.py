@@ -22,8 +22,12 @@ from perception_nodes.world.scene import Scene
 def train_detector(scene: Scene, name: str, version: str, work: str | os.PathLike, train_seeds: list[int],
                    val_seeds: list[int], eval_seeds: list[int], frame_step: int, epochs: int, imgsz: int,
                    batch: int, hours: float | None, threads: int, base_model: str = "yolov8n.yaml",
-                   registry: ModelRegistry | None = None, evaluate=None) -> dict:
-    """Export data, train, evaluate on ``eval_seeds``, copy weights into models/, write the card, register."""
+                   registry: ModelRegistry | None = None, evaluate=None, init_ref: str | None = None) -> dict:
+    """Export data, train, evaluate on ``eval_seeds``, copy weights into models/, write the card, register.
+
+    ``base_model`` is an architecture (``yolov8n.yaml``, random initialisation) or a weights file to
+    fine-tune; ``init_ref`` names the registered model those weights came from, for the card.
+    """
     import torch
     from ultralytics import YOLO
 
@@ -39,18 +43,24 @@ def train_detector(scene: Scene, name: str, version: str, work: str | os.PathLik
                   "cache": "ram", "close_mosaic": max(1, epochs // 5)}
     if hours:
         train_args["time"] = hours
+    if base_model.endswith(".pt"):
+        # ultralytics starts from random weights whenever pretrained is False, even for a .pt model
+        train_args.update(pretrained=str(Path(base_model).resolve()), warmup_epochs=1.0)
     model = YOLO(base_model)
     model.train(**train_args)
     best = Path(model.trainer.save_dir) / "weights" / "best.pt"
     command = " ".join(["perception", *sys.argv[1:]]) if sys.argv and "perception" in sys.argv[0] else ""
-    return register_trained(best, scene, name, version, counts, train_args, imgsz, eval_seeds, registry, evaluate,
-                            command)
+    recorded_args = {**train_args, "model": Path(base_model).name}
+    if isinstance(recorded_args["pretrained"], str):
+        recorded_args["pretrained"] = Path(base_model).name
+    return register_trained(best, scene, name, version, counts, recorded_args, imgsz, eval_seeds, registry, evaluate,
+                            command, init_ref)
 
 
 
 def register_trained(best: Path, scene: Scene, name: str, version: str, counts: dict, train_args: dict, imgsz: int,
                      eval_seeds: list[int], registry: ModelRegistry | None = None, evaluate=None,
-                     command: str = "") -> dict:
+                     command: str = "", init_ref: str | None = None) -> dict:
     """Copy trained weights into models/, evaluate them, write the card and register them."""
     registry = registry or ModelRegistry()
     registry.root.mkdir(parents=True, exist_ok=True)
@@ -58,7 +68,8 @@ def register_trained(best: Path, scene: Scene, name: str, version: str, counts: 
     shutil.copyfile(best, target)
     metrics = evaluate(target) if evaluate else {}
     card = registry.root / f"{name}-{version}.md"
-    card.write_text(_card(name, version, scene, counts, train_args, eval_seeds, metrics, command, target))
+    card.write_text(_card(name, version, scene, counts, train_args, eval_seeds, metrics, command, target,
+                               init_ref))
     entry = ModelEntry(name, version, target, sha256_of(target), list(CLASS_NAMES), imgsz,
                        {k: metrics[k] for k in ("map50", "map50_95") if k in metrics}, card.name)
     registry.add(entry)
@@ -66,12 +77,17 @@ def register_trained(best: Path, scene: Scene, name: str, version: str, counts: 
             "data": counts, "metrics": metrics, "card": str(card)}
 
 
-def _card(name, version, scene, counts, train_args, eval_seeds, metrics, command, target) -> str:
+def _card(name, version, scene, counts, train_args, eval_seeds, metrics, command, target, init_ref=None) -> str:
     args = {k: v for k, v in train_args.items() if k not in ("project", "data")}
+    if init_ref:
+        origin = (f"fine-tuned from `{init_ref}` (see its card for how that was trained; the chain starts from\n"
+                  f"  random initialisation, no pretrained weights can be downloaded here)")
+    else:
+        origin = "trained from\n  random initialisation (no pretrained weights can be downloaded here)"
+
     return f"""# Model card: {name}@{version}
 
-- File: `{target.name}` ({target.stat().st_size / 1e6:.1f} MB), architecture from `yolov8n.yaml`, trained from
-  random initialisation (no pretrained weights can be downloaded here).
+- File: `{target.name}` ({target.stat().st_size / 1e6:.1f} MB), architecture from `yolov8n.yaml`, {origin}.
 - Trained: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} on the CPU.
 - Command: `{command or 'perception train detector ...'}`
 

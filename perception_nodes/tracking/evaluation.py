@@ -4,6 +4,12 @@ Detections come from the ground truth with realistic noise (``gt-noisy``: box
 jitter, misses, low-confidence frames under occlusion, false positives) or from
 a detector callback. Every tracker under test sees the identical detection
 stream; HOTA comes from trackeval, MOTA/IDF1/ID switches from motmetrics.
+
+Ground truth follows the MOTChallenge convention for objects nobody should be
+asked to track: those less than ``GT_MIN_VISIBILITY`` visible or shorter than
+``GT_MIN_HEIGHT_PX`` are ignore regions. A reported box that matches one
+(IoU >= 0.5) is removed before scoring, so it is neither a hit nor a false
+positive; an ignored object that is not reported is not a miss.
 """
 from __future__ import annotations
 
@@ -12,9 +18,12 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from perception_nodes.detection.dataset import EVAL_MIN_HEIGHT_PX
 from perception_nodes.world import World
 
 GT_MIN_VISIBILITY = 0.25  # ground-truth objects less visible than this are not expected to be tracked
+GT_MIN_HEIGHT_PX = EVAL_MIN_HEIGHT_PX  # the same size floor as the detector's evaluation
+MATCH_IOU = 0.5
 
 
 @dataclass
@@ -24,6 +33,7 @@ class FrameData:
     gt_boxes: np.ndarray  # (G, 4) xyxy
     detections: np.ndarray  # (D, 6) x1 y1 x2 y2 score class
     image: np.ndarray | None = None  # only kept when a peer needs it
+    ignore_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # (I, 4) xyxy ignore regions
 
 
 @dataclass
@@ -70,6 +80,26 @@ def noisy_detections(boxes, rng: np.random.Generator, size: tuple[int, int], noi
     return out
 
 
+def is_tracked(box) -> bool:
+    """Whether a ground-truth object counts in the tracking metrics (else it is an ignore region)."""
+    return box.visible_fraction >= GT_MIN_VISIBILITY and box.bbox[3] - box.bbox[1] >= GT_MIN_HEIGHT_PX
+
+
+def drop_ignored(frame: "FrameData", ids: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove reported boxes that match an ignore region (Hungarian over truth and ignore regions together)."""
+    if len(boxes) == 0 or len(frame.ignore_boxes) == 0:
+        return ids, boxes
+    from scipy.optimize import linear_sum_assignment
+
+    targets = np.vstack([frame.gt_boxes.reshape(-1, 4), frame.ignore_boxes])
+    iou = _iou(targets, boxes)
+    rows, cols = linear_sum_assignment(-iou)
+    matched = (iou[rows, cols] >= MATCH_IOU) & (rows >= len(frame.gt_boxes))
+    keep = np.ones(len(boxes), dtype=bool)
+    keep[cols[matched]] = False
+    return ids[keep], boxes[keep]
+
+
 def build_sequences(world: World, frames: int, detector: Callable | None = None, noise: NoiseModel | None = None,
                     keep_images: bool = False) -> list[Sequence]:
     """Per camera, per frame: ground truth and the detections every tracker will see."""
@@ -80,11 +110,13 @@ def build_sequences(world: World, frames: int, detector: Callable | None = None,
         stamp = world.time_of(index)
         for ci, cam in enumerate(world.cameras):
             image, boxes = world.render(ci, index)
-            truth = [b for b in boxes if b.visible_fraction >= GT_MIN_VISIBILITY]
+            truth = [b for b in boxes if is_tracked(b)]
+            ignored = [b.bbox for b in boxes if not is_tracked(b)]
             dets = detector(image) if detector else noisy_detections(boxes, rng, cam.size, noise)
             sequences[ci].frames.append(FrameData(
                 stamp, np.array([b.global_id for b in truth], dtype=int), np.array([b.bbox for b in truth]).reshape(-1, 4),
-                np.asarray(dets, dtype=np.float64).reshape(-1, 6), image if keep_images else None))
+                np.asarray(dets, dtype=np.float64).reshape(-1, 6), image if keep_images else None,
+                np.array(ignored, dtype=np.float64).reshape(-1, 4)))
     return sequences
 
 
@@ -121,10 +153,9 @@ def score(sequences: list[Sequence], outputs: list[list[tuple]]) -> dict:
         gt_map, tr_map = {}, {}
         data = {"gt_ids": [], "tracker_ids": [], "similarity_scores": [], "num_gt_dets": 0, "num_tracker_dets": 0}
         for frame, (ids, boxes) in zip(sequence.frames, frames):
-            ids = np.asarray(ids, dtype=int)
-            boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+            ids, boxes = drop_ignored(frame, np.asarray(ids, dtype=int), np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
             iou = _iou(frame.gt_boxes, boxes)
-            distances = np.where(iou >= 0.5, 1.0 - iou, np.nan)
+            distances = np.where(iou >= MATCH_IOU, 1.0 - iou, np.nan)
             acc.update(list(frame.gt_ids), list(ids), distances)
             gt_dense = np.array([gt_map.setdefault(g, len(gt_map)) for g in frame.gt_ids], dtype=int)
             tr_dense = np.array([tr_map.setdefault(t, len(tr_map)) for t in ids], dtype=int)

@@ -170,6 +170,7 @@ class CameraRenderer:
             pos = np.array([lm.position[0], lm.position[1], lm.size[2] / 2.0])
             drawables.append((float(np.linalg.norm(pos - cam_pos)), 0, (Part((0, 0, 0), lm.size, lm.color),), np.eye(3), pos))
         drawables.sort(key=lambda d: -d[0])
+        silhouettes: dict[int, list[np.ndarray]] = {}  # label -> the actor's front faces, for its unoccluded area
         for _, label, parts, R, position in drawables:
             bodies = sorted((p for p in parts if p.kind not in _DECALS),
                             key=lambda p: -np.linalg.norm(R @ np.asarray(p.center) + position - cam_pos))
@@ -178,23 +179,32 @@ class CameraRenderer:
                     poly = np.round(pixels * 16).astype(np.int32)
                     cv2.fillConvexPoly(image, poly, color, lineType=cv2.LINE_8, shift=4)
                     cv2.fillConvexPoly(labels, poly, label, lineType=cv2.LINE_8, shift=4)
+                    if label:
+                        silhouettes.setdefault(label, []).append(poly)
         if self._remap is not None:
             image = cv2.remap(image, *self._remap, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             labels = cv2.remap(labels.astype(np.float32), *self._remap, interpolation=cv2.INTER_NEAREST).astype(np.int32)
         visible = np.bincount(labels.ravel(), minlength=len(actors_at_t) + 1)
         boxes = []
         for index, (actor, position, yaw) in enumerate(actors_at_t):
-            box = self._ground_truth(actor, position, yaw, int(visible[index + 1]))
+            box = self._ground_truth(actor, position, yaw, int(visible[index + 1]), silhouettes.get(index + 1, []))
             if box is not None:
                 boxes.append(box)
         return self._apply_sensor(image, frame_index, time_s), boxes
 
-    def _ground_truth(self, actor: Actor, position: np.ndarray, yaw: float, visible_pixels: int):
-        if visible_pixels == 0:
+    def _ground_truth(self, actor: Actor, position: np.ndarray, yaw: float, visible_pixels: int,
+                      faces: list[np.ndarray]):
+        """The actor's box: the extent of its parts' projected corners, i.e. tight around the drawn shape.
+
+        Boxing the actor's outer cuboid instead would put a yaw-dependent margin around thin
+        shapes (a person's head and legs are narrower than the cuboid), ground truth no detector
+        can reproduce. The box is amodal: it covers the parts hidden behind other objects.
+        """
+        if visible_pixels == 0 or not faces:
             return None
         R = matrix_from_rpy(0, 0, yaw)
-        corners = (_CORNERS * np.asarray(actor.size)) @ R.T + position
-        optical = self.camera.to_optical(corners)
+        corners = np.concatenate([(_CORNERS * np.asarray(p.size) + np.asarray(p.center)) for p in actor.parts])
+        optical = self.camera.to_optical(corners @ R.T + position)
         if np.any(optical[:, 2] < NEAR_PLANE_M):
             return None  # straddles the camera: no meaningful box
         pixels = self.camera.distort_pixels(self.camera.project_pinhole(optical))
@@ -203,11 +213,21 @@ class CameraRenderer:
         x2, y2 = np.clip(pixels.max(axis=0), 0, [w, h])
         if x2 - x1 < 1 or y2 - y1 < 1:
             return None
-        hull = cv2.convexHull(self.camera.project_pinhole(optical).astype(np.float32))
-        area = max(float(cv2.contourArea(hull)), 1.0)
         return GroundTruthBox(actor.global_id, actor.class_id, actor.class_name, (float(x1), float(y1), float(x2), float(y2)),
-                              min(1.0, visible_pixels / area), visible_pixels,
+                              min(1.0, visible_pixels / max(self._silhouette_area(faces), 1)), visible_pixels,
                               float(np.linalg.norm(position - self.camera.T_map_optical.t)))
+
+    @staticmethod
+    def _silhouette_area(faces: list[np.ndarray]) -> int:
+        """Pixels the actor would cover with nothing in front of it (its faces rasterised alone)."""
+        stacked = np.concatenate(faces)
+        lo = stacked.min(axis=0) // 16 - 1
+        hi = stacked.max(axis=0) // 16 + 2
+        mask = np.zeros((int(hi[1] - lo[1]), int(hi[0] - lo[0])), dtype=np.uint8)
+        offset = (lo * 16).astype(np.int32)
+        for poly in faces:
+            cv2.fillConvexPoly(mask, poly - offset, 1, lineType=cv2.LINE_8, shift=4)
+        return int(np.count_nonzero(mask))
 
     def _apply_sensor(self, image: np.ndarray, frame_index: int, time_s: float) -> np.ndarray:
         scene = self.scene
