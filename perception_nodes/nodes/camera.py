@@ -12,6 +12,8 @@ Topics (relative, remap or namespace them):
   image_raw                 sensor_msgs/Image           (qos.IMAGE)
   camera_info               sensor_msgs/CameraInfo      (qos.CAMERA_INFO)
   ground_truth/detections   perception_nodes/DetectionArray (synthetic only)
+  ground_truth/tracks       perception_nodes/TrackArray (synthetic only; track_id = the object's global id,
+                            the same in every camera: the reference for tracking and re-identification)
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def camera_info_from(calibration: CameraCalibration, frame_id: str) -> CameraInf
 class CameraNode(Node):
     def __init__(self, **kwargs):
         super().__init__("camera", **kwargs)
-        from perception_nodes.msg import DetectionArray, NodeHealth
+        from perception_nodes.msg import DetectionArray, NodeHealth, TrackArray
 
         self._DetectionArray = DetectionArray
         self._NodeHealth = NodeHealth
@@ -96,6 +98,7 @@ class CameraNode(Node):
         self._camera_info = self._load_camera_info()
         if isinstance(self._source, SyntheticSource) and self.publish_ground_truth:
             self.gt_pub = self.create_publisher(DetectionArray, "ground_truth/detections", qos.RESULTS)
+            self.gt_tracks_pub = self.create_publisher(TrackArray, "ground_truth/tracks", qos.RESULTS)
         self.health = HealthReporter(self, self.counters, status=lambda: self._status)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
@@ -208,21 +211,33 @@ class CameraNode(Node):
         info.header.frame_id = self.frame_id
         self.info_pub.publish(info)
         if self.gt_pub is not None and self.publish_ground_truth and frame.ground_truth is not None:
-            self.gt_pub.publish(self._ground_truth_msg(frame, msg.header))
+            detections = self._ground_truth_msg(frame, msg.header)
+            self.gt_pub.publish(detections)
+            self.gt_tracks_pub.publish(self._ground_truth_tracks(frame, detections))
         self.counters.on_processed(time.perf_counter() - began)
 
     def _ground_truth_msg(self, frame, header):
         from perception_nodes.msg import Detection
 
         out = self._DetectionArray(header=header, camera_id=self.camera_id, model="ground_truth@synthetic")
-        for box in frame.ground_truth:
-            if box.visible_fraction < self.min_visibility:
-                continue
+        for box in self._shown_truth(frame):
             x1, y1, x2, y2 = box.bbox
             det = Detection(class_id=box.class_id, class_name=box.class_name, score=1.0)
             det.box.center_x, det.box.center_y = (x1 + x2) / 2.0, (y1 + y2) / 2.0
             det.box.width, det.box.height = x2 - x1, y2 - y1
             out.detections.append(det)
+        return out
+
+    def _shown_truth(self, frame):
+        return [box for box in frame.ground_truth if box.visible_fraction >= self.min_visibility]
+
+    def _ground_truth_tracks(self, frame, detections):
+        from perception_nodes.msg import Track, TrackArray
+
+        out = TrackArray(header=detections.header, camera_id=self.camera_id)
+        for box, det in zip(self._shown_truth(frame), detections.detections):
+            out.tracks.append(Track(track_id=box.global_id, state=Track.STATE_CONFIRMED, box=det.box,
+                                    class_id=det.class_id, class_name=det.class_name, score=1.0))
         return out
 
     def close(self) -> None:
