@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from perception_nodes.rosenv import configure_dds
+
 REPO = Path(__file__).resolve().parents[1]
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # every test, every child process
+configure_dds(os.environ)  # and the DDS transports every node process of the project uses
 # Type-check message fields on assignment: a wrong type then raises in Python instead of
 # aborting the process inside the C conversion at publish time.
 os.environ["ROS_PYTHON_CHECK_FIELDS"] = "1"

@@ -72,3 +72,13 @@ def test_no_rtps_packet_leaves_loopback(tmp_path, domain_id):
     assert rtps_packets(tmp_path / "lo.pcap") > 0, "control capture on lo saw no RTPS: the capture is not working"
     leaked = {name: rtps_packets(tmp_path / f"{name}.pcap") for name in interfaces}
     assert leaked == {name: 0 for name in interfaces}
+
+
+def test_child_processes_get_loopback_discovery_and_the_project_transports_unless_the_user_chose():
+    from perception_nodes.rosenv import DDS_BUILTIN_TRANSPORTS, child_environment
+
+    env = child_environment(5, base={"PATH": "/bin"})
+    assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST" and env["ROS_DOMAIN_ID"] == "5"
+    assert env["FASTDDS_BUILTIN_TRANSPORTS"] == DDS_BUILTIN_TRANSPORTS
+    chosen = child_environment(base={"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"})
+    assert chosen["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET" and chosen["FASTDDS_BUILTIN_TRANSPORTS"] == "UDPv4"

@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from perception_nodes.rosenv import pin_discovery_to_localhost
+from perception_nodes.rosenv import configure_dds
 
 
 def emit(result: dict) -> None:
@@ -21,7 +21,7 @@ def add_scene_args(parser) -> None:
 
 def ros_init(domain_id: int | None = None):
     """rclpy.init with discovery pinned to loopback; returns the context."""
-    pin_discovery_to_localhost(os.environ)
+    configure_dds(os.environ)
     if domain_id is not None:
         os.environ["ROS_DOMAIN_ID"] = str(domain_id)
     import rclpy

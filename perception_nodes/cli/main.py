@@ -13,6 +13,7 @@ import sys
 from perception_nodes.cli import bag_cmds, bench, calibrate, detection_cmds, graph_cmds, tracking_cmds
 from perception_nodes.cli.common import add_scene_args
 from perception_nodes.errors import PerceptionError
+from perception_nodes.rosenv import configure_dds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    configure_dds(os.environ)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

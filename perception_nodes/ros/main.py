@@ -9,7 +9,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
-from perception_nodes.rosenv import pin_discovery_to_localhost
+from perception_nodes.rosenv import configure_dds
 
 
 def run_node(factory: Callable[[], Node], args=None, threads: int = 2) -> int:
@@ -18,7 +18,7 @@ def run_node(factory: Callable[[], Node], args=None, threads: int = 2) -> int:
     A node that fails while starting (bad parameters, missing files) logs the
     reason and exits 1, so the runner and ``ros2 launch`` report it.
     """
-    pin_discovery_to_localhost(os.environ)
+    configure_dds(os.environ)
     rclpy.init(args=args if args is not None else sys.argv)
     node = None
     code = 0
