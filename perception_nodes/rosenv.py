@@ -4,28 +4,31 @@ from __future__ import annotations
 import os
 from typing import MutableMapping
 
-# Fast DDS builtin transports for this project's processes. LARGE_DATA keeps UDP for discovery only and
-# carries data over shared memory (same host) or TCP: measured with `perception bench detector`
-# (4 cameras x 640x480 bgr8 into one detector node, 2 cores), DEFAULT (UDP + a 512 KiB SHM segment)
-# delivered 4.5 frames/s where LARGE_DATA delivered 19.2, because bursts of 0.9 MB images overflow
-# the default segment and UDP recovers lost fragments only at the next heartbeat. Cross-host
-# deployments need the same setting on every machine (DEFAULT peers have no TCP); set
-# FASTDDS_BUILTIN_TRANSPORTS yourself to override it.
-DDS_BUILTIN_TRANSPORTS = "LARGE_DATA"
+from perception_nodes.errors import ConfigError
+from perception_nodes.paths import package_path
+
+# Fast DDS XML defaults (config/dds/fastdds_profiles.xml): writer heartbeats every 50 ms instead of
+# 3 s. A lost 640x480 frame otherwise blocks the reliable image stream behind it for up to 3 s:
+# `perception bench detector` (4 cameras into one detector node, 2 cores) showed 2-3 s stalls and
+# 5-8 frames/s without it, about 25 frames/s with it. Set FASTDDS_DEFAULT_PROFILES_FILE to use yours.
+DDS_PROFILES = "config/dds/fastdds_profiles.xml"
 
 
 def configure_dds(env: MutableMapping[str, str] = os.environ) -> MutableMapping[str, str]:
-    """Keep DDS discovery on loopback and choose the project's transports, unless the user chose.
+    """Keep DDS discovery on loopback and load the project's Fast DDS profile, unless the user chose.
 
     Without ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, Fast DDS multicasts
     discovery on every interface. A user may still set SUBNET explicitly; an
-    unset or empty value becomes LOCALHOST. FASTDDS_BUILTIN_TRANSPORTS
-    defaults to ``DDS_BUILTIN_TRANSPORTS``.
+    unset or empty value becomes LOCALHOST. FASTDDS_DEFAULT_PROFILES_FILE
+    defaults to the package's ``DDS_PROFILES``.
     """
     if not env.get("ROS_AUTOMATIC_DISCOVERY_RANGE"):
         env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    if not env.get("FASTDDS_BUILTIN_TRANSPORTS"):
-        env["FASTDDS_BUILTIN_TRANSPORTS"] = DDS_BUILTIN_TRANSPORTS
+    if not env.get("FASTDDS_DEFAULT_PROFILES_FILE"):
+        try:
+            env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(package_path(DDS_PROFILES))
+        except ConfigError:
+            pass  # an incomplete install: Fast DDS's own defaults still work, only slower to recover
     return env
 
 

@@ -74,11 +74,17 @@ def test_no_rtps_packet_leaves_loopback(tmp_path, domain_id):
     assert leaked == {name: 0 for name in interfaces}
 
 
-def test_child_processes_get_loopback_discovery_and_the_project_transports_unless_the_user_chose():
-    from perception_nodes.rosenv import DDS_BUILTIN_TRANSPORTS, child_environment
+def test_child_processes_get_loopback_discovery_and_the_project_dds_profile_unless_the_user_chose():
+    import xml.etree.ElementTree as ET
+
+    from perception_nodes.rosenv import child_environment
 
     env = child_environment(5, base={"PATH": "/bin"})
     assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST" and env["ROS_DOMAIN_ID"] == "5"
-    assert env["FASTDDS_BUILTIN_TRANSPORTS"] == DDS_BUILTIN_TRANSPORTS
-    chosen = child_environment(base={"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"})
-    assert chosen["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET" and chosen["FASTDDS_BUILTIN_TRANSPORTS"] == "UDPv4"
+    profile = ET.parse(env["FASTDDS_DEFAULT_PROFILES_FILE"]).getroot()  # well-formed, and the one we ship
+    ns = {"dds": "http://www.eprosima.com"}
+    period = profile.find(".//dds:data_writer[@is_default_profile='true']/dds:times/dds:heartbeat_period", ns)
+    assert period is not None and int(period.find("dds:sec", ns).text) == 0
+    chosen = child_environment(base={"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET",
+                                     "FASTDDS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"})
+    assert chosen["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET" and chosen["FASTDDS_DEFAULT_PROFILES_FILE"] == "/etc/mine.xml"
