@@ -60,11 +60,11 @@ def _require_model(params_file: str) -> None:
     """The detection stage needs its model registered; say how to get one instead of starting a dead node."""
     import yaml
 
-    from perception_nodes.detection.registry import ModelError, ModelRegistry
+    from perception_nodes.detection.registry import DEFAULT_DETECTOR, ModelError, ModelRegistry
 
     with open(params_file) as handle:
         values = (yaml.safe_load(handle) or {}).get("/**/detector", {}).get("ros__parameters", {})
-    ref = values.get("model", "yolov8n-lot")
+    ref = values.get("model", DEFAULT_DETECTOR)
     try:
         ModelRegistry(values.get("manifest") or None).resolve(ref)
     except (ModelError, OSError) as exc:

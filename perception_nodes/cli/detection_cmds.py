@@ -1,4 +1,4 @@
-"""`perception train detector` and `perception eval detection`."""
+"""`perception train|export detector`, `perception eval detection` and `perception bench detector`."""
 from __future__ import annotations
 
 import time
@@ -6,9 +6,9 @@ import time
 import numpy as np
 
 from perception_nodes.cli.common import emit
+from perception_nodes.detection.registry import DEFAULT_DETECTOR as DEFAULT_MODEL
 from perception_nodes.errors import ConfigError
 
-DEFAULT_MODEL = "yolov8n-lot"
 ROUNDS = 2  # benchmark repetitions; the best one counts
 
 

@@ -6,6 +6,7 @@ import time
 import numpy as np
 
 from perception_nodes.cli.common import emit
+from perception_nodes.detection.registry import DEFAULT_DETECTOR
 
 
 def _peers_available() -> tuple[bool, str]:
@@ -113,7 +114,7 @@ def add_parsers(eval_sub, bench_sub, add_scene_args) -> None:
     ev = eval_sub.add_parser("tracking", help="HOTA/IDF1/MOTA of our tracker and BoxMOT's on identical detections")
     add_scene_args(ev)
     ev.add_argument("--detections", choices=("gt-noisy", "detector"), default="gt-noisy")
-    ev.add_argument("--model", default="yolov8n-lot", help="name@version for --detections detector")
+    ev.add_argument("--model", default=DEFAULT_DETECTOR, help="name@version for --detections detector")
     ev.add_argument("--det-conf", type=float, default=0.1,
                     help="detector score floor for --detections detector; low-score boxes feed ByteTrack's second stage")
     ev.add_argument("--frames", type=int, default=None, help="frames per camera (default: the whole scene)")

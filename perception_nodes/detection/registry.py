@@ -17,6 +17,7 @@ from perception_nodes.fileio import atomic_write_yaml, read_yaml_mapping
 from perception_nodes.paths import package_path
 
 MANIFEST = "manifest.yaml"
+DEFAULT_DETECTOR = "yolov8n-lot"  # the shipped detector's name; its highest version unless one is named
 
 
 class ModelError(PerceptionError):
