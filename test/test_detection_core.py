@@ -117,3 +117,15 @@ def test_shadow_agreement():
     b[1, 5] = 2  # same place, other class: no agreement
     assert agreement(a, b) == pytest.approx(0.5)
     assert agreement(np.zeros((0, 6)), np.zeros((0, 6))) == 1.0
+
+
+def test_a_stricter_policy_turns_small_objects_into_ignore_regions_only():
+    from perception_nodes.detection.dataset import EvalPolicy
+
+    world = World(load_scene("default", seed=200))
+    loose, _ = coco_ground_truth(world, [0, 60])
+    strict, _ = coco_ground_truth(world, [0, 60], policy=EvalPolicy(min_height_px=40))
+    assert len(loose["annotations"]) == len(strict["annotations"])  # same objects, only their flag differs
+    scored = [a for a in strict["annotations"] if not a["iscrowd"]]
+    assert 0 < len(scored) < sum(1 for a in loose["annotations"] if not a["iscrowd"])
+    assert all(a["bbox"][3] >= 40 for a in scored)

@@ -6,6 +6,7 @@ import time
 import numpy as np
 
 from perception_nodes.cli.common import emit
+from perception_nodes.detection.dataset import EVAL_MIN_HEIGHT_PX, EVAL_MIN_VISIBILITY
 from perception_nodes.detection.registry import DEFAULT_DETECTOR as DEFAULT_MODEL
 from perception_nodes.errors import ConfigError
 
@@ -28,10 +29,10 @@ def _seeds(text: str) -> list[int]:
 
 
 def evaluate_model(weights, scene_name: str, seeds: list[int], frame_step: int, imgsz: int, conf: float = 0.001,
-                   batch: int = 4) -> dict:
+                   batch: int = 4, policy=None) -> dict:
     """mAP of a weights file on every ``frame_step``-th frame of the given seeds (all cameras)."""
     from perception_nodes.detection.backend import UltralyticsDetector
-    from perception_nodes.detection.dataset import coco_evaluate, coco_ground_truth, to_coco_detections
+    from perception_nodes.detection.dataset import EvalPolicy, coco_evaluate, coco_ground_truth, to_coco_detections
     from perception_nodes.world import World, load_scene
 
     detector = UltralyticsDetector(weights, imgsz=imgsz, conf=conf, iou=0.6)
@@ -52,7 +53,7 @@ def evaluate_model(weights, scene_name: str, seeds: list[int], frame_step: int, 
                 predict_pending()
 
         offset = len(images_all)
-        gt, _ = coco_ground_truth(world, frames, on_image)
+        gt, _ = coco_ground_truth(world, frames, on_image, policy or EvalPolicy())
         predict_pending()
         for image in gt["images"]:
             image["id"] += offset
@@ -65,6 +66,7 @@ def evaluate_model(weights, scene_name: str, seeds: list[int], frame_step: int, 
     result = coco_evaluate({"images": images_all, "annotations": annotations, "categories": categories}, detections)
     result["images"] = len(images_all)
     result["evaluated_objects"] = sum(1 for a in annotations if not a["iscrowd"])
+    result["policy"] = (policy or EvalPolicy()).to_dict()
     return result
 
 
@@ -76,7 +78,10 @@ def run_eval(args) -> int:
     scene = load_scene(args.scene, seed=args.seed)
     seeds = [scene.seed] if args.seed is not None else _seeds(args.seeds)
     started = time.perf_counter()
-    result = evaluate_model(path, args.scene, seeds, args.frame_step, entry.input_size)
+    from perception_nodes.detection.dataset import EvalPolicy
+
+    policy = EvalPolicy(args.min_visibility, args.min_height_px)
+    result = evaluate_model(path, args.scene, seeds, args.frame_step, entry.input_size, policy=policy)
     for name, values in result["per_class"].items():
         print(f"[eval] {name:8s} mAP@0.5 {values['map50']:.3f}  mAP@0.5:0.95 {values['map50_95']:.3f}")
     print(f"[eval] all      mAP@0.5 {result['map50']:.3f}  mAP@0.5:0.95 {result['map50_95']:.3f} "
@@ -163,6 +168,10 @@ def add_parsers(sub, eval_sub, add_scene_args) -> None:
     ev.add_argument("--model", default=DEFAULT_MODEL, help="name@version from models/manifest.yaml")
     ev.add_argument("--seeds", default="200-201", help="held-out seeds when --seed is not given")
     ev.add_argument("--frame-step", type=int, default=30)
+    ev.add_argument("--min-height-px", type=float, default=EVAL_MIN_HEIGHT_PX,
+                    help="objects shorter than this are ignore regions (neither hits nor misses)")
+    ev.add_argument("--min-visibility", type=float, default=EVAL_MIN_VISIBILITY,
+                    help="objects less visible than this fraction are ignore regions")
     ev.set_defaults(func=run_eval)
 
 

@@ -36,8 +36,19 @@ def is_labelled(box) -> bool:
     return box.visible_fraction >= LABEL_MIN_VISIBILITY and box.bbox[3] - box.bbox[1] >= LABEL_MIN_HEIGHT_PX
 
 
-def is_evaluated(box) -> bool:
-    return box.visible_fraction >= EVAL_MIN_VISIBILITY and box.bbox[3] - box.bbox[1] >= EVAL_MIN_HEIGHT_PX
+@dataclass(frozen=True)
+class EvalPolicy:
+    """Which ground-truth objects are scored; the others are ignore regions."""
+
+    min_visibility: float = EVAL_MIN_VISIBILITY
+    min_height_px: float = EVAL_MIN_HEIGHT_PX
+
+    def to_dict(self) -> dict:
+        return {"min_visibility": self.min_visibility, "min_height_px": self.min_height_px}
+
+
+def is_evaluated(box, policy: EvalPolicy = EvalPolicy()) -> bool:
+    return box.visible_fraction >= policy.min_visibility and box.bbox[3] - box.bbox[1] >= policy.min_height_px
 
 
 def export_yolo(scene: Scene, out: str | os.PathLike, splits: list[Split], frame_step: int = 5,
@@ -75,7 +86,8 @@ def export_yolo(scene: Scene, out: str | os.PathLike, splits: list[Split], frame
     return counts
 
 
-def coco_ground_truth(world: World, frames: list[int], on_image=None) -> tuple[dict, list[tuple[int, int, int]]]:
+def coco_ground_truth(world: World, frames: list[int], on_image=None,
+                      policy: EvalPolicy = EvalPolicy()) -> tuple[dict, list[tuple[int, int, int]]]:
     """COCO ground truth (dict) for the given frames of every camera, and (image_id, camera, frame) keys.
 
     ``on_image(image_id, bgr)`` receives each rendered frame, so a caller that also needs the pixels
@@ -95,7 +107,7 @@ def coco_ground_truth(world: World, frames: list[int], on_image=None) -> tuple[d
                 x1, y1, x2, y2 = box.bbox
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": box.class_id,
                                     "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
-                                    "iscrowd": 0 if is_evaluated(box) else 1})
+                                    "iscrowd": 0 if is_evaluated(box, policy) else 1})
     categories = [{"id": i, "name": n} for i, n in enumerate(CLASS_NAMES)]
     return {"images": images, "annotations": annotations, "categories": categories}, keys
 
