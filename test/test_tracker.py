@@ -73,6 +73,22 @@ def test_dt_from_stamps_bridges_dropped_frames():
     assert first_track not in confirmed(tracks)
 
 
+def test_a_lost_track_is_recovered_at_its_last_observation_after_the_object_stopped():
+    """Prediction drifts on through a detection gap; the object had stopped (e.g. a car parking)."""
+    def run(recovery_iou):
+        tracker = ByteTracker(TrackerParams(recovery_iou=recovery_iou))
+        for frame in range(8):
+            tracker.update(np.array([box(100 + 15 * frame, 200, w=40, h=30)]), frame * 0.1)
+        for frame in range(8, 13):  # hidden; the Kalman prediction keeps moving at 150 px/s
+            tracker.update(np.zeros((0, 6)), frame * 0.1)
+        _, tracks = tracker.update(np.array([box(100 + 15 * 7 + 4, 200, w=40, h=30)]), 1.3)
+        _, tracks = tracker.update(np.array([box(100 + 15 * 7 + 4, 200, w=40, h=30)]), 1.4)
+        return sorted(confirmed(tracks))
+
+    assert run(0.3) == [1]  # the same id, matched to where it was last seen
+    assert run(0.0) != [1]  # without the recovery stage it becomes a new track
+
+
 def test_out_of_order_duplicate_and_backwards_stamps():
     tracker = ByteTracker(TrackerParams(reset_backwards_s=1.0))
     tracker.update(np.array([box(100, 100)]), 10.0)

@@ -28,7 +28,7 @@ from perception_nodes.stats import NodeCounters
 from perception_nodes.tracking.tracker import ByteTracker, TrackerParams, TrackState, UpdateStatus
 
 _THRESHOLDS = ("track_high_thresh", "track_low_thresh", "new_track_thresh", "match_thresh", "low_match_thresh",
-               "tentative_match_thresh", "appearance_weight", "appearance_gate", "embedding_momentum")
+               "tentative_match_thresh", "appearance_weight", "appearance_gate", "embedding_momentum", "recovery_iou")
 
 
 class TrackerNode(Node):

@@ -58,12 +58,17 @@ class TrackerParams:
     appearance_gate: float = 0.9  # only fuse where 1 - IoU is below this (spatially plausible)
     embedding_momentum: float = 0.9  # per-track moving average of embeddings
     reset_backwards_s: float = 1.0
+    # Observation-centric recovery (as in OC-SORT): a lost track whose predicted box drifted during a
+    # detection gap is matched against its last observed box; 0 disables the stage.
+    recovery_iou: float = 0.3
 
     def validate(self) -> None:
         if not 0 <= self.track_low_thresh <= self.track_high_thresh <= 1:
             raise ValueError("need 0 <= track_low_thresh <= track_high_thresh <= 1")
         if self.min_hits < 1 or self.max_age_s <= 0:
             raise ValueError("min_hits >= 1 and max_age_s > 0 required")
+        if not 0 <= self.recovery_iou <= 1:
+            raise ValueError("recovery_iou must be in [0, 1]")
         if not 0 <= self.appearance_weight <= 1 or not 0 <= self.embedding_momentum < 1:
             raise ValueError("appearance_weight in [0, 1] and embedding_momentum in [0, 1) required")
 
@@ -80,6 +85,7 @@ class _Track:
     state: TrackState = TrackState.TENTATIVE
     frames_since_update: int = 0
     embedding: np.ndarray | None = None
+    last_box: np.ndarray | None = None  # xyxy of the latest associated detection
 
 
 @dataclass
@@ -157,8 +163,9 @@ class ByteTracker:
         self.last_stamp_s = None
 
     def _cost(self, tracks: list[_Track], boxes: np.ndarray, classes: np.ndarray,
-              embeddings: np.ndarray | None, use_appearance: bool) -> np.ndarray:
-        track_boxes = np.array([cxcywh_to_xyxy(t.kf.box) for t in tracks]).reshape(-1, 4)
+              embeddings: np.ndarray | None, use_appearance: bool, observed: bool = False) -> np.ndarray:
+        """1 - IoU against each track's predicted box (or, ``observed``, its last observed box)."""
+        track_boxes = np.array([t.last_box if observed else cxcywh_to_xyxy(t.kf.box) for t in tracks]).reshape(-1, 4)
         cost = 1.0 - iou_matrix(track_boxes, boxes)
         if use_appearance and embeddings is not None and len(tracks) and len(boxes):
             p = self.params
@@ -212,10 +219,10 @@ class ByteTracker:
         low = np.flatnonzero((scores >= p.track_low_thresh) & (scores < p.track_high_thresh))
         matched_det: dict[int, int] = {}  # track list index -> detection index
 
-        def run(track_indices, det_indices, threshold, use_appearance):
+        def run(track_indices, det_indices, threshold, use_appearance, observed=False):
             tracks = [self._tracks[i] for i in track_indices]
             emb = embeddings[det_indices] if embeddings is not None else None
-            cost = self._cost(tracks, detections[det_indices, :4], classes[det_indices], emb, use_appearance)
+            cost = self._cost(tracks, detections[det_indices, :4], classes[det_indices], emb, use_appearance, observed)
             matches, free_tracks, free_dets = _assign(cost, threshold)
             for r, c in matches:
                 matched_det[track_indices[r]] = int(det_indices[c])
@@ -225,6 +232,10 @@ class ByteTracker:
         free_active, free_high = run(active, high, p.match_thresh, True)
         still_confirmed = [i for i in free_active if self._tracks[i].state == TrackState.CONFIRMED]
         run(still_confirmed, low, p.low_match_thresh, False)
+        still_lost = [i for i in free_active if self._tracks[i].state == TrackState.LOST and
+                      self._tracks[i].last_box is not None]
+        if p.recovery_iou > 0 and still_lost and free_high:
+            _, free_high = run(still_lost, np.asarray(free_high, dtype=int), 1.0 - p.recovery_iou, False, True)
         tentative = [i for i, t in enumerate(self._tracks) if t.state == TrackState.TENTATIVE]
         _, free_high = run(tentative, np.asarray(free_high, dtype=int), p.tentative_match_thresh, True)
 
@@ -245,6 +256,7 @@ class ByteTracker:
             track.frames_since_update = 0
             track.last_update_s = stamp_s
             track.score = float(scores[di])
+            track.last_box = detections[di, :4].copy()
             if embeddings is not None and np.any(embeddings[di]):
                 e = embeddings[di] if track.embedding is None else \
                     p.embedding_momentum * track.embedding + (1 - p.embedding_momentum) * embeddings[di]
@@ -266,7 +278,7 @@ class ByteTracker:
             if scores[di] < p.new_track_thresh:
                 continue
             track = _Track(self._next_id, BoxKalman(xyxy_to_cxcywh(detections[di, :4])), int(classes[di]),
-                           float(scores[di]), stamp_s, stamp_s)
+                           float(scores[di]), stamp_s, stamp_s, last_box=detections[di, :4].copy())
             if embeddings is not None and np.any(embeddings[di]):
                 track.embedding = embeddings[di].copy()
             if p.min_hits <= 1:
