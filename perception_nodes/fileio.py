@@ -25,12 +25,19 @@ def read_yaml_mapping(path: str | os.PathLike, what: str = "file") -> dict:
     return data
 
 
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write via a temp file in the same folder + rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the mode open() would give
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
