@@ -261,8 +261,9 @@ def test_camera_detector_tracker_wiring(ros_context, executor, domain_id, tmp_pa
 
     path = tmp_path / "yolov8n-lot-0.pt"
     YOLO("yolov8n.yaml").save(str(path))
-    ModelRegistry(tmp_path / "manifest.yaml").add(ModelEntry("yolov8n-lot", "0", path, sha256_of(path),
-                                                             ["car", "truck", "person", "bicycle"], 320))
+    registry = ModelRegistry(tmp_path / "manifest.yaml")
+    for name in ("yolov8n-lot-onnx", "yolov8n-lot"):  # the configured primary and fallback names
+        registry.add(ModelEntry(name, "0", path, sha256_of(path), ["car", "truck", "person", "bicycle"], 320))
     monkeypatch.setenv("PERCEPTION_MODELS_DIR", str(tmp_path))  # inherited by the node processes
     rclpy, context = ros_context
     specs = build_graph("overlap2", stages=("cameras", "detection", "tracking"))
@@ -278,7 +279,7 @@ def test_camera_detector_tracker_wiring(ros_context, executor, domain_id, tmp_pa
             ({k: len(v) for k, v in detections.items()}, {k: len(v) for k, v in tracks.items()})
         assert runner.wait(0.1), runner.failures
     for cam, msgs in detections.items():
-        assert all(m.model == "yolov8n-lot@0" and m.camera_id == cam and m.header.frame_id == f"{cam}_optical_frame"
+        assert all(m.model == "yolov8n-lot-onnx@0" and m.camera_id == cam and m.header.frame_id == f"{cam}_optical_frame"
                    for m in msgs)
         detection_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in msgs}
         # The probe's two subscriptions start and stop at different moments: compare within the window of
