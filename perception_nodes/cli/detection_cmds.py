@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from perception_nodes.cli.common import emit
-from perception_nodes.detection.dataset import EVAL_MIN_HEIGHT_PX, EVAL_MIN_VISIBILITY
+from perception_nodes.detection.dataset import EVAL_MIN_HEIGHT_PX, EVAL_MIN_VISIBILITY, EvalPolicy
 from perception_nodes.detection.registry import DEFAULT_DETECTOR as DEFAULT_MODEL
 from perception_nodes.errors import ConfigError
 
@@ -29,10 +29,10 @@ def _seeds(text: str) -> list[int]:
 
 
 def evaluate_model(weights, scene_name: str, seeds: list[int], frame_step: int, imgsz: int, conf: float = 0.001,
-                   batch: int = 4, policy=None) -> dict:
+                   batch: int = 4, policy: EvalPolicy = EvalPolicy()) -> dict:
     """mAP of a weights file on every ``frame_step``-th frame of the given seeds (all cameras)."""
     from perception_nodes.detection.backend import UltralyticsDetector
-    from perception_nodes.detection.dataset import EvalPolicy, coco_evaluate, coco_ground_truth, to_coco_detections
+    from perception_nodes.detection.dataset import coco_evaluate, coco_ground_truth, to_coco_detections
     from perception_nodes.world import World, load_scene
 
     detector = UltralyticsDetector(weights, imgsz=imgsz, conf=conf, iou=0.6)
@@ -53,7 +53,7 @@ def evaluate_model(weights, scene_name: str, seeds: list[int], frame_step: int, 
                 predict_pending()
 
         offset = len(images_all)
-        gt, _ = coco_ground_truth(world, frames, on_image, policy or EvalPolicy())
+        gt, _ = coco_ground_truth(world, frames, on_image, policy)
         predict_pending()
         for image in gt["images"]:
             image["id"] += offset
@@ -66,7 +66,7 @@ def evaluate_model(weights, scene_name: str, seeds: list[int], frame_step: int, 
     result = coco_evaluate({"images": images_all, "annotations": annotations, "categories": categories}, detections)
     result["images"] = len(images_all)
     result["evaluated_objects"] = sum(1 for a in annotations if not a["iscrowd"])
-    result["policy"] = (policy or EvalPolicy()).to_dict()
+    result["policy"] = policy.to_dict()
     return result
 
 
@@ -78,8 +78,6 @@ def run_eval(args) -> int:
     scene = load_scene(args.scene, seed=args.seed)
     seeds = [scene.seed] if args.seed is not None else _seeds(args.seeds)
     started = time.perf_counter()
-    from perception_nodes.detection.dataset import EvalPolicy
-
     policy = EvalPolicy(args.min_visibility, args.min_height_px)
     result = evaluate_model(path, args.scene, seeds, args.frame_step, entry.input_size, policy=policy)
     for name, values in result["per_class"].items():
@@ -234,9 +232,12 @@ def run_bench(args) -> int:
     arrivals: dict[tuple, float] = {}
     event = threading.Condition()
 
+    newest: dict[str, int] = {}  # camera -> newest stamp answered (streaming waits on it)
+
     def on_detections(msg, cam):
         with event:
             arrivals[(cam, msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.perf_counter()
+            newest[cam] = max(newest.get(cam, -1), msg.header.stamp.sec)
             event.notify_all()
 
     for cam in cams:
@@ -278,7 +279,7 @@ def run_bench(args) -> int:
             cams_used = [cam for cam, _ in cam_frames[0]]
 
             def answered(stamp):
-                return all(any(k[0] == cam and k[1] >= stamp for k in arrivals) for cam in cams_used)
+                return all(newest.get(cam, -1) >= stamp for cam in cams_used)
 
             started = time.perf_counter()
             for step, cam_images in enumerate(cam_frames):
@@ -288,7 +289,7 @@ def run_bench(args) -> int:
                         event.wait_for(lambda: answered(first_stamp + step - 2), timeout=10.0)
                     if args.verbose and time.perf_counter() - waited > 0.5:
                         print(f"[bench] stall at step {step}: waited {time.perf_counter() - waited:.2f} s; answered per cam",
-                              {c: max((k[1] for k in arrivals if k[0] == c), default=0) - first_stamp for c in cams_used})
+                              {c: newest.get(c, first_stamp) - first_stamp for c in cams_used})
                 for cam, image in cam_images:
                     publish(cam, image, first_stamp + step)
             last = first_stamp + len(cam_frames) - 1

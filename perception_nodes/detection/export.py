@@ -17,7 +17,7 @@ from perception_nodes.detection.registry import ModelEntry, ModelError, ModelReg
 ONNX_SUFFIX = "-onnx"
 
 
-def export_onnx(ref: str, registry: ModelRegistry | None = None, evaluate=None, opset: int | None = None) -> ModelEntry:
+def export_onnx(ref: str, registry: ModelRegistry | None = None, evaluate=None) -> ModelEntry:
     """Export ``ref`` (a .pt entry) to ONNX next to it, evaluate it if asked, and register it."""
     registry = registry or ModelRegistry()
     entry, path = registry.verified_path(ref)
@@ -30,11 +30,9 @@ def export_onnx(ref: str, registry: ModelRegistry | None = None, evaluate=None, 
     with tempfile.TemporaryDirectory() as scratch:  # ultralytics writes beside its input
         staged = Path(scratch) / path.name
         shutil.copyfile(path, staged)
-        options = {"format": "onnx", "dynamic": True, "imgsz": entry.input_size, "simplify": True}
-        if opset:
-            options["opset"] = opset
         try:
-            exported = Path(YOLO(str(staged)).export(**options))
+            exported = Path(YOLO(str(staged)).export(format="onnx", dynamic=True, imgsz=entry.input_size,
+                                                     simplify=True))
         except Exception as exc:  # ultralytics raises many kinds (missing onnx, bad graph)
             raise ModelError(f"exporting {entry.ref} to ONNX failed: {type(exc).__name__}: {exc}") from None
         tmp_target = target.with_suffix(".onnx.tmp")

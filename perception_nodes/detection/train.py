@@ -43,19 +43,19 @@ def train_detector(scene: Scene, name: str, version: str, work: str | os.PathLik
                   "cache": "ram", "close_mosaic": max(1, epochs // 5)}
     if hours:
         train_args["time"] = hours
-    if base_model.endswith(".pt"):
+    fine_tune = base_model.endswith(".pt")
+    if fine_tune:
         # ultralytics starts from random weights whenever pretrained is False, even for a .pt model
         train_args.update(pretrained=str(Path(base_model).resolve()), warmup_epochs=1.0)
     model = YOLO(base_model)
     model.train(**train_args)
     best = Path(model.trainer.save_dir) / "weights" / "best.pt"
     command = " ".join(["perception", *sys.argv[1:]]) if sys.argv and "perception" in sys.argv[0] else ""
-    recorded_args = {**train_args, "model": Path(base_model).name}
-    if isinstance(recorded_args["pretrained"], str):
-        recorded_args["pretrained"] = Path(base_model).name
+    # The card names files, not this machine's paths.
+    recorded_args = {**train_args, "model": Path(base_model).name,
+                     "pretrained": Path(base_model).name if fine_tune else False}
     return register_trained(best, scene, name, version, counts, recorded_args, imgsz, eval_seeds, registry, evaluate,
                             command, init_ref)
-
 
 
 def register_trained(best: Path, scene: Scene, name: str, version: str, counts: dict, train_args: dict, imgsz: int,
@@ -68,8 +68,7 @@ def register_trained(best: Path, scene: Scene, name: str, version: str, counts: 
     shutil.copyfile(best, target)
     metrics = evaluate(target) if evaluate else {}
     card = registry.root / f"{name}-{version}.md"
-    card.write_text(_card(name, version, scene, counts, train_args, eval_seeds, metrics, command, target,
-                               init_ref))
+    card.write_text(_card(name, version, scene, counts, train_args, eval_seeds, metrics, command, target, init_ref))
     entry = ModelEntry(name, version, target, sha256_of(target), list(CLASS_NAMES), imgsz,
                        {k: metrics[k] for k in ("map50", "map50_95") if k in metrics}, card.name)
     registry.add(entry)

@@ -211,16 +211,17 @@ class CameraNode(Node):
         info.header.frame_id = self.frame_id
         self.info_pub.publish(info)
         if self.gt_pub is not None and self.publish_ground_truth and frame.ground_truth is not None:
-            detections = self._ground_truth_msg(frame, msg.header)
+            shown = [box for box in frame.ground_truth if box.visible_fraction >= self.min_visibility]
+            detections = self._ground_truth_msg(shown, msg.header)
             self.gt_pub.publish(detections)
-            self.gt_tracks_pub.publish(self._ground_truth_tracks(frame, detections))
+            self.gt_tracks_pub.publish(self._ground_truth_tracks(shown, detections))
         self.counters.on_processed(time.perf_counter() - began)
 
-    def _ground_truth_msg(self, frame, header):
+    def _ground_truth_msg(self, boxes, header):
         from perception_nodes.msg import Detection
 
         out = self._DetectionArray(header=header, camera_id=self.camera_id, model="ground_truth@synthetic")
-        for box in self._shown_truth(frame):
+        for box in boxes:
             x1, y1, x2, y2 = box.bbox
             det = Detection(class_id=box.class_id, class_name=box.class_name, score=1.0)
             det.box.center_x, det.box.center_y = (x1 + x2) / 2.0, (y1 + y2) / 2.0
@@ -228,14 +229,12 @@ class CameraNode(Node):
             out.detections.append(det)
         return out
 
-    def _shown_truth(self, frame):
-        return [box for box in frame.ground_truth if box.visible_fraction >= self.min_visibility]
-
-    def _ground_truth_tracks(self, frame, detections):
+    def _ground_truth_tracks(self, boxes, detections):
+        """The same objects as ``detections`` (built from ``boxes``, in order), with their global ids."""
         from perception_nodes.msg import Track, TrackArray
 
         out = TrackArray(header=detections.header, camera_id=self.camera_id)
-        for box, det in zip(self._shown_truth(frame), detections.detections):
+        for box, det in zip(boxes, detections.detections):
             out.tracks.append(Track(track_id=box.global_id, state=Track.STATE_CONFIRMED, box=det.box,
                                     class_id=det.class_id, class_name=det.class_name, score=1.0))
         return out
