@@ -241,14 +241,21 @@ class DetectorNode(LifecycleNode):
                 self.log.error("inference", f"inference failed: {exc}")
                 continue
             elapsed = time.perf_counter() - began
-            for index, ((cam, msg), rows) in enumerate(zip(sources, results)):
-                pubs = self._camera_publishers[cam]
-                pubs[0].publish(self._to_msg(cam, msg, rows, model))
-                if shadow is not None:
-                    pubs[1].publish(self._to_msg(cam, msg, shadow[index], self.runtime.shadow))
-                if self.publish_debug_image:
-                    pubs[2].publish(self._annotate(frames[index], rows, model, msg))
-                self.counters.on_processed(elapsed / len(sources))
+            try:
+                for index, ((cam, msg), rows) in enumerate(zip(sources, results)):
+                    pubs = self._camera_publishers[cam]
+                    pubs[0].publish(self._to_msg(cam, msg, rows, model))
+                    if shadow is not None:
+                        pubs[1].publish(self._to_msg(cam, msg, shadow[index], self.runtime.shadow))
+                    if self.publish_debug_image:
+                        pubs[2].publish(self._annotate(frames[index], rows, model, msg))
+                    self.counters.on_processed(elapsed / len(sources))
+            except Exception as exc:  # noqa: BLE001
+                if not self.context.ok():
+                    return  # ROS shut down (Ctrl-C) while this pass ran: its results have nowhere to go
+                self.counters.on_error("publish")
+                self.log.error("publish", f"publishing detections failed: {exc}")
+                continue
             self.counters.count("batches")
             if self.runtime.shadow_agreement:
                 self.counters.count("shadow_batches")
