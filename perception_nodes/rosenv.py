@@ -9,8 +9,9 @@ from perception_nodes.paths import package_path
 
 # Fast DDS XML defaults (config/dds/fastdds_profiles.xml): writer heartbeats every 50 ms instead of
 # 3 s. A lost 640x480 frame otherwise blocks the reliable image stream behind it for up to 3 s:
-# `perception bench detector` (4 cameras into one detector node, 2 cores) showed 2-3 s stalls and
-# 5-8 frames/s without it, about 25 frames/s with it. Set FASTDDS_DEFAULT_PROFILES_FILE to use yours.
+# `perception bench detector --verbose` (4 cameras into one detector node, 2 cores) showed repeated
+# 2-3 s stalls without it (4.5-19 frames/s across runs), none with it (24.6-25.4 frames/s).
+# Set FASTDDS_DEFAULT_PROFILES_FILE to use yours.
 DDS_PROFILES = "config/dds/fastdds_profiles.xml"
 
 
