@@ -165,12 +165,15 @@ def test_tf_static_from_the_site_publisher_matches_the_true_camera_poses(ros_con
     assert buffer.lookup_transform("map", world.cameras[0].spec.optical_frame, time_ns=10**19)
 
 
+def _xyxy(items) -> np.ndarray:
+    """(N, 4) corner boxes of messages that carry a BoundingBox2D ``box`` (detections, tracks)."""
+    return np.array([[i.box.center_x - i.box.width / 2, i.box.center_y - i.box.height / 2,
+                      i.box.center_x + i.box.width / 2, i.box.center_y + i.box.height / 2] for i in items]).reshape(-1, 4)
+
+
 def _ids_per_object(tracks, truth) -> dict[int, list[int]]:
     """Ground-truth global id -> track ids matched to it (IoU > 0.5), per frame, until the scene loops."""
     from perception_nodes.tracking.tracker import iou_matrix
-
-    def xyxy(b):
-        return [b.center_x - b.width / 2, b.center_y - b.height / 2, b.center_x + b.width / 2, b.center_y + b.height / 2]
 
     matched: dict[int, list[int]] = {}
     last_seen: dict[int, tuple[float, float]] = {}
@@ -184,7 +187,7 @@ def _ids_per_object(tracks, truth) -> dict[int, list[int]]:
                if i in last_seen):
             break  # the scene looped: stop at the first pass
         last_seen.update(centres)
-        iou = iou_matrix(np.array([xyxy(t.box) for t in msg.tracks]), np.array([xyxy(t.box) for t in gt.tracks]))
+        iou = iou_matrix(_xyxy(msg.tracks), _xyxy(gt.tracks))
         rows, cols = linear_sum_assignment(-iou)
         for ti, gi in zip(rows, cols):
             if iou[ti, gi] > 0.5:
@@ -315,11 +318,6 @@ def test_detector_finds_most_ground_truth_objects(ros_context, executor, domain_
         assert spin_until(executor, lambda: sum(1 for k in detected if k in truth) >= 20, 120.0), len(detected)
         assert runner.wait(0.1), runner.failures
 
-    def boxes(msg):
-        return np.array([[d.box.center_x - d.box.width / 2, d.box.center_y - d.box.height / 2,
-                          d.box.center_x + d.box.width / 2, d.box.center_y + d.box.height / 2]
-                         for d in msg.detections]).reshape(-1, 4)
-
     found = total = 0
     for key, msg in detected.items():
         if key not in truth:
@@ -327,8 +325,7 @@ def test_detector_finds_most_ground_truth_objects(ros_context, executor, domain_
         gt = [d for d in truth[key].detections if d.box.height >= 12]
         if not gt:
             continue
-        gt_boxes = boxes(type(msg)(detections=gt))
-        iou = iou_matrix(gt_boxes, boxes(msg))
+        iou = iou_matrix(_xyxy(gt), _xyxy(msg.detections))
         found += int(np.sum(iou.max(axis=1, initial=0.0) >= 0.5))
         total += len(gt)
     assert total > 20 and found / total >= 0.6, (found, total)
