@@ -101,6 +101,23 @@ def test_detects_on_every_camera_with_the_source_stamp_and_survives_bad_images(r
         node.close()
 
 
+def test_appearance_embeddings_ride_along_with_the_detections(ros_context, executor, model_dir):
+    node = _detector(ros_context, model_dir, appearance_embedding="hsv-hist")
+    try:
+        pubs, got = _probe(ros_context, executor, node)
+        pubs["cam_a"].publish(_image(21, height=96, width=128))
+        assert spin_until(executor, lambda: got["cam_a"], 60.0)
+        detections = got["cam_a"][0].detections
+        with_embedding = [d for d in detections if len(d.embedding)]
+        assert with_embedding, len(detections)  # a random-init model at confidence 0 reports many boxes
+        for d in with_embedding:
+            assert len(d.embedding) == 192 and d.embedding_model == "hsv-hist@1"
+            assert np.linalg.norm(d.embedding) == pytest.approx(1.0, abs=1e-4)
+        assert all(d.embedding_model == "" for d in detections if not len(d.embedding))
+    finally:
+        node.close()
+
+
 def test_swap_model_while_publishing(ros_context, executor, model_dir):
     from perception_nodes.msg import ServiceStatus
     from perception_nodes.srv import SwapModel

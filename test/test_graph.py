@@ -224,9 +224,6 @@ def test_camera_to_tracker_keeps_stable_ids_on_the_crossing_scene(ros_context, e
     assert len(all_ids) == len(set(all_ids)), matched
 
 
-@pytest.mark.xfail(strict=True, reason="known issue (#6 open): with the shipped detector the two cars that pass "
-                   "each other behind the people swap track ids (4 of 4 runs here); needs appearance cues (ReID) "
-                   "or a better occlusion model in the tracker")
 def test_camera_detector_tracker_keeps_stable_ids_on_the_crossing_scene(ros_context, executor, domain_id):
     """camera -> detector (the shipped model) -> tracker, three processes: the two people who pass each other
     and the two cars crossing behind them are tracked without any id swap."""

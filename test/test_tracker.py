@@ -133,11 +133,49 @@ def test_appearance_prevents_a_swap_when_boxes_jump():
     assert run(False) == {0: 2, 1: 1}  # IoU alone swaps them
 
 
+def test_a_lost_track_is_reidentified_by_appearance_beyond_any_overlap():
+    """A person hidden for a second reappears off its predicted path (turned a corner behind a car): only
+    appearance can say it is the same one; another, differently coloured person nearby is not."""
+    red, blue = np.array([1.0, 0, 0]), np.array([0, 1.0, 0])
+
+    def run(params, with_embeddings):
+        tracker = ByteTracker(params)
+        for frame in range(6):
+            tracker.update(np.array([box(100 + 10 * frame, 200, w=20, h=40)]), frame * 0.1,
+                           np.array([red]) if with_embeddings else None)
+        for frame in range(6, 14):
+            tracker.update(np.zeros((0, 6)), frame * 0.1, np.zeros((0, 3)) if with_embeddings else None)
+        # Back 40 px below where it was last seen (no overlap with the last box or the prediction); a blue
+        # person appears just as close on the other side.
+        dets = np.array([box(150, 240, w=20, h=40), box(150, 160, w=20, h=40)])
+        emb = np.array([red, blue]) if with_embeddings else None
+        _, tracks = tracker.update(dets, 1.4, emb)
+        _, tracks = tracker.update(dets, 1.5, emb)
+        return {t.detection_index: t.track_id for t in confirmed(tracks).values()}
+
+    found = run(TrackerParams(), True)
+    assert found[0] == 1 and found[1] != 1  # the red one keeps its id; the blue one is new
+    assert 1 not in run(TrackerParams(), False).values()  # without embeddings: a new id
+    assert 1 not in run(TrackerParams(reid_max_distance=0.0), True).values()  # stage switched off
+    assert 1 not in run(TrackerParams(reid_radius=0.5), True).values()  # too far for the search radius
+
+
+def test_detections_without_appearance_fall_back_to_iou():
+    """An all-zero embedding row (a box too small to sample) is not 'a different colour'."""
+    tracker = ByteTracker(TrackerParams(min_hits=1, appearance_weight=1.0, appearance_gate=1.0))
+    e = np.array([[0.0, 1.0, 0.0]])
+    tracker.update(np.array([box(100, 100)]), 0.0, e)
+    _, tracks = tracker.update(np.array([box(102, 100)]), 0.1, np.zeros((1, 3)))
+    assert [t.track_id for t in confirmed(tracks).values()] == [1]
+
+
 def test_params_are_validated():
     with pytest.raises(ValueError):
         ByteTracker(TrackerParams(track_low_thresh=0.9, track_high_thresh=0.5))
     with pytest.raises(ValueError):
         ByteTracker(TrackerParams(min_hits=0))
+    with pytest.raises(ValueError):
+        ByteTracker(TrackerParams(reid_radius=-1.0))
 
 
 def test_scoring_is_perfect_for_perfect_tracks_and_penalises_switches():
@@ -190,6 +228,27 @@ def test_eval_tracking_cli_reports_ours_and_the_boxmot_peers():
     best = max(p["hota"] for p in result["peers"].values())
     assert result["hota"] >= best, result  # deterministic for the seed: our tracker leads the best peer
     assert result["idf1"] >= 0.8
+    assert result["appearance"] == "hsv-hist@1" and result["peers"]["botsort"]["appearance"] is True
+
+
+def test_botsort_peer_gets_the_same_embeddings():
+    """With appearance on, BoT-SORT is fed our embeddings (BoxMOT Detections); motion-only peers ignore them."""
+    pytest.importorskip("boxmot")
+    from perception_nodes.detection.appearance import ColorHistogramEmbedder
+    from perception_nodes.tracking.peers import USES_EMBEDDINGS, peer_factory
+
+    world = World(load_scene("crossing"))
+    sequences = build_sequences(world, 40, embedder=ColorHistogramEmbedder())
+    assert USES_EMBEDDINGS == {"botsort"}
+    frames = sequences[0].frames
+    assert all(f.embeddings.shape == (len(f.detections), 192) for f in frames)
+    step = peer_factory("botsort", world.scene.fps, world.cameras[0].size, with_embeddings=True)()
+    outputs = [step(f) for f in frames]
+    assert sum(len(ids) for ids, _ in outputs) > 0
+    blind = peer_factory("botsort", world.scene.fps, world.cameras[0].size, with_embeddings=True)()
+    frames[0].embeddings = None
+    with pytest.raises(ValueError):
+        blind(frames[0])
 
 
 def test_bench_tracker_cli_prints_updates_per_s():

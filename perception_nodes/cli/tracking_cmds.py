@@ -32,19 +32,26 @@ def run_eval(args) -> int:
         model_ref = entry.ref
         backend = UltralyticsDetector(path, imgsz=entry.input_size, conf=args.det_conf)
         detector = lambda image: backend.predict([image])[0]  # noqa: E731
+    embedder = None
+    if args.appearance == "hsv-hist":
+        from perception_nodes.detection.appearance import ColorHistogramEmbedder
+
+        embedder = ColorHistogramEmbedder()
     started = time.perf_counter()
-    sequences = build_sequences(world, frames, detector=detector)
+    sequences = build_sequences(world, frames, detector=detector, embedder=embedder)
     print(f"[eval] {sum(len(s.frames) for s in sequences)} frames with {args.detections} detections "
-          f"in {time.perf_counter() - started:.0f} s")
+          f"(appearance: {embedder.name if embedder else 'none'}) in {time.perf_counter() - started:.0f} s")
     ours = score(sequences, run_tracker(sequences, our_tracker_factory()))
     peers = {}
     available, why = _peers_available()
     if available and not args.no_peers:
-        from perception_nodes.tracking.peers import PEERS, peer_factory
+        from perception_nodes.tracking.peers import PEERS, USES_EMBEDDINGS, peer_factory
 
         for name in PEERS:
-            result = score(sequences, run_tracker(sequences, peer_factory(name, world.scene.fps, world.cameras[0].size)))
+            result = score(sequences, run_tracker(sequences, peer_factory(
+                name, world.scene.fps, world.cameras[0].size, with_embeddings=embedder is not None)))
             peers[name] = {k: result[k] for k in ("hota", "idf1", "mota", "id_switches")}
+            peers[name]["appearance"] = bool(embedder) and name in USES_EMBEDDINGS
     best_peer = max((p["hota"] for p in peers.values()), default=None)
     print(f"[eval] ours: HOTA {ours['hota']:.3f} IDF1 {ours['idf1']:.3f} MOTA {ours['mota']:.3f} "
           f"ID switches {ours['id_switches']}")
@@ -52,7 +59,7 @@ def run_eval(args) -> int:
         print(f"[eval] {name}: HOTA {result['hota']:.3f} IDF1 {result['idf1']:.3f} MOTA {result['mota']:.3f} "
               f"ID switches {result['id_switches']}")
     emit({**ours, "scene": world.scene.name, "seed": world.scene.seed, "frames": frames,
-          "detections": args.detections, "model": model_ref, "cameras": len(world.cameras), "peers": peers,
+          "detections": args.detections, "model": model_ref, "appearance": embedder.name if embedder else None, "cameras": len(world.cameras), "peers": peers,
           "hota_vs_best_peer": (ours["hota"] / best_peer) if best_peer else None,
           "peers_note": why})
     return 0
@@ -117,6 +124,9 @@ def add_parsers(eval_sub, bench_sub, add_scene_args) -> None:
     ev.add_argument("--model", default=DEFAULT_DETECTOR, help="name@version for --detections detector")
     ev.add_argument("--det-conf", type=float, default=0.1,
                     help="detector score floor for --detections detector; low-score boxes feed ByteTrack's second stage")
+    ev.add_argument("--appearance", choices=("hsv-hist", "none"), default="hsv-hist",
+                    help="per-detection appearance embedding, as the detector node computes it (config "
+                         "appearance_embedding); BoT-SORT gets the same embeddings")
     ev.add_argument("--frames", type=int, default=None, help="frames per camera (default: the whole scene)")
     ev.add_argument("--no-peers", action="store_true", help="skip the BoxMOT trackers")
     ev.set_defaults(func=run_eval)

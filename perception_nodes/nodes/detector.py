@@ -75,6 +75,14 @@ class DetectorNode(LifecycleNode):
         self.config.classes = tuple(int(c) for c in class_filter if int(c) >= 0)
         self.max_batch = params.declare("max_batch", 8, "Most frames in one forward pass.", minimum=1, maximum=64)
         self.publish_debug_image = params.declare("publish_debug_image", False, "Publish <cam>/detections/image.")
+        embedding = params.declare("appearance_embedding", "", "Per-detection appearance embedding for the tracker: "
+                                   "'' (none) or 'hsv-hist' (colour histogram of the box).", read_only=True,
+                                   validator=lambda v: None if v in ("", "hsv-hist") else "'' or 'hsv-hist'")
+        self.embedder = None
+        if embedding == "hsv-hist":
+            from perception_nodes.detection.appearance import ColorHistogramEmbedder
+
+            self.embedder = ColorHistogramEmbedder()
         self.autostart = params.declare("autostart", True, "Configure and activate at start-up.", read_only=True)
         self.manifest = params.declare("manifest", "", "Model manifest; empty: the package's models/manifest.yaml.",
                                        read_only=True)
@@ -244,7 +252,9 @@ class DetectorNode(LifecycleNode):
             try:
                 for index, ((cam, msg), rows) in enumerate(zip(sources, results)):
                     pubs = self._camera_publishers[cam]
-                    pubs[0].publish(self._to_msg(cam, msg, rows, model))
+                    embeddings = self.embedder.embed(frames[index], np.asarray(rows).reshape(-1, 6)[:, :4]) \
+                        if self.embedder is not None else None
+                    pubs[0].publish(self._to_msg(cam, msg, rows, model, embeddings))
                     if shadow is not None:
                         pubs[1].publish(self._to_msg(cam, msg, shadow[index], self.runtime.shadow))
                     if self.publish_debug_image:
@@ -264,15 +274,18 @@ class DetectorNode(LifecycleNode):
                 self._report_model()
                 self.get_logger().warning(f"fell back to {self.runtime.primary.ref}: {self.runtime.fallback_reason}")
 
-    def _to_msg(self, cam, source, rows, model):
+    def _to_msg(self, cam, source, rows, model, embeddings=None):
         from perception_nodes.msg import Detection
 
         out = self._DetectionArray(header=source.header, camera_id=cam, model=model.ref)
-        for x1, y1, x2, y2, score, cls in np.asarray(rows).reshape(-1, 6):
+        for index, (x1, y1, x2, y2, score, cls) in enumerate(np.asarray(rows).reshape(-1, 6)):
             det = Detection(class_id=int(cls), score=float(score),
                             class_name=model.classes[int(cls)] if 0 <= int(cls) < len(model.classes) else str(int(cls)))
             det.box.center_x, det.box.center_y = float(x1 + x2) / 2.0, float(y1 + y2) / 2.0
             det.box.width, det.box.height = float(x2 - x1), float(y2 - y1)
+            if embeddings is not None and np.any(embeddings[index]):
+                det.embedding = embeddings[index].tolist()
+                det.embedding_model = self.embedder.name
             out.detections.append(det)
         return out
 

@@ -52,6 +52,13 @@ class TrackerNode(Node):
         values["reset_backwards_s"] = params.declare("reset_backwards_s", defaults.reset_backwards_s,
                                                      "A stamp this far before the last one resets the tracker.",
                                                      minimum=0.0, maximum=3600.0)
+        values["reid_max_distance"] = params.declare(
+            "reid_max_distance", defaults.reid_max_distance, "Appearance re-identification of lost tracks: largest "
+            "cosine distance accepted (needs detection embeddings); 0: off.", minimum=0.0, maximum=2.0,
+            validator=lambda v: self._check("reid_max_distance", v))
+        values["reid_radius"] = params.declare(
+            "reid_radius", defaults.reid_radius, "Re-identification search radius, in sizes of the track's last box.",
+            minimum=0.0, maximum=50.0)
         values["class_aware"] = params.declare("class_aware", defaults.class_aware, "Never associate across classes.")
         self.publish_lost = params.declare("publish_lost", False, "Also publish lost (coasting) tracks.")
         self.publish_tentative = params.declare("publish_tentative", False, "Also publish tentative tracks.")
@@ -102,9 +109,17 @@ class TrackerNode(Node):
                           d.box.center_x + d.box.width / 2, d.box.center_y + d.box.height / 2, d.score, d.class_id]
                          for d in msg.detections], dtype=np.float64).reshape(-1, 6)
         embeddings = None
-        dims = {len(d.embedding) for d in msg.detections}
-        if msg.detections and len(dims) == 1 and 0 not in dims:
-            embeddings = np.array([d.embedding for d in msg.detections], dtype=np.float64)
+        dims = {len(d.embedding) for d in msg.detections} - {0}
+        if len(dims) == 1:  # detections without an embedding get a zero row: IoU alone for them
+            dim = dims.pop()
+            embeddings = np.zeros((len(msg.detections), dim))
+            for i, d in enumerate(msg.detections):
+                if len(d.embedding):
+                    embeddings[i] = d.embedding
+        elif len(dims) > 1:
+            self.counters.on_error("embedding_dims")
+            self.log.warn("embedding_dims", f"detections carry embeddings of different sizes {sorted(dims)}; "
+                                            "tracking this frame on IoU alone")
         stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         with self._lock:
             invalid_before = self.tracker.invalid_detections

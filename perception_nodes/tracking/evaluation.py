@@ -34,6 +34,7 @@ class FrameData:
     detections: np.ndarray  # (D, 6) x1 y1 x2 y2 score class
     image: np.ndarray | None = None  # only kept when a peer needs it
     ignore_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # (I, 4) xyxy ignore regions
+    embeddings: np.ndarray | None = None  # (D, dim) appearance of each detection, when an embedder ran
 
 
 @dataclass
@@ -101,8 +102,12 @@ def drop_ignored(frame: "FrameData", ids: np.ndarray, boxes: np.ndarray) -> tupl
 
 
 def build_sequences(world: World, frames: int, detector: Callable | None = None, noise: NoiseModel | None = None,
-                    keep_images: bool = False) -> list[Sequence]:
-    """Per camera, per frame: ground truth and the detections every tracker will see."""
+                    keep_images: bool = False, embedder=None) -> list[Sequence]:
+    """Per camera, per frame: ground truth and the detections every tracker will see.
+
+    ``embedder`` (``embed(image, boxes)``, e.g. ColorHistogramEmbedder) adds an appearance embedding
+    to each detection, computed from the rendered pixels as the detector node does.
+    """
     noise = noise or NoiseModel()
     rng = np.random.default_rng([world.scene.seed, 0x7AC])
     sequences = [Sequence(cam.spec.id) for cam in world.cameras]
@@ -112,11 +117,12 @@ def build_sequences(world: World, frames: int, detector: Callable | None = None,
             image, boxes = world.render(ci, index)
             truth = [b for b in boxes if is_tracked(b)]
             ignored = [b.bbox for b in boxes if not is_tracked(b)]
-            dets = detector(image) if detector else noisy_detections(boxes, rng, cam.size, noise)
+            dets = np.asarray(detector(image) if detector else noisy_detections(boxes, rng, cam.size, noise),
+                              dtype=np.float64).reshape(-1, 6)
             sequences[ci].frames.append(FrameData(
                 stamp, np.array([b.global_id for b in truth], dtype=int), np.array([b.bbox for b in truth]).reshape(-1, 4),
-                np.asarray(dets, dtype=np.float64).reshape(-1, 6), image if keep_images else None,
-                np.array(ignored, dtype=np.float64).reshape(-1, 4)))
+                dets, image if keep_images else None, np.array(ignored, dtype=np.float64).reshape(-1, 4),
+                embedder.embed(image, dets[:, :4]) if embedder is not None else None))
     return sequences
 
 
@@ -185,7 +191,7 @@ def our_tracker_factory(params=None, confirmed_only: bool = True):
         tracker = ByteTracker(params)
 
         def step(frame: FrameData):
-            _, tracks = tracker.update(frame.detections, frame.stamp_s)
+            _, tracks = tracker.update(frame.detections, frame.stamp_s, frame.embeddings)
             shown = [t for t in tracks if t.frames_since_update == 0 and
                      (t.state == TrackState.CONFIRMED or not confirmed_only)]
             return np.array([t.track_id for t in shown], dtype=int), np.array([t.box_xyxy for t in shown]).reshape(-1, 4)

@@ -14,7 +14,7 @@ from perception_nodes.tracking.evaluation import FrameData
 PEERS = ("bytetrack", "botsort", "ocsort")
 
 
-def _make_boxmot(name: str, fps: float):
+def _make_boxmot(name: str, fps: float, with_embeddings: bool = False):
     # BoxMOT logs every construction at INFO; keep eval output readable.
     logging.getLogger("boxmot").setLevel(logging.WARNING)
     try:
@@ -29,21 +29,53 @@ def _make_boxmot(name: str, fps: float):
     if name == "bytetrack":
         return ByteTrack(frame_rate=frame_rate)
     if name == "botsort":
-        # Static cameras: no camera-motion compensation; no ReID model (none can be downloaded here).
-        return BotSort(use_embeddings=False, use_cmc=False, frame_rate=frame_rate, device="cpu")
+        # Static cameras: no camera-motion compensation. No ReID model can be downloaded here; when the
+        # evaluation computes appearance embeddings, BoT-SORT gets the same ones our tracker gets.
+        return BotSort(use_embeddings=with_embeddings, use_cmc=False, frame_rate=frame_rate, device="cpu")
     if name == "ocsort":
         return OcSort()
     raise ValueError(f"unknown peer tracker {name!r}; one of {PEERS}")
 
 
-def peer_factory(name: str, fps: float, image_size: tuple[int, int]):
+# Of the peers, only BoT-SORT has an appearance term; ByteTrack and OC-SORT are motion-only by design.
+USES_EMBEDDINGS = {"botsort"}
+
+
+def _with_embeddings(frame: FrameData, index: int):
+    """BoxMOT's Detections (boxes, scores, classes, embeddings) for one frame."""
+    import torch
+    from boxmot.structures.detections import Detections
+    from boxmot.structures.geometry import Boxes
+
+    dets = frame.detections.astype(np.float32).reshape(-1, 6)
+    embeddings = np.asarray(frame.embeddings, dtype=np.float32).reshape(len(dets), -1).copy()
+    blank = ~np.any(embeddings != 0, axis=1)
+    # A detection without appearance (a box too small to sample) gets the same neutral vector as any other
+    # such detection; BoxMOT requires every row to carry one.
+    embeddings[blank] = 1.0 / np.sqrt(embeddings.shape[1])
+    return Detections(geometry=Boxes(torch.from_numpy(dets[:, :4].copy())), scores=torch.from_numpy(dets[:, 4].copy()),
+                      class_ids=torch.from_numpy(dets[:, 5].astype(np.int64)), sample_id=f"frame{index}",
+                      embeddings=torch.from_numpy(embeddings))
+
+
+def peer_factory(name: str, fps: float, image_size: tuple[int, int], with_embeddings: bool = False):
+    """A FrameTracker over a BoxMOT tracker; ``with_embeddings`` feeds BoT-SORT the frames' embeddings."""
     blank = np.zeros((image_size[1], image_size[0], 3), dtype=np.uint8)
+    appearance = with_embeddings and name in USES_EMBEDDINGS
 
     def make():
-        tracker = _make_boxmot(name, fps)
+        tracker = _make_boxmot(name, fps, appearance)
+        frames = 0
 
         def step(frame: FrameData):
+            nonlocal frames
+            frames += 1
             image = frame.image if frame.image is not None else blank
+            if appearance:
+                if frame.embeddings is None:
+                    raise ValueError(f"{name} was built to use embeddings; frame {frames} has none")
+                tracks = tracker.update(_with_embeddings(frame, frames), image)
+                return tracks.track_ids.numpy().astype(int), tracks.geometry.values.numpy().reshape(-1, 4)
             out = tracker.update(frame.detections.astype(np.float32) if len(frame.detections) else
                                  np.zeros((0, 6), np.float32), image)
             out = np.asarray(out).reshape(-1, 8) if np.size(out) else np.zeros((0, 8))

@@ -52,15 +52,20 @@ class TrackerParams:
     low_match_thresh: float = 0.5  # max 1 - IoU in the second (low-score) association
     tentative_match_thresh: float = 0.7
     min_hits: int = 2  # hits before a track is confirmed
-    max_age_s: float = 1.5  # a lost track is removed after this long without a match
+    max_age_s: float = 3.0  # a lost track is removed after this long without a match
     class_aware: bool = True  # never associate across classes
-    appearance_weight: float = 0.5  # fused cost = (1-w) * iou_cost + w * cosine distance
+    appearance_weight: float = 0.7  # fused cost = (1-w) * iou_cost + w * cosine distance
     appearance_gate: float = 0.9  # only fuse where 1 - IoU is below this (spatially plausible)
-    embedding_momentum: float = 0.9  # per-track moving average of embeddings
+    embedding_momentum: float = 0.95  # per-track moving average of embeddings
     reset_backwards_s: float = 1.0
     # Observation-centric recovery (as in OC-SORT): a lost track whose predicted box drifted during a
     # detection gap is matched against its last observed box; 0 disables the stage.
     recovery_iou: float = 0.3
+    # Appearance re-identification of lost tracks whose boxes no longer overlap the object (a longer gap, a
+    # turn): cosine distance <= reid_max_distance, centre within reid_radius box sizes of the track's last
+    # observed or predicted centre. Needs embeddings; 0 disables the stage.
+    reid_max_distance: float = 0.25
+    reid_radius: float = 2.0
 
     def validate(self) -> None:
         if not 0 <= self.track_low_thresh <= self.track_high_thresh <= 1:
@@ -69,6 +74,8 @@ class TrackerParams:
             raise ValueError("min_hits >= 1 and max_age_s > 0 required")
         if not 0 <= self.recovery_iou <= 1:
             raise ValueError("recovery_iou must be in [0, 1]")
+        if not 0 <= self.reid_max_distance <= 2 or self.reid_radius < 0:
+            raise ValueError("reid_max_distance in [0, 2] and reid_radius >= 0 required")
         if not 0 <= self.appearance_weight <= 1 or not 0 <= self.embedding_momentum < 1:
             raise ValueError("appearance_weight in [0, 1] and embedding_momentum in [0, 1) required")
 
@@ -169,16 +176,43 @@ class ByteTracker:
         cost = 1.0 - iou_matrix(track_boxes, boxes)
         if use_appearance and embeddings is not None and len(tracks) and len(boxes):
             p = self.params
+            has_appearance = np.any(embeddings != 0, axis=1)
             for i, track in enumerate(tracks):
                 if track.embedding is None:
                     continue
                 distance = 1.0 - embeddings @ track.embedding
-                gated = cost[i] < p.appearance_gate
+                # an all-zero row is a detection without appearance: IoU alone decides for it
+                gated = (cost[i] < p.appearance_gate) & has_appearance
                 cost[i, gated] = (1 - p.appearance_weight) * cost[i, gated] + p.appearance_weight * distance[gated]
         if self.params.class_aware and len(tracks) and len(boxes):
             track_classes = np.array([t.class_id for t in tracks])
             cost[track_classes[:, None] != classes[None, :]] = np.inf
         return cost
+
+    def _reidentify(self, track_indices: list[int], det_indices: list[int], detections: np.ndarray,
+                    classes: np.ndarray, embeddings: np.ndarray, matched_det: dict[int, int]) -> list[int]:
+        """Match lost tracks to free detections by appearance within a spatial radius; returns the free rest."""
+        p = self.params
+        dets = np.asarray(det_indices, dtype=int)
+        det_boxes = detections[dets, :4]
+        det_centres = (det_boxes[:, :2] + det_boxes[:, 2:]) / 2
+        det_emb = embeddings[dets]
+        cost = np.full((len(track_indices), len(dets)), np.inf)
+        for row, ti in enumerate(track_indices):
+            track = self._tracks[ti]
+            last = track.last_box
+            radius = p.reid_radius * max(last[2] - last[0], last[3] - last[1])
+            near = np.zeros(len(dets), dtype=bool)
+            for centre in ((last[:2] + last[2:]) / 2, track.kf.box[:2]):
+                near |= np.linalg.norm(det_centres - centre, axis=1) <= radius
+            usable = near & np.any(det_emb != 0, axis=1)
+            if p.class_aware:
+                usable &= classes[dets] == track.class_id
+            cost[row, usable] = 1.0 - det_emb[usable] @ track.embedding
+        matches, _, free = _assign(cost, p.reid_max_distance)
+        for r, c in matches:
+            matched_det[track_indices[r]] = int(dets[c])
+        return [int(dets[c]) for c in free]
 
     def update(self, detections: np.ndarray, stamp_s: float, embeddings: np.ndarray | None = None
                ) -> tuple[UpdateStatus, list[TrackOutput]]:
@@ -236,6 +270,10 @@ class ByteTracker:
                       self._tracks[i].last_box is not None]
         if p.recovery_iou > 0 and still_lost and free_high:
             _, free_high = run(still_lost, np.asarray(free_high, dtype=int), 1.0 - p.recovery_iou, False, True)
+        if embeddings is not None and p.reid_max_distance > 0:
+            still_lost = [i for i in still_lost if i not in matched_det and self._tracks[i].embedding is not None]
+            if still_lost and free_high:
+                free_high = self._reidentify(still_lost, free_high, detections, classes, embeddings, matched_det)
         tentative = [i for i, t in enumerate(self._tracks) if t.state == TrackState.TENTATIVE]
         _, free_high = run(tentative, np.asarray(free_high, dtype=int), p.tentative_match_thresh, True)
 
