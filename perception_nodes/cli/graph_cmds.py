@@ -58,6 +58,7 @@ class _Observer:
         self.frames: dict[str, int] = {}
         self.latency_ms: dict[str, list[float]] = {}
         self.first_last: dict[str, list[float]] = {}
+        self.track_first_last: dict[str, list[float]] = {}
         self.gt_counts: dict[str, set] = {}
         self.track_msgs: dict[str, int] = {}
         self.track_ids: dict[str, set] = {}
@@ -87,23 +88,47 @@ class _Observer:
             self.gt_counts[cam].add(len(msg.detections))
 
     def _on_tracks(self, cam, msg) -> None:
+        now = self.node.get_clock().now().nanoseconds
         with self.lock:
             self.track_msgs[cam] += 1
             self.track_ids[cam].update(t.track_id for t in msg.tracks)
+            span = self.track_first_last.setdefault(cam, [now, now])
+            span[1] = now
+
+    def ready(self, tracking: bool) -> bool:
+        """Every camera delivered a frame and, with tracking, a track message (the detector has its model)."""
+        with self.lock:
+            counts = self.track_msgs if tracking else self.frames
+            return all(n > 0 for n in counts.values())
+
+    def restart(self) -> None:
+        """Forget everything counted so far: the report then covers the steady state only."""
+        with self.lock:
+            for cam in self.frames:
+                self.frames[cam], self.latency_ms[cam], self.gt_counts[cam] = 0, [], set()
+                self.track_msgs[cam], self.track_ids[cam] = 0, set()
+            self.first_last.clear()
+            self.track_first_last.clear()
 
     def report(self) -> dict:
         with self.lock:
             cameras = {}
             for cam, count in self.frames.items():
                 lat = np.asarray(self.latency_ms[cam]) if self.latency_ms[cam] else np.zeros(1)
-                span = self.first_last.get(cam, [0, 0])
-                rate = (count - 1) / ((span[1] - span[0]) / 1e9) if count > 1 and span[1] > span[0] else 0.0
-                cameras[cam] = {"frames": count, "rate_hz": round(rate, 2),
+                cameras[cam] = {"frames": count, "rate_hz": round(_rate(count, self.first_last.get(cam)), 2),
+                                "track_rate_hz": round(_rate(self.track_msgs[cam], self.track_first_last.get(cam)), 2),
                                 "latency_ms_p50": round(float(np.percentile(lat, 50)), 2),
                                 "latency_ms_p95": round(float(np.percentile(lat, 95)), 2),
                                 "max_objects_in_frame": max(self.gt_counts[cam], default=0),
                                 "track_messages": self.track_msgs[cam], "distinct_track_ids": len(self.track_ids[cam])}
             return cameras
+
+
+def _rate(count: int, span: list[float] | None) -> float:
+    """Messages per second between the first and the last one (ns stamps)."""
+    if count < 2 or not span or span[1] <= span[0]:
+        return 0.0
+    return (count - 1) / ((span[1] - span[0]) / 1e9)
 
 
 def _query_monitor(rclpy, node, namespace: str, timeout: float = 5.0) -> dict:
@@ -137,8 +162,21 @@ def run_demo(args) -> int:
     spin = threading.Thread(target=executor.spin, daemon=True)
     runner.start()
     spin.start()
-    print(f"[demo] scene {args.scene}: {len(specs)} nodes for {args.duration:.0f} s", flush=True)
-    alive = runner.wait(args.duration)
+    tracking = "tracking" in args.stages
+    print(f"[demo] scene {args.scene}: {len(specs)} nodes; waiting for the first "
+          f"{'tracks' if tracking else 'frames'} of every camera (model loading)", flush=True)
+    started = time.monotonic()
+    alive = True
+    while alive and not observer.ready(tracking) and time.monotonic() - started < args.startup_timeout:
+        alive = runner.wait(0.2)
+    startup_s = time.monotonic() - started
+    ready = observer.ready(tracking)
+    if ready:
+        print(f"[demo] every camera delivered after {startup_s:.1f} s; counting for {args.duration:.0f} s", flush=True)
+        observer.restart()
+        alive = alive and runner.wait(args.duration)
+    else:
+        print(f"[demo] not every camera delivered within {args.startup_timeout:.0f} s", flush=True)
     monitor = _query_monitor(rclpy, observer.node, args.namespace) if "monitor" in args.stages else {"ok": True}
     cameras = observer.report()
     executor.shutdown(timeout_sec=1.0)
@@ -146,13 +184,14 @@ def run_demo(args) -> int:
     runner.stop()
     observer.node.destroy_node()
     rclpy.shutdown()
-    tracking = "tracking" in args.stages
-    ok = alive and not runner.failures and all(c["frames"] > 0 for c in cameras.values()) and \
+    ok = ready and alive and not runner.failures and all(c["frames"] > 0 for c in cameras.values()) and \
         monitor.get("ok", False) and (not tracking or all(c["track_messages"] > 0 for c in cameras.values()))
     for cam, stats in cameras.items():
         print(f"[demo] {cam}: {stats['frames']} frames at {stats['rate_hz']} Hz, "
               f"latency p50 {stats['latency_ms_p50']} ms, up to {stats['max_objects_in_frame']} objects in view, "
-              f"{stats['track_messages']} track updates with {stats['distinct_track_ids']} track ids")
-    emit({"ok": bool(ok), "scene": args.scene, "duration_s": args.duration, "cameras": cameras, "monitor": monitor,
+              f"{stats['track_messages']} track updates ({stats['track_rate_hz']} Hz) with "
+              f"{stats['distinct_track_ids']} track ids")
+    emit({"ok": bool(ok), "scene": args.scene, "startup_s": round(startup_s, 1), "duration_s": args.duration,
+          "cameras": cameras, "monitor": monitor,
           "failed_nodes": [f.node for f in runner.failures]})
     return 0 if ok else 1

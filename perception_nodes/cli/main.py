@@ -32,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the multi-camera demo on a synthetic scene and report what arrived")
     add_scene_args(demo)
     graph_cmds.add_graph_args(demo)
-    demo.add_argument("--duration", type=float, default=15.0, help="seconds to run (default 15)")
+    demo.add_argument("--duration", type=float, default=15.0,
+                      help="seconds counted once every camera delivered (default 15)")
+    demo.add_argument("--startup-timeout", type=float, default=90.0,
+                      help="seconds the graph may take to deliver its first output (model loading; default 90)")
     demo.set_defaults(func=graph_cmds.run_demo)
 
     sim = sub.add_parser("sim", help="write a synthetic scene as an MCAP bag plus ground truth")
