@@ -19,6 +19,12 @@ configure_dds(os.environ)  # and the DDS transports every node process of the pr
 # Type-check message fields on assignment: a wrong type then raises in Python instead of
 # aborting the process inside the C conversion at publish time.
 os.environ["ROS_PYTHON_CHECK_FIELDS"] = "1"
+# Results that eval/bench commands save for `perception report` go to a throw-away folder, never over a
+# user's runs/results.
+if "PERCEPTION_RESULTS_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["PERCEPTION_RESULTS_DIR"] = tempfile.mkdtemp(prefix="perception-test-results-")
 
 # Distinct DDS domains per test, also across concurrent pytest runs on one machine.
 _rng = random.Random(os.getpid() ^ int(time.time()))

@@ -8,10 +8,18 @@ import sys
 from perception_nodes.rosenv import configure_dds
 
 
+_emitted: list[dict] = []  # what this process printed as its result (saved by `perception` for the report)
+
+
 def emit(result: dict) -> None:
     """Print the command's result as one JSON object on the last stdout line."""
     sys.stdout.flush()
     print(json.dumps(result, sort_keys=True, default=float), flush=True)
+    _emitted.append(result)
+
+
+def last_emitted() -> dict | None:
+    return _emitted[-1] if _emitted else None
 
 
 def add_scene_args(parser) -> None:

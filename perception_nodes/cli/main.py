@@ -1,7 +1,7 @@
 """`perception`: the command-line front door of perception_nodes.
 
 Subcommands: doctor, up, demo, sim, bag {record,play,info}, calibrate {extrinsics,export},
-eval <stage>, bench <what>.
+eval <stage>, bench <what>, train, export, report.
 Every eval/bench/doctor prints its result as one JSON object on its last stdout line.
 """
 from __future__ import annotations
@@ -54,17 +54,58 @@ def build_parser() -> argparse.ArgumentParser:
     tracking_cmds.add_parsers(eval_sub, bench_sub, add_scene_args)
     detection_cmds.add_parsers(sub, eval_sub, add_scene_args)
     detection_cmds.add_bench_parser(bench_sub, add_scene_args)
+
+    report = sub.add_parser("report", help="Markdown report of the latest eval/bench results against the targets")
+    report.add_argument("--results", default=None, help="results folder (default: $PERCEPTION_RESULTS_DIR or "
+                                                        "runs/results)")
+    report.add_argument("--out", default=None, help="also write the report to this file")
+    report.set_defaults(func=_run_report)
     return parser
+
+
+def _run_report(args) -> int:
+    from pathlib import Path
+
+    from perception_nodes.cli.common import emit
+    from perception_nodes.fileio import atomic_write_text
+    from perception_nodes.results import build_report, load_results
+
+    records, problems = load_results(Path(args.results) if args.results else None)
+    text, summary = build_report(records, problems)
+    print(text)
+    if args.out:
+        atomic_write_text(args.out, text)
+        summary["out"] = args.out
+    emit(summary)
+    return 0
+
+
+def _save(args, argv: list[str], exit_code: int) -> None:
+    """Keep an eval/bench result for `perception report`; a failure to save is reported, never fatal."""
+    from perception_nodes.cli.common import last_emitted
+    from perception_nodes.results import save_result
+
+    result = last_emitted()
+    if result is None or args.command not in ("eval", "bench"):
+        return
+    stage = getattr(args, "eval_command", None) or getattr(args, "bench_command", None) or "unknown"
+    try:
+        save_result(f"{args.command}-{stage}", argv, result, exit_code)
+    except OSError as exc:
+        print(f"perception: could not save the result for `perception report`: {exc}", file=sys.stderr)
 
 
 def main(argv=None) -> int:
     configure_dds(os.environ)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except PerceptionError as exc:
         print(f"perception {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    _save(args, argv, code)
+    return code
 
 
 if __name__ == "__main__":

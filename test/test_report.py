@@ -1,0 +1,48 @@
+"""Saved eval/bench results and `perception report` (no rclpy)."""
+import json
+import os
+
+from conftest import last_json, run_cli
+from perception_nodes.results import TARGETS, build_report, load_results, save_result
+
+
+def test_saved_results_feed_the_report_with_targets_and_peer_ratios(tmp_path):
+    save_result("eval-detection", ["eval", "detection"], {
+        "map50": 0.95, "map50_95": 0.66, "per_class": {"car": {"map50": 0.99, "map50_95": 0.8},
+                                                       "person": {"map50": 0.91, "map50_95": 0.6}}}, 0, tmp_path)
+    save_result("eval-tracking", ["eval", "tracking"], {
+        "hota": 0.7, "idf1": 0.83, "hota_vs_best_peer": 0.7 / 0.66,
+        "peers": {"botsort": {"hota": 0.66, "idf1": 0.75}, "bytetrack": {"hota": 0.62, "idf1": 0.72}}}, 0, tmp_path)
+    (tmp_path / "bench-broken.json").write_text("{not json")  # a corrupt file is skipped, not fatal
+    records, problems = load_results(tmp_path)
+    assert set(records) == {"eval-detection", "eval-tracking"} and len(problems) == 1
+    text, summary = build_report(records, problems)
+    by_label = {t["label"]: t for t in summary["targets"]}
+    assert by_label["detection mAP@0.5:0.95, persons"]["met"] is False
+    assert by_label["detection mAP@0.5, persons"]["met"] is True
+    assert by_label["tracking IDF1 (with --detections detector)"]["figure"] == 0.83
+    assert by_label["detector node vs raw ultralytics"]["met"] is None  # not measured
+    assert summary["missed"] == 1 and summary["not_measured"] == 3  # bench detector (2), bench tracker
+    assert summary["met"] == len(TARGETS) - 4
+    assert "| botsort | 0.660 | 0.750 | 1.06 (hota) |" in text
+    assert "bench-broken.json: skipped" in text
+    history = (tmp_path / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["key"] for line in history] == ["eval-detection", "eval-tracking"]
+
+
+def test_an_eval_run_is_saved_and_reported(tmp_path):
+    env = dict(os.environ, PERCEPTION_RESULTS_DIR=str(tmp_path))
+    result = last_json(run_cli("bench", "tracker", "--frames", "30", "--no-peers", env=env).stdout)
+    saved = json.loads((tmp_path / "bench-tracker.json").read_text())
+    assert saved["result"] == result and saved["command"] == "perception bench tracker --frames 30 --no-peers"
+    assert saved["exit_code"] == 0 and saved["machine"]["cpus"] >= 1
+    out = tmp_path / "report.md"
+    summary = last_json(run_cli("report", "--out", str(out), env=env).stdout)
+    target = next(t for t in summary["targets"] if t["key"] == "bench-tracker")
+    assert target["figure"] == result["updates_per_s"] and "## bench-tracker" in out.read_text()
+
+
+def test_report_without_results_says_what_to_run(tmp_path):
+    env = dict(os.environ, PERCEPTION_RESULTS_DIR=str(tmp_path / "none"))
+    proc = run_cli("report", env=env, check=False)
+    assert proc.returncode == 2 and "perception eval" in proc.stderr
