@@ -133,6 +133,23 @@ def test_appearance_prevents_a_swap_when_boxes_jump():
     assert run(False) == {0: 2, 1: 1}  # IoU alone swaps them
 
 
+def test_appearance_also_decides_among_low_score_detections():
+    """Occluded objects come as low-score boxes; where two cross, IoU alone would hand each the other's id."""
+    def run(low_score_appearance):
+        tracker = ByteTracker(TrackerParams(min_hits=1, appearance_weight=0.8, appearance_gate=1.0,
+                                            low_score_appearance=low_score_appearance))
+        e_a, e_b = np.array([1.0, 0, 0]), np.array([0, 1.0, 0])
+        for frame in range(5):
+            tracker.update(np.array([box(100, 100), box(120, 100)]), frame * 0.1, np.array([e_a, e_b]))
+        # Each low-score box overlaps the other object's track more (IoU 0.58 against 0.43).
+        _, tracks = tracker.update(np.array([box(112, 100, score=0.3), box(108, 100, score=0.3)]), 0.5,
+                                   np.array([e_a, e_b]))
+        return {t.detection_index: t.track_id for t in tracks if t.detection_index >= 0}
+
+    assert run(True) == {0: 1, 1: 2}
+    assert run(False) == {0: 2, 1: 1}
+
+
 def test_a_lost_track_is_reidentified_by_appearance_beyond_any_overlap():
     """A person hidden for a second reappears off its predicted path (turned a corner behind a car): only
     appearance can say it is the same one; another, differently coloured person nearby is not."""

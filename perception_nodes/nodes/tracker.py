@@ -59,6 +59,9 @@ class TrackerNode(Node):
         values["reid_radius"] = params.declare(
             "reid_radius", defaults.reid_radius, "Re-identification search radius, in sizes of the track's last box.",
             minimum=0.0, maximum=50.0)
+        values["low_score_appearance"] = params.declare(
+            "low_score_appearance", defaults.low_score_appearance,
+            "Fuse appearance in the low-score association too (ByteTrack: IoU only).")
         values["class_aware"] = params.declare("class_aware", defaults.class_aware, "Never associate across classes.")
         self.publish_lost = params.declare("publish_lost", False, "Also publish lost (coasting) tracks.")
         self.publish_tentative = params.declare("publish_tentative", False, "Also publish tentative tracks.")

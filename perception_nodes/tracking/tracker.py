@@ -6,8 +6,9 @@ Each update:
  2. matches confirmed and lost tracks to high-score detections (1 - IoU, fused
     with appearance cosine distance when both sides have embeddings), Hungarian
     assignment;
- 3. matches the remaining confirmed tracks to low-score detections (IoU only):
-    occluded objects keep their id through low-confidence frames;
+ 3. matches the remaining confirmed tracks to low-score detections (IoU, fused
+    with appearance unless ``low_score_appearance`` is off): occluded objects keep
+    their id through low-confidence frames;
  4. matches tentative tracks to the remaining high-score detections;
  5. starts tentative tracks from unmatched confident detections, confirms a
     track after ``min_hits`` hits, marks unmatched confirmed tracks lost and
@@ -56,6 +57,9 @@ class TrackerParams:
     class_aware: bool = True  # never associate across classes
     appearance_weight: float = 0.7  # fused cost = (1-w) * iou_cost + w * cosine distance
     appearance_gate: float = 0.9  # only fuse where 1 - IoU is below this (spatially plausible)
+    # Fuse appearance in the low-score stage too (ByteTrack uses IoU alone there): occluded objects are the
+    # low-score ones, and where two cross, IoU alone cannot tell them apart.
+    low_score_appearance: bool = True
     embedding_momentum: float = 0.95  # per-track moving average of embeddings
     reset_backwards_s: float = 1.0
     # Observation-centric recovery (as in OC-SORT): a lost track whose predicted box drifted during a
@@ -265,7 +269,7 @@ class ByteTracker:
         active = [i for i, t in enumerate(self._tracks) if t.state in (TrackState.CONFIRMED, TrackState.LOST)]
         free_active, free_high = run(active, high, p.match_thresh, True)
         still_confirmed = [i for i in free_active if self._tracks[i].state == TrackState.CONFIRMED]
-        run(still_confirmed, low, p.low_match_thresh, False)
+        run(still_confirmed, low, p.low_match_thresh, p.low_score_appearance)
         still_lost = [i for i in free_active if self._tracks[i].state == TrackState.LOST and
                       self._tracks[i].last_box is not None]
         if p.recovery_iou > 0 and still_lost and free_high:
