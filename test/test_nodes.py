@@ -222,6 +222,46 @@ def test_tracker_node_tracks_and_handles_bad_input(ros_context, executor):
     assert node.counters.snapshot().extra["resets"] == 1 and got[-1].tracks == []
 
 
+def test_tracker_node_uses_embeddings_and_tolerates_missing_or_mismatched_ones(ros_context, executor):
+    from perception_nodes.msg import Detection, DetectionArray, TrackArray
+    from perception_nodes.nodes.tracker import TrackerNode
+    from perception_nodes.ros import qos
+
+    rclpy, context = ros_context
+    node = TrackerNode(context=context, namespace="/cam_e", parameter_overrides=[Parameter("camera_id", value="cam_e")])
+    probe = rclpy.create_node("probe", context=context)
+    pub = probe.create_publisher(DetectionArray, "/cam_e/detections", qos.RESULTS)
+    got = []
+    probe.create_subscription(TrackArray, "/cam_e/tracks", got.append, qos.RESULTS)
+    executor.add_node(node)
+    executor.add_node(probe)
+    assert spin_until(executor, lambda: pub.get_subscription_count() > 0 and probe.count_publishers("/cam_e/tracks"), 5)
+
+    def send(stamp_s, boxes):
+        msg = DetectionArray(camera_id="cam_e")
+        msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp_s), int(round((stamp_s % 1) * 1e9))
+        for cx, embedding in boxes:
+            det = Detection(class_id=0, class_name="car", score=0.9, embedding=embedding,
+                            embedding_model="hsv-hist@1" if embedding else "")
+            det.box.center_x, det.box.center_y, det.box.width, det.box.height = float(cx), 200.0, 60.0, 30.0
+            msg.detections.append(det)
+        count = len(got)
+        pub.publish(msg)
+        assert spin_until(executor, lambda: len(got) > count, 2.0)
+
+    red, blue = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]
+    for i in range(4):
+        send(50 + i * 0.1, [(100 + 2 * i, red), (300, blue)])
+    tracks = {t.track_id: t for t in got[-1].tracks}
+    assert sorted(tracks) == [1, 2]
+    assert list(tracks[1].embedding) == pytest.approx(red) and tracks[1].embedding_model == "hsv-hist@1"
+    send(50.4, [(108, red), (300, [])])  # one detection without an embedding: IoU alone for it, no error
+    assert sorted(t.track_id for t in got[-1].tracks) == [1, 2]
+    send(50.5, [(110, red), (300, [0.0, 1.0])])  # embeddings of different sizes: counted, tracked on IoU alone
+    assert sorted(t.track_id for t in got[-1].tracks) == [1, 2]
+    assert node.counters.snapshot().extra.get("error_embedding_dims") == 1
+
+
 def test_tracker_rejects_inconsistent_thresholds(ros_context, executor):
     from perception_nodes.nodes.tracker import TrackerNode
 
