@@ -65,17 +65,23 @@ def run_eval(args) -> int:
     return 0
 
 
-def _moving_boxes(objects: int, frames: int, seed: int = 0):
-    """Detections of ``objects`` boxes moving linearly with noise, 10 Hz."""
+def _moving_boxes(objects: int, frames: int, seed: int = 0, embedding_dim: int = 0):
+    """Detections of ``objects`` boxes moving linearly with noise, 10 Hz; with ``embedding_dim``, each object
+    also carries a noisy unit embedding of its own (as the colour histograms do)."""
     rng = np.random.default_rng(seed)
     start = rng.uniform([0, 0], [600, 440], (objects, 2))
     velocity = rng.uniform(-20, 20, (objects, 2))
     size = rng.uniform(20, 60, (objects, 2))
     classes = rng.integers(0, 4, (objects, 1))  # an object keeps its class
+    identity = rng.random((objects, max(embedding_dim, 1)))
     for frame in range(frames):
         centre = start + velocity * frame * 0.1 + rng.normal(0, 1.0, (objects, 2))
         boxes = np.hstack([centre - size / 2, centre + size / 2, rng.uniform(0.5, 1.0, (objects, 1)), classes])
-        yield frame * 0.1, boxes
+        embeddings = None
+        if embedding_dim:
+            embeddings = identity + rng.normal(0, 0.05, identity.shape)
+            embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+        yield frame * 0.1, boxes, embeddings
 
 
 def run_bench(args) -> int:
@@ -91,29 +97,33 @@ def run_bench(args) -> int:
     except ImportError:
         pass
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    stream = list(_moving_boxes(args.objects, args.frames))
+    stream = list(_moving_boxes(args.objects, args.frames, embedding_dim=args.embedding_dim))
 
     def measure(update) -> float:
         started = time.perf_counter()
-        for stamp, dets in stream:
-            update(stamp, dets)
+        for stamp, dets, embeddings in stream:
+            update(stamp, dets, embeddings)
         return len(stream) / (time.perf_counter() - started)
 
     tracker = ByteTracker()
-    ours = measure(lambda stamp, dets: tracker.update(dets, stamp))
+    ours = measure(lambda stamp, dets, embeddings: tracker.update(dets, stamp, embeddings))
     peers = {}
     available, why = _peers_available()
     if available and not args.no_peers:
-        from perception_nodes.tracking.peers import PEERS, peer_factory
+        from perception_nodes.tracking.peers import PEERS, USES_EMBEDDINGS, peer_factory
 
         for name in PEERS:
-            step = peer_factory(name, 10.0, (640, 480))()
-            rate = measure(lambda stamp, dets: step(FrameData(stamp, np.zeros(0), np.zeros((0, 4)), dets)))
-            peers[name] = {"updates_per_s": rate, "ours_vs_peer_ratio": ours / rate}
-    print(f"[bench] ours: {ours:.0f} updates/s with {args.objects} objects (one core)")
+            step = peer_factory(name, 10.0, (640, 480), with_embeddings=args.embedding_dim > 0)()
+            rate = measure(lambda stamp, dets, embeddings: step(
+                FrameData(stamp, np.zeros(0), np.zeros((0, 4)), dets, embeddings=embeddings)))
+            peers[name] = {"updates_per_s": rate, "ours_vs_peer_ratio": ours / rate,
+                           "appearance": args.embedding_dim > 0 and name in USES_EMBEDDINGS}
+    print(f"[bench] ours: {ours:.0f} updates/s with {args.objects} objects"
+          f"{f', {args.embedding_dim}-d embeddings' if args.embedding_dim else ''} (one core)")
     for name, result in peers.items():
         print(f"[bench] {name}: {result['updates_per_s']:.0f} updates/s (ours/peer {result['ours_vs_peer_ratio']:.2f})")
-    emit({"updates_per_s": ours, "objects": args.objects, "frames": args.frames, "peers": peers, "peers_note": why})
+    emit({"updates_per_s": ours, "objects": args.objects, "frames": args.frames, "embedding_dim": args.embedding_dim,
+          "peers": peers, "peers_note": why})
     return 0
 
 
@@ -133,5 +143,8 @@ def add_parsers(eval_sub, bench_sub, add_scene_args) -> None:
     bench = bench_sub.add_parser("tracker", help="tracker updates/s with N objects on one core, vs BoxMOT")
     bench.add_argument("--objects", type=int, default=50)
     bench.add_argument("--frames", type=int, default=300)
+    bench.add_argument("--embedding-dim", type=int, default=192, choices=range(0, 4097), metavar="N",
+                       help="appearance embedding per detection (default 192, the hsv-hist size the shipped "
+                            "config uses; BoT-SORT gets them too); 0: boxes only")
     bench.add_argument("--no-peers", action="store_true")
     bench.set_defaults(func=run_bench)

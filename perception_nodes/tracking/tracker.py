@@ -180,14 +180,15 @@ class ByteTracker:
         cost = 1.0 - iou_matrix(track_boxes, boxes)
         if use_appearance and embeddings is not None and len(tracks) and len(boxes):
             p = self.params
-            has_appearance = np.any(embeddings != 0, axis=1)
-            for i, track in enumerate(tracks):
-                if track.embedding is None:
-                    continue
-                distance = 1.0 - embeddings @ track.embedding
+            with_embedding = [i for i, t in enumerate(tracks) if t.embedding is not None]
+            if with_embedding:
+                rows = np.asarray(with_embedding)
+                distance = 1.0 - np.stack([tracks[i].embedding for i in with_embedding]) @ embeddings.T
                 # an all-zero row is a detection without appearance: IoU alone decides for it
-                gated = (cost[i] < p.appearance_gate) & has_appearance
-                cost[i, gated] = (1 - p.appearance_weight) * cost[i, gated] + p.appearance_weight * distance[gated]
+                gated = (cost[rows] < p.appearance_gate) & np.any(embeddings != 0, axis=1)[None, :]
+                sub = cost[rows]
+                sub[gated] = (1 - p.appearance_weight) * sub[gated] + p.appearance_weight * distance[gated]
+                cost[rows] = sub
         if self.params.class_aware and len(tracks) and len(boxes):
             track_classes = np.array([t.class_id for t in tracks])
             cost[track_classes[:, None] != classes[None, :]] = np.inf
@@ -242,6 +243,7 @@ class ByteTracker:
             embeddings = np.asarray(embeddings, dtype=np.float64)[valid]
             norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
             embeddings = np.divide(embeddings, norms, out=np.zeros_like(embeddings), where=norms > 0)
+            has_appearance = norms[:, 0] > 0
 
         if self._tracks:
             X = np.stack([t.kf.x for t in self._tracks])
@@ -299,10 +301,10 @@ class ByteTracker:
             track.last_update_s = stamp_s
             track.score = float(scores[di])
             track.last_box = detections[di, :4].copy()
-            if embeddings is not None and np.any(embeddings[di]):
+            if embeddings is not None and has_appearance[di]:
                 e = embeddings[di] if track.embedding is None else \
                     p.embedding_momentum * track.embedding + (1 - p.embedding_momentum) * embeddings[di]
-                track.embedding = e / max(np.linalg.norm(e), 1e-12)
+                track.embedding = e / max(float(np.sqrt(e @ e)), 1e-12)
             if track.state == TrackState.LOST or (track.state == TrackState.TENTATIVE and track.hits >= p.min_hits):
                 track.state = TrackState.CONFIRMED
 
@@ -321,7 +323,7 @@ class ByteTracker:
                 continue
             track = _Track(self._next_id, BoxKalman(xyxy_to_cxcywh(detections[di, :4])), int(classes[di]),
                            float(scores[di]), stamp_s, stamp_s, last_box=detections[di, :4].copy())
-            if embeddings is not None and np.any(embeddings[di]):
+            if embeddings is not None and has_appearance[di]:
                 track.embedding = embeddings[di].copy()
             if p.min_hits <= 1:
                 track.state = TrackState.CONFIRMED
