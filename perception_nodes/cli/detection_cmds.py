@@ -35,7 +35,9 @@ def evaluate_model(weights, scene_name: str, seeds: list[int], frame_step: int, 
     from perception_nodes.detection.dataset import coco_evaluate, coco_ground_truth, to_coco_detections
     from perception_nodes.world import World, load_scene
 
-    detector = UltralyticsDetector(weights, imgsz=imgsz, conf=conf, iou=0.6)
+    # NMS IoU: the backend's default, which is also the detector node's (`iou` parameter, 0.7) and
+    # ultralytics' own validation setting, so the figures describe what the node publishes.
+    detector = UltralyticsDetector(weights, imgsz=imgsz, conf=conf)
     images_all, annotations, categories, detections = [], [], None, []
     for seed in seeds:
         world = World(load_scene(scene_name, seed=seed))

@@ -103,8 +103,8 @@ exported by `perception_nodes.detection.dataset.export_yolo` (labels: objects at
 ```
 
 ## Metrics
-Held-out seeds {eval_seeds} of scene `{scene.name}`, pycocotools, objects at least 50 % visible and 12 px tall
-(smaller ones are ignore regions):
+Held-out seeds {eval_seeds} of scene `{scene.name}`, 640x480 frames run at input size {args.get('imgsz')}, pycocotools,
+objects at least 50 % visible and 12 px tall (smaller ones are ignore regions):
 ```json
 {json.dumps(metrics, indent=2, sort_keys=True)}
 ```
