@@ -10,24 +10,25 @@ def test_saved_results_feed_the_report_with_targets_and_peer_ratios(tmp_path):
     save_result("eval-detection", ["eval", "detection"], {
         "map50": 0.95, "map50_95": 0.66, "per_class": {"car": {"map50": 0.99, "map50_95": 0.8},
                                                        "person": {"map50": 0.91, "map50_95": 0.6}}}, 0, tmp_path)
-    save_result("eval-tracking", ["eval", "tracking"], {
+    save_result("eval-tracking-detector", ["eval", "tracking", "--detections", "detector"], {
         "hota": 0.7, "idf1": 0.83, "hota_vs_best_peer": 0.7 / 0.66,
         "peers": {"botsort": {"hota": 0.66, "idf1": 0.75}, "bytetrack": {"hota": 0.62, "idf1": 0.72}}}, 0, tmp_path)
     (tmp_path / "bench-broken.json").write_text("{not json")  # a corrupt file is skipped, not fatal
     records, problems = load_results(tmp_path)
-    assert set(records) == {"eval-detection", "eval-tracking"} and len(problems) == 1
+    assert set(records) == {"eval-detection", "eval-tracking-detector"} and len(problems) == 1
     text, summary = build_report(records, problems)
     by_label = {t["label"]: t for t in summary["targets"]}
     assert by_label["detection mAP@0.5:0.95, persons"]["met"] is False
     assert by_label["detection mAP@0.5, persons"]["met"] is True
-    assert by_label["tracking IDF1 (with --detections detector)"]["figure"] == 0.83
+    assert by_label["tracking IDF1 with detector output"]["figure"] == 0.83
     assert by_label["detector node vs raw ultralytics"]["met"] is None  # not measured
-    assert summary["missed"] == 1 and summary["not_measured"] == 3  # bench detector (2), bench tracker
-    assert summary["met"] == len(TARGETS) - 4
+    # not run: bench detector (2 targets), bench tracker, eval tracking on noisy ground truth
+    assert summary["missed"] == 1 and summary["not_measured"] == 4
+    assert summary["met"] == len(TARGETS) - 5
     assert "| botsort | 0.660 | 0.750 | 1.06 (hota) |" in text
     assert "bench-broken.json: skipped" in text
     history = (tmp_path / "history.jsonl").read_text().splitlines()
-    assert [json.loads(line)["key"] for line in history] == ["eval-detection", "eval-tracking"]
+    assert [json.loads(line)["key"] for line in history] == ["eval-detection", "eval-tracking-detector"]
 
 
 def test_an_eval_run_is_saved_and_reported(tmp_path):
@@ -40,6 +41,14 @@ def test_an_eval_run_is_saved_and_reported(tmp_path):
     summary = last_json(run_cli("report", "--out", str(out), env=env).stdout)
     target = next(t for t in summary["targets"] if t["key"] == "bench-tracker")
     assert target["figure"] == result["updates_per_s"] and "## bench-tracker" in out.read_text()
+
+
+def test_tracking_results_are_kept_per_detection_source(tmp_path):
+    env = dict(os.environ, PERCEPTION_RESULTS_DIR=str(tmp_path))
+    run_cli("eval", "tracking", "--scene", "crossing", "--frames", "5", "--no-peers", env=env)
+    run_cli("eval", "tracking", "--scene", "crossing", "--frames", "5", "--no-peers", "--appearance", "none", env=env)
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["eval-tracking-gt-noisy-no-appearance.json",
+                                                               "eval-tracking-gt-noisy.json"]
 
 
 def test_report_without_results_says_what_to_run(tmp_path):

@@ -89,8 +89,10 @@ def _save(args, argv: list[str], exit_code: int) -> None:
     if result is None or args.command not in ("eval", "bench"):
         return
     stage = getattr(args, "eval_command", None) or getattr(args, "bench_command", None) or "unknown"
+    variant = getattr(args, "result_variant", None)  # e.g. eval tracking: one result per detection source
+    key = f"{args.command}-{stage}" + (f"-{variant(args)}" if variant else "")
     try:
-        save_result(f"{args.command}-{stage}", argv, result, exit_code)
+        save_result(key, argv, result, exit_code)
     except OSError as exc:
         print(f"perception: could not save the result for `perception report`: {exc}", file=sys.stderr)
 

@@ -139,7 +139,9 @@ def add_parsers(eval_sub, bench_sub, add_scene_args) -> None:
                          "appearance_embedding); BoT-SORT gets the same embeddings")
     ev.add_argument("--frames", type=int, default=None, help="frames per camera (default: the whole scene)")
     ev.add_argument("--no-peers", action="store_true", help="skip the BoxMOT trackers")
-    ev.set_defaults(func=run_eval)
+    # Saved results (`perception report`) keep one latest run per detection source and appearance setting.
+    ev.set_defaults(func=run_eval, result_variant=lambda a: a.detections + ("" if a.appearance != "none"
+                                                                            else "-no-appearance"))
     bench = bench_sub.add_parser("tracker", help="tracker updates/s with N objects on one core, vs BoxMOT")
     bench.add_argument("--objects", type=int, default=50)
     bench.add_argument("--frames", type=int, default=300)
