@@ -178,20 +178,30 @@ def test_site_publisher_latches_the_tree_and_reload_keeps_it_on_bad_files(ros_co
     assert buffer.can_transform("map", "cam_east_optical_frame")
 
 
-def test_tracker_node_tracks_and_handles_bad_input(ros_context, executor):
-    from perception_nodes.msg import Detection, DetectionArray, TrackArray
+def _tracker_with_probe(ros_context, executor, camera: str):
+    """A tracker node for ``camera`` and a probe publishing its detections and collecting its tracks."""
+    from perception_nodes.msg import DetectionArray, TrackArray
     from perception_nodes.nodes.tracker import TrackerNode
     from perception_nodes.ros import qos
 
     rclpy, context = ros_context
-    node = TrackerNode(context=context, namespace="/cam_t", parameter_overrides=[Parameter("camera_id", value="cam_t")])
+    node = TrackerNode(context=context, namespace=f"/{camera}",
+                       parameter_overrides=[Parameter("camera_id", value=camera)])
     probe = rclpy.create_node("probe", context=context)
-    pub = probe.create_publisher(DetectionArray, "/cam_t/detections", qos.RESULTS)
+    pub = probe.create_publisher(DetectionArray, f"/{camera}/detections", qos.RESULTS)
     got = []
-    probe.create_subscription(TrackArray, "/cam_t/tracks", got.append, qos.RESULTS)
+    probe.create_subscription(TrackArray, f"/{camera}/tracks", got.append, qos.RESULTS)
     executor.add_node(node)
     executor.add_node(probe)
-    assert spin_until(executor, lambda: pub.get_subscription_count() > 0 and probe.count_publishers("/cam_t/tracks"), 5)
+    assert spin_until(executor, lambda: pub.get_subscription_count() > 0 and probe.count_publishers(f"/{camera}/tracks"),
+                      5)
+    return node, pub, got
+
+
+def test_tracker_node_tracks_and_handles_bad_input(ros_context, executor):
+    from perception_nodes.msg import Detection, DetectionArray
+
+    node, pub, got = _tracker_with_probe(ros_context, executor, "cam_t")
 
     def send(stamp_s, boxes, camera="cam_t"):
         msg = DetectionArray(camera_id=camera)
@@ -223,19 +233,9 @@ def test_tracker_node_tracks_and_handles_bad_input(ros_context, executor):
 
 
 def test_tracker_node_uses_embeddings_and_tolerates_missing_or_mismatched_ones(ros_context, executor):
-    from perception_nodes.msg import Detection, DetectionArray, TrackArray
-    from perception_nodes.nodes.tracker import TrackerNode
-    from perception_nodes.ros import qos
+    from perception_nodes.msg import Detection, DetectionArray
 
-    rclpy, context = ros_context
-    node = TrackerNode(context=context, namespace="/cam_e", parameter_overrides=[Parameter("camera_id", value="cam_e")])
-    probe = rclpy.create_node("probe", context=context)
-    pub = probe.create_publisher(DetectionArray, "/cam_e/detections", qos.RESULTS)
-    got = []
-    probe.create_subscription(TrackArray, "/cam_e/tracks", got.append, qos.RESULTS)
-    executor.add_node(node)
-    executor.add_node(probe)
-    assert spin_until(executor, lambda: pub.get_subscription_count() > 0 and probe.count_publishers("/cam_e/tracks"), 5)
+    node, pub, got = _tracker_with_probe(ros_context, executor, "cam_e")
 
     def send(stamp_s, boxes):
         msg = DetectionArray(camera_id="cam_e")
