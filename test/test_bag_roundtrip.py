@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import last_json, run_cli, spin_until
+from conftest import last_json, run_cli
 from perception_nodes.bagio import bag_info, read_messages
 from perception_nodes.graph import build_graph
 from perception_nodes.runner import GraphRunner

@@ -19,7 +19,7 @@ one is a duplicate and dropped, a jump back by more than ``reset_backwards_s``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
