@@ -47,8 +47,8 @@ def test_tracking_results_are_kept_per_detection_source(tmp_path):
     env = dict(os.environ, PERCEPTION_RESULTS_DIR=str(tmp_path))
     run_cli("eval", "tracking", "--scene", "crossing", "--frames", "5", "--no-peers", env=env)
     run_cli("eval", "tracking", "--scene", "crossing", "--frames", "5", "--no-peers", "--appearance", "none", env=env)
-    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["eval-tracking-gt-noisy-no-appearance.json",
-                                                               "eval-tracking-gt-noisy.json"]
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["eval-tracking-gt-noisy-crossing.json",
+                                                               "eval-tracking-gt-noisy-no-appearance-crossing.json"]
 
 
 def test_report_without_results_says_what_to_run(tmp_path):

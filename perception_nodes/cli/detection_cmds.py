@@ -81,7 +81,9 @@ def run_eval(args) -> int:
     seeds = [scene.seed] if args.seed is not None else _seeds(args.seeds)
     started = time.perf_counter()
     policy = EvalPolicy(args.min_visibility, args.min_height_px)
-    result = evaluate_model(path, args.scene, seeds, args.frame_step, entry.input_size, policy=policy)
+    imgsz = args.imgsz or entry.input_size
+    result = evaluate_model(path, args.scene, seeds, args.frame_step, imgsz, policy=policy)
+    result["imgsz"] = imgsz
     for name, values in result["per_class"].items():
         print(f"[eval] {name:8s} mAP@0.5 {values['map50']:.3f}  mAP@0.5:0.95 {values['map50_95']:.3f}")
     print(f"[eval] all      mAP@0.5 {result['map50']:.3f}  mAP@0.5:0.95 {result['map50_95']:.3f} "
@@ -167,12 +169,15 @@ def add_parsers(sub, eval_sub, add_scene_args) -> None:
     add_scene_args(ev)
     ev.add_argument("--model", default=DEFAULT_MODEL, help="name@version from models/manifest.yaml")
     ev.add_argument("--seeds", default="200-201", help="held-out seeds when --seed is not given")
+    ev.add_argument("--imgsz", type=int, default=0, choices=range(0, 4097), metavar="PX",
+                    help="inference input size (default 0: the model's, as the node runs it)")
     ev.add_argument("--frame-step", type=int, default=30)
     ev.add_argument("--min-height-px", type=float, default=EVAL_MIN_HEIGHT_PX,
                     help="objects shorter than this are ignore regions (neither hits nor misses)")
     ev.add_argument("--min-visibility", type=float, default=EVAL_MIN_VISIBILITY,
                     help="objects less visible than this fraction are ignore regions")
-    ev.set_defaults(func=run_eval)
+    # Saved results (`perception report`): a run at another input size than the model's is kept apart.
+    ev.set_defaults(func=run_eval, result_variant=lambda a: f"imgsz{a.imgsz}" if a.imgsz else "")
 
 
 def _percentiles(values_ms: list[float]) -> tuple[float, float]:

@@ -90,7 +90,8 @@ def _save(args, argv: list[str], exit_code: int) -> None:
         return
     stage = getattr(args, "eval_command", None) or getattr(args, "bench_command", None) or "unknown"
     variant = getattr(args, "result_variant", None)  # e.g. eval tracking: one result per detection source
-    key = f"{args.command}-{stage}" + (f"-{variant(args)}" if variant else "")
+    suffix = variant(args) if variant else ""
+    key = f"{args.command}-{stage}" + (f"-{suffix}" if suffix else "")
     try:
         save_result(key, argv, result, exit_code)
     except OSError as exc:

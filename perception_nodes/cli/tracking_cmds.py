@@ -140,8 +140,9 @@ def add_parsers(eval_sub, bench_sub, add_scene_args) -> None:
     ev.add_argument("--frames", type=int, default=None, help="frames per camera (default: the whole scene)")
     ev.add_argument("--no-peers", action="store_true", help="skip the BoxMOT trackers")
     # Saved results (`perception report`) keep one latest run per detection source and appearance setting.
-    ev.set_defaults(func=run_eval, result_variant=lambda a: a.detections + ("" if a.appearance != "none"
-                                                                            else "-no-appearance"))
+    ev.set_defaults(func=run_eval, result_variant=lambda a: "-".join(
+        [a.detections] + (["no-appearance"] if a.appearance == "none" else []) +
+        ([a.scene] if a.scene != "default" else []) + ([f"seed{a.seed}"] if a.seed is not None else [])))
     bench = bench_sub.add_parser("tracker", help="tracker updates/s with N objects on one core, vs BoxMOT")
     bench.add_argument("--objects", type=int, default=50)
     bench.add_argument("--frames", type=int, default=300)
@@ -149,4 +150,4 @@ def add_parsers(eval_sub, bench_sub, add_scene_args) -> None:
                        help="appearance embedding per detection (default 192, the hsv-hist size the shipped "
                             "config uses; BoT-SORT gets them too); 0: boxes only")
     bench.add_argument("--no-peers", action="store_true")
-    bench.set_defaults(func=run_bench)
+    bench.set_defaults(func=run_bench, result_variant=lambda a: "" if a.embedding_dim else "boxes-only")
