@@ -28,6 +28,14 @@ class UltralyticsDetector:
             self.model = YOLO(str(path), task="detect")
         except Exception as exc:  # ultralytics raises many kinds for a corrupt file
             raise ModelError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
+        if path.suffix == ".onnx" and str(device) == "cpu":
+            # ONNX Runtime does the heavy work on its own threads; torch only pre/post-processes. torch's
+            # OpenMP workers keep spinning after each of those small ops and took CPU from ONNX Runtime on
+            # 2 cores (`perception bench detector`: node/raw 0.77 with torch's default threads, 0.92 with one).
+            # Process-wide on purpose: a detector process runs one model.
+            import torch
+
+            torch.set_num_threads(1)
         self.imgsz, self.conf, self.iou = int(imgsz), float(conf), float(iou)
         self.classes = list(classes) if classes else None
         self.device, self.half, self.max_det = device, bool(half), int(max_det)
