@@ -173,9 +173,10 @@ class ByteTracker:
         self._tracks = []
         self.last_stamp_s = None
 
-    def _cost(self, tracks: list[_Track], boxes: np.ndarray, classes: np.ndarray,
-              embeddings: np.ndarray | None, use_appearance: bool, observed: bool = False) -> np.ndarray:
-        """1 - IoU against each track's predicted box (or, ``observed``, its last observed box)."""
+    def _cost(self, tracks: list[_Track], boxes: np.ndarray, classes: np.ndarray, embeddings: np.ndarray | None,
+              has_appearance: np.ndarray | None, use_appearance: bool, observed: bool = False) -> np.ndarray:
+        """1 - IoU against each track's predicted box (or, ``observed``, its last observed box), fused with
+        appearance where ``use_appearance`` and the detection has an embedding (``has_appearance``)."""
         track_boxes = np.array([t.last_box if observed else cxcywh_to_xyxy(t.kf.box) for t in tracks]).reshape(-1, 4)
         cost = 1.0 - iou_matrix(track_boxes, boxes)
         if use_appearance and embeddings is not None and len(tracks) and len(boxes):
@@ -184,8 +185,8 @@ class ByteTracker:
             if with_embedding:
                 rows = np.asarray(with_embedding)
                 distance = 1.0 - np.stack([tracks[i].embedding for i in with_embedding]) @ embeddings.T
-                # an all-zero row is a detection without appearance: IoU alone decides for it
-                gated = (cost[rows] < p.appearance_gate) & np.any(embeddings != 0, axis=1)[None, :]
+                # a detection without appearance (all-zero row): IoU alone decides for it
+                gated = (cost[rows] < p.appearance_gate) & has_appearance[None, :]
                 sub = cost[rows]
                 sub[gated] = (1 - p.appearance_weight) * sub[gated] + p.appearance_weight * distance[gated]
                 cost[rows] = sub
@@ -195,7 +196,8 @@ class ByteTracker:
         return cost
 
     def _reidentify(self, track_indices: list[int], det_indices: list[int], detections: np.ndarray,
-                    classes: np.ndarray, embeddings: np.ndarray, matched_det: dict[int, int]) -> list[int]:
+                    classes: np.ndarray, embeddings: np.ndarray, has_appearance: np.ndarray,
+                    matched_det: dict[int, int]) -> list[int]:
         """Match lost tracks to free detections by appearance within a spatial radius; returns the free rest."""
         p = self.params
         dets = np.asarray(det_indices, dtype=int)
@@ -210,7 +212,7 @@ class ByteTracker:
             near = np.zeros(len(dets), dtype=bool)
             for centre in ((last[:2] + last[2:]) / 2, track.kf.box[:2]):
                 near |= np.linalg.norm(det_centres - centre, axis=1) <= radius
-            usable = near & np.any(det_emb != 0, axis=1)
+            usable = near & has_appearance[dets]
             if p.class_aware:
                 usable &= classes[dets] == track.class_id
             cost[row, usable] = 1.0 - det_emb[usable] @ track.embedding
@@ -239,6 +241,7 @@ class ByteTracker:
         self.invalid_detections += int((~valid).sum())
         index_map = np.flatnonzero(valid)
         detections = detections[valid]
+        has_appearance = None  # per detection: whether its embedding is usable (non-zero)
         if embeddings is not None:
             embeddings = np.asarray(embeddings, dtype=np.float64)[valid]
             norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
@@ -261,8 +264,9 @@ class ByteTracker:
 
         def run(track_indices, det_indices, threshold, use_appearance, observed=False):
             tracks = [self._tracks[i] for i in track_indices]
-            emb = embeddings[det_indices] if embeddings is not None else None
-            cost = self._cost(tracks, detections[det_indices, :4], classes[det_indices], emb, use_appearance, observed)
+            emb, has = (embeddings[det_indices], has_appearance[det_indices]) if embeddings is not None else (None, None)
+            cost = self._cost(tracks, detections[det_indices, :4], classes[det_indices], emb, has, use_appearance,
+                              observed)
             matches, free_tracks, free_dets = _assign(cost, threshold)
             for r, c in matches:
                 matched_det[track_indices[r]] = int(det_indices[c])
@@ -279,7 +283,8 @@ class ByteTracker:
         if embeddings is not None and p.reid_max_distance > 0:
             still_lost = [i for i in still_lost if i not in matched_det and self._tracks[i].embedding is not None]
             if still_lost and free_high:
-                free_high = self._reidentify(still_lost, free_high, detections, classes, embeddings, matched_det)
+                free_high = self._reidentify(still_lost, free_high, detections, classes, embeddings, has_appearance,
+                                             matched_det)
         tentative = [i for i, t in enumerate(self._tracks) if t.state == TrackState.TENTATIVE]
         _, free_high = run(tentative, np.asarray(free_high, dtype=int), p.tentative_match_thresh, True)
 
