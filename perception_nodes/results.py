@@ -23,6 +23,7 @@ from perception_nodes.fileio import atomic_write_text
 
 RESULTS_DIR_ENV = "PERCEPTION_RESULTS_DIR"
 HISTORY = "history.jsonl"
+RECORD_KEYS = ("key", "command", "exit_code", "finished_utc", "machine", "commit", "result")  # what save_result writes
 
 
 def results_dir() -> Path:
@@ -108,10 +109,13 @@ def load_results(directory: Path | None = None) -> tuple[dict[str, dict], list[s
             record = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(record, dict) or not isinstance(record.get("result"), dict):
                 raise ValueError("not a saved result (no 'result' object)")
+            missing = [k for k in RECORD_KEYS if k not in record]
+            if missing:
+                raise ValueError(f"not a saved result (missing {', '.join(missing)})")
         except (OSError, ValueError) as exc:
             problems.append(f"{path.name}: skipped, unreadable ({exc})")
             continue
-        records[record.get("key", path.stem)] = record
+        records[record["key"]] = record
     return records, problems
 
 
@@ -145,7 +149,7 @@ def build_report(records: dict[str, dict], problems: list[str] | None = None) ->
         record = records[key]
         result = record["result"]
         lines += ["", f"## {key}", "", f"`{record['command']}`, exit code {record['exit_code']}, "
-                  f"{record['finished_utc']}, {record['machine'].get('cpus')} CPUs, commit {record.get('commit')}", ""]
+                  f"{record['finished_utc']}, {record['machine'].get('cpus')} CPUs, commit {record['commit']}", ""]
         lines += ["| figure | value |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in _scalars(result)]
         per_class = result.get("per_class")
         if isinstance(per_class, dict) and per_class:

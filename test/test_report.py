@@ -14,8 +14,10 @@ def test_saved_results_feed_the_report_with_targets_and_peer_ratios(tmp_path):
         "hota": 0.7, "idf1": 0.83, "hota_vs_best_peer": 0.7 / 0.66,
         "peers": {"botsort": {"hota": 0.66, "idf1": 0.75}, "bytetrack": {"hota": 0.62, "idf1": 0.72}}}, 0, tmp_path)
     (tmp_path / "bench-broken.json").write_text("{not json")  # a corrupt file is skipped, not fatal
+    (tmp_path / "bench-partial.json").write_text('{"result": {}}')  # so is one without the record's fields
     records, problems = load_results(tmp_path)
-    assert set(records) == {"eval-detection", "eval-tracking-detector"} and len(problems) == 1
+    assert set(records) == {"eval-detection", "eval-tracking-detector"} and len(problems) == 2
+    assert any("bench-partial.json" in p and "missing key" in p for p in problems)
     text, summary = build_report(records, problems)
     by_label = {t["label"]: t for t in summary["targets"]}
     assert by_label["detection mAP@0.5:0.95, persons"]["met"] is False

@@ -59,7 +59,8 @@ def run_eval(args) -> int:
         print(f"[eval] {name}: HOTA {result['hota']:.3f} IDF1 {result['idf1']:.3f} MOTA {result['mota']:.3f} "
               f"ID switches {result['id_switches']}")
     emit({**ours, "scene": world.scene.name, "seed": world.scene.seed, "frames": frames,
-          "detections": args.detections, "model": model_ref, "appearance": embedder.name if embedder else None, "cameras": len(world.cameras), "peers": peers,
+          "detections": args.detections, "model": model_ref, "appearance": embedder.name if embedder else None,
+          "cameras": len(world.cameras), "peers": peers,
           "hota_vs_best_peer": (ours["hota"] / best_peer) if best_peer else None,
           "peers_note": why})
     return 0
