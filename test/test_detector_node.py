@@ -101,6 +101,34 @@ def test_detects_on_every_camera_with_the_source_stamp_and_survives_bad_images(r
         node.close()
 
 
+def test_an_idle_worker_gathers_the_frames_of_a_step_into_one_pass(ros_context, executor, model_dir):
+    """Unsynchronised cameras: cam_b's frame comes 100 ms after cam_a's, and still shares cam_a's forward pass."""
+    import time
+
+    node = _detector(ros_context, model_dir, batch_wait_ms=3000.0)
+    try:
+        pubs, got = _probe(ros_context, executor, node)
+        pubs["cam_a"].publish(_image(1))
+        pubs["cam_b"].publish(_image(2))  # both cameras are live now
+        assert spin_until(executor, lambda: got["cam_a"] and got["cam_b"], 60.0)
+        batches = node.counters.snapshot().extra["batches"]
+        pubs["cam_a"].publish(_image(3))
+        spin_until(executor, lambda: False, 0.1)
+        pubs["cam_b"].publish(_image(4))
+        assert spin_until(executor, lambda: got["cam_a"][-1].header.stamp.sec == 3
+                          and got["cam_b"][-1].header.stamp.sec == 4, 60.0)
+        assert node.counters.snapshot().extra["batches"] == batches + 1
+        # A camera that stopped is not waited for: once it is no longer live, cam_a runs alone at once.
+        time.sleep(1.1)
+        started = time.monotonic()
+        pubs["cam_a"].publish(_image(5))
+        assert spin_until(executor, lambda: got["cam_a"][-1].header.stamp.sec == 5, 60.0)
+        assert time.monotonic() - started < 3.0  # had it waited for cam_b, it would have taken >= 3 s
+        assert node.counters.snapshot().extra["batches"] == batches + 2
+    finally:
+        node.close()
+
+
 def test_appearance_embeddings_ride_along_with_the_detections(ros_context, executor, model_dir):
     node = _detector(ros_context, model_dir, appearance_embedding="hsv-hist")
     try:

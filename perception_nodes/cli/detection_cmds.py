@@ -10,8 +10,6 @@ from perception_nodes.detection.dataset import EVAL_MIN_HEIGHT_PX, EVAL_MIN_VISI
 from perception_nodes.detection.registry import DEFAULT_DETECTOR as DEFAULT_MODEL
 from perception_nodes.errors import ConfigError
 
-ROUNDS = 2  # benchmark repetitions; the best one counts
-
 
 def _seeds(text: str) -> list[int]:
     """'100-111' or '200,201' -> [..]"""
@@ -185,12 +183,18 @@ def _percentiles(values_ms: list[float]) -> tuple[float, float]:
     return float(np.percentile(array, 50)), float(np.percentile(array, 99))
 
 
+def _sum_counts(rounds: list[dict], key: str) -> int | None:
+    values = [r[stream][key] for r in rounds for stream in ("node_single", "node_batched") if key in r[stream]]
+    return int(sum(values)) if values else None
+
+
 def run_bench(args) -> int:
     """Raw ultralytics vs the detector node through DDS on the same frames; batched vs single camera.
 
     Throughputs: raw = back-to-back predict() calls; node = frames answered per second with the next
     frame already waiting at the node (as with a live camera). Latency: one frame in flight, from
-    publishing the image to receiving its detections (DDS both ways, conversion, inference).
+    publishing the image to receiving its detections (DDS both ways, conversion, inference). The raw
+    model stays loaded in this process while the node runs, so the rounds can interleave both.
     """
     import os
     import threading
@@ -207,28 +211,28 @@ def run_bench(args) -> int:
     frames = [[world.render(ci, f * 3)[0] for ci in range(len(cams))] for f in range(args.frames)]
     detector = UltralyticsDetector(path, imgsz=entry.input_size, conf=0.25)
     detector.warmup()
+    detector.predict(frames[0])  # a first pass at each batch size is slower (ONNX Runtime plans its memory)
 
     def timed(fn):
         started = time.perf_counter()
         fn()
         return (time.perf_counter() - started) * 1000.0
 
-    # Every throughput is the best of ROUNDS runs: on a shared CPU a run can lose a core for a while,
-    # and taking the best for raw and node alike compares what each can do.
-    raw_single_runs = [[timed(lambda img=f[0]: detector.predict([img])) for f in frames] for _ in range(ROUNDS)]
-    raw_batched_runs = [[timed(lambda imgs=f: detector.predict(imgs)) for f in frames] for _ in range(ROUNDS)]
-    raw_single = min(raw_single_runs, key=np.mean)
-    raw_single_fps = 1000.0 / float(np.mean(raw_single))
-    raw_batched_fps = len(cams) * 1000.0 / float(min(np.mean(run) for run in raw_batched_runs))
-    del detector
+    def raw_fps(step_images) -> float:
+        """Back-to-back predict() on the frames: frames per second (each step is one call)."""
+        per_step = [timed(lambda imgs=imgs: detector.predict(imgs)) for imgs in step_images]
+        return len(step_images) * len(step_images[0]) * 1000.0 / float(np.sum(per_step))
+
+    raw_single_ms = [timed(lambda img=f[0]: detector.predict([img])) for f in frames]  # per-frame raw latency
 
     # The node in its own process, fed over DDS from this process, one frame (or one frame per camera) at a time.
     from sensor_msgs.msg import Image
 
     from perception_nodes.cli.common import ros_init
     from perception_nodes.image_codec import numpy_to_image
-    from perception_nodes.msg import DetectionArray
+    from perception_nodes.msg import DetectionArray, NodeHealth
     from perception_nodes.ros import qos
+    from perception_nodes.ros.health import HEALTH_TOPIC
 
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
     spec = NodeSpec("detector", "detector", "/", parameters={"cameras": cams, "model": entry.ref, "confidence": 0.25,
@@ -249,6 +253,30 @@ def run_bench(args) -> int:
 
     for cam in cams:
         node.create_subscription(DetectionArray, f"/{cam}/detections", lambda m, c=cam: on_detections(m, c), qos.RESULTS)
+
+    # The node's own counters (its 1 Hz health report) tell frames lost on the way (published, never received)
+    # from frames the node superseded, and how many passes it ran (frames per pass = the batching achieved).
+    health: list = []  # (arrival time, NodeHealth) of the detector
+
+    def on_health(msg):
+        if msg.node_name.endswith("/detector"):
+            with event:
+                health.append((time.perf_counter(), msg))
+                event.notify_all()
+
+    node.create_subscription(NodeHealth, HEALTH_TOPIC, on_health, qos.HEALTH)
+    published = [0]
+
+    def node_counts(after: float) -> dict[str, int]:
+        """The detector's counters from its first health report received after `after` (perf_counter)."""
+        with event:
+            event.wait_for(lambda: health and health[-1][0] > after, timeout=3.0)
+            msg = health[-1][1] if health else None
+        if msg is None:
+            return {}
+        extra = dict(zip(msg.counter_names, msg.counter_values))
+        return {"published": published[0], "received": msg.received, "processed": msg.processed,
+                "superseded": extra.get("dropped_superseded", 0), "batches": extra.get("batches", 0)}
     executor = rclpy.executors.SingleThreadedExecutor()
     executor.add_node(node)
     spin = threading.Thread(target=executor.spin, daemon=True)
@@ -275,6 +303,7 @@ def run_bench(args) -> int:
             msg = numpy_to_image(image, "bgr8")
             msg.header.stamp.sec, msg.header.frame_id = stamp, f"{cam}_optical_frame"
             pubs[cam].publish(msg)
+            published[0] += 1
             time.sleep(args.stagger_ms / 1000.0)
 
         def stream(cam_frames, first_stamp):
@@ -306,16 +335,41 @@ def run_bench(args) -> int:
             elapsed = (max(got) if got else time.perf_counter()) - started
             return len(got) / elapsed, len(cam_frames) * len(cams_used) - len(got)
 
+        def stream_counted(cam_frames, first_stamp):
+            """stream(), plus what the node's counters say happened to its frames."""
+            before = node_counts(time.perf_counter() - 10.0)  # latest report (the node is idle between streams)
+            fps, dropped = stream(cam_frames, first_stamp)
+            after = node_counts(time.perf_counter())
+            diff = {k: after[k] - before[k] for k in after if k in before}
+            if diff:
+                diff["lost_in_transport"] = diff["published"] - diff["received"]
+                diff["frames_per_pass"] = round(diff["processed"] / diff["batches"], 2) if diff["batches"] else 0.0
+            return fps, dropped, diff
+
         # Warm-up outside the timing: until the node (configure, model load, first passes) answers, then 3 more.
         warm, answered_warm = 0, 0
         while answered_warm < 3 and time.monotonic() < deadline:
             warm += 1
             answered_warm += send([(cams[0], frames[0][0])], warm) is not None
         latencies = [ms for i, f in enumerate(frames) if (ms := send([(cams[0], f[0])], 10_000 + i)) is not None]
-        single_runs = [stream([[(cams[0], f[0])] for f in frames], 1_000_000 + 100_000 * r) for r in range(ROUNDS)]
-        batched_runs = [stream([list(zip(cams, f)) for f in frames], 2_000_000 + 100_000 * r) for r in range(ROUNDS)]
-        node_single_fps, dropped_single = max(single_runs)
-        node_batched_fps, dropped_batched = max(batched_runs)
+        # Rounds interleave raw and node, single and batched: on a shared CPU the speed of the machine drifts
+        # over tens of seconds (the same ONNX pass has measured 60 ms and 82 ms minutes apart), so each ratio is
+        # taken within one round, where both sides ran under the same conditions, and the median round counts.
+        # Stamps only grow (streaming waits on the newest stamp answered per camera).
+        rounds = []
+        for r in range(args.rounds):
+            raw_single = raw_fps([[f[0]] for f in frames])
+            node_single, dropped_single, counts_single = stream_counted([[(cams[0], f[0])] for f in frames],
+                                                                        1_000_000 + 200_000 * r)
+            raw_batched = raw_fps([list(f) for f in frames])
+            node_batched, dropped_batched, counts_batched = stream_counted([list(zip(cams, f)) for f in frames],
+                                                                           1_100_000 + 200_000 * r)
+            rounds.append({"raw_fps": raw_single, "node_fps": node_single, "raw_batched_fps": raw_batched,
+                           "node_batched_fps": node_batched, "node_frames_dropped": dropped_single + dropped_batched,
+                           "node_single": counts_single, "node_batched": counts_batched})
+            if args.verbose:
+                print(f"[bench] round {r + 1}: " + ", ".join(f"{k} {v}" if isinstance(v, dict) else f"{k} {v:.2f}"
+                                                              for k, v in rounds[-1].items()))
     finally:
         runner.stop()
         executor.shutdown(timeout_sec=1.0)
@@ -323,20 +377,37 @@ def run_bench(args) -> int:
         node.destroy_node()
         rclpy.shutdown()
     p50, p99 = _percentiles(latencies)
+
+    def median(key_or_fn):
+        fn = key_or_fn if callable(key_or_fn) else (lambda r: r[key_or_fn])
+        return float(np.median([fn(r) for r in rounds]))
+
     result = {
-        "model": entry.ref, "frames": args.frames, "cameras": len(cams),
-        "raw_fps": raw_single_fps, "raw_batched_fps": raw_batched_fps,
-        "node_fps": node_single_fps, "node_batched_fps": node_batched_fps,
-        "node_vs_raw_ratio": node_single_fps / raw_single_fps if raw_single_fps else 0.0,
-        "batched_vs_single_ratio": node_batched_fps / node_single_fps if node_single_fps else 0.0,
-        "raw_batched_vs_single_ratio": raw_batched_fps / raw_single_fps,
-        "p50_ms": p50, "p99_ms": p99, "raw_p50_ms": _percentiles(raw_single)[0],
-        "latency_frames_answered": len(latencies), "node_frames_dropped": dropped_single + dropped_batched,
+        "model": entry.ref, "frames": args.frames, "cameras": len(cams), "rounds": len(rounds),
+        "raw_fps": median("raw_fps"), "raw_batched_fps": median("raw_batched_fps"),
+        "node_fps": median("node_fps"), "node_batched_fps": median("node_batched_fps"),
+        "node_vs_raw_ratio": median(lambda r: r["node_fps"] / r["raw_fps"]),
+        "batched_vs_single_ratio": median(lambda r: r["node_batched_fps"] / r["node_fps"] if r["node_fps"] else 0.0),
+        "raw_batched_vs_single_ratio": median(lambda r: r["raw_batched_fps"] / r["raw_fps"]),
+        "node_batched_vs_raw_batched_ratio": median(lambda r: r["node_batched_fps"] / r["raw_batched_fps"]),
+        "p50_ms": p50, "p99_ms": p99, "raw_p50_ms": _percentiles(raw_single_ms)[0],
+        "latency_frames_answered": len(latencies),
+        "node_frames_dropped": int(sum(r["node_frames_dropped"] for r in rounds)),
+        # From the node's health reports (absent if none arrived): where the unanswered frames went.
+        "frames_lost_in_transport": _sum_counts(rounds, "lost_in_transport"),
+        "node_frames_superseded": _sum_counts(rounds, "superseded"),
+        "batched_frames_per_pass": median(lambda r: r["node_batched"].get("frames_per_pass", 0.0)),
+        "per_round": rounds,
     }
+    raw_single_fps, raw_batched_fps = result["raw_fps"], result["raw_batched_fps"]
+    node_single_fps, node_batched_fps = result["node_fps"], result["node_batched_fps"]
+    print(f"[bench] medians of {len(rounds)} interleaved rounds")
     print(f"[bench] raw ultralytics: {raw_single_fps:.1f} frames/s single, {raw_batched_fps:.1f} frames/s batched x{len(cams)}")
     print(f"[bench] node via DDS: {node_single_fps:.1f} frames/s single (ratio {result['node_vs_raw_ratio']:.2f}), "
           f"{node_batched_fps:.1f} frames/s batched x{len(cams)} (ratio {result['batched_vs_single_ratio']:.2f}); "
-          f"unloaded latency p50 {p50:.1f} ms p99 {p99:.1f} ms; {result['node_frames_dropped']} frames dropped")
+          f"unloaded latency p50 {p50:.1f} ms p99 {p99:.1f} ms; {result['node_frames_dropped']} frames unanswered "
+          f"({result['frames_lost_in_transport']} lost in transport, {result['node_frames_superseded']} superseded "
+          f"at the node); {result['batched_frames_per_pass']} frames per pass batched")
     emit(result)
     return 0
 
@@ -347,6 +418,8 @@ def add_bench_parser(bench_sub, add_scene_args) -> None:
     bench.add_argument("--model", default=DEFAULT_MODEL)
     bench.add_argument("--frames", type=int, default=60, choices=range(1, 10_001), metavar="N",
                        help="frames per camera in each measurement (1-10000)")
+    bench.add_argument("--rounds", type=int, default=3, choices=range(1, 101), metavar="N",
+                       help="interleaved rounds (raw, node, raw batched, node batched); ratios are per-round medians")
     bench.add_argument("--stagger-ms", type=float, default=5.0,
                        help="gap between the cameras' frames of one step (cameras are not shutter-synchronised)")
     bench.add_argument("--verbose", action="store_true", help="report stalls (waits over 0.5 s) while streaming")

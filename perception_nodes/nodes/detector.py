@@ -14,7 +14,8 @@ Services: ~/swap_model (perception_nodes/SwapModel).
 
 The image callbacks only keep the newest frame of each camera (older ones are
 dropped and counted); a worker thread batches the newest frame of every camera
-into one forward pass, off the executor.
+into one forward pass, off the executor (detection/batching.py: an idle worker
+waits up to ``batch_wait_ms`` for the other live cameras of a step).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 
+from perception_nodes.detection.batching import FrameSlots
 from perception_nodes.detection.registry import DEFAULT_DETECTOR, ModelError, ModelRegistry
 from perception_nodes.detection.runtime import DetectorRuntime, RuntimeConfig, default_loader
 from perception_nodes.errors import PerceptionError
@@ -74,6 +76,11 @@ class DetectorNode(LifecycleNode):
         class_filter = params.declare("class_filter", [-1], "Class ids to keep; [-1]: all.", read_only=True)
         self.config.classes = tuple(int(c) for c in class_filter if int(c) >= 0)
         self.max_batch = params.declare("max_batch", 8, "Most frames in one forward pass.", minimum=1, maximum=64)
+        # Unsynchronised cameras deliver a step's frames a few ms apart; an idle worker waits this long for the
+        # other live cameras so the step runs as one batch (a busy worker finds its slots full and never waits).
+        batch_wait_ms = params.declare("batch_wait_ms", 30.0, "Longest wait of an idle worker for the other live "
+                                       "cameras' frames before running a partial batch; 0: never wait.",
+                                       minimum=0.0, maximum=10000.0, read_only=True)
         self.publish_debug_image = params.declare("publish_debug_image", False, "Publish <cam>/detections/image.")
         embedding = params.declare("appearance_embedding", "", "Per-detection appearance embedding for the tracker: "
                                    "'' (none) or 'hsv-hist' (colour histogram of the box).", read_only=True,
@@ -91,8 +98,8 @@ class DetectorNode(LifecycleNode):
         self.counters = NodeCounters()
         self.log = ThrottledLogger(self.get_logger())
         self.runtime: DetectorRuntime | None = None
-        self._slots: dict[str, Image] = {}
-        self._wakeup = threading.Condition()
+        # A camera is live (waited for) while its last frame is under a second old.
+        self._slots: FrameSlots[Image] = FrameSlots(gather_s=batch_wait_ms / 1000.0, live_s=1.0)
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._running = False
@@ -145,6 +152,7 @@ class DetectorNode(LifecycleNode):
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self._stop.clear()
+        self._slots.reopen()
         self._running = True
         self._worker = threading.Thread(target=self._work, name="detector", daemon=True)
         self._worker.start()
@@ -166,8 +174,7 @@ class DetectorNode(LifecycleNode):
     def _halt(self) -> None:
         self._running = False
         self._stop.set()
-        with self._wakeup:
-            self._wakeup.notify_all()
+        self._slots.close()
         if self._worker is not None:
             self._worker.join(timeout=10.0)
             self._worker = None
@@ -210,22 +217,12 @@ class DetectorNode(LifecycleNode):
         if not self._running:
             return
         self.counters.on_received()
-        with self._wakeup:
-            if camera in self._slots:
-                self.counters.on_dropped(1, "superseded")  # a newer frame replaces one never processed
-            self._slots[camera] = msg
-            self._wakeup.notify()
-
-    def _take_batch(self) -> list[tuple[str, Image]]:
-        with self._wakeup:
-            while not self._slots and not self._stop.is_set():
-                self._wakeup.wait(0.5)
-            cams = list(self._slots)[: self.max_batch]
-            return [(cam, self._slots.pop(cam)) for cam in cams]
+        if self._slots.put(camera, msg):
+            self.counters.on_dropped(1, "superseded")  # a newer frame replaces one never processed
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            batch = self._take_batch()
+            batch = self._slots.take(self.max_batch)
             if not batch:
                 continue
             began = time.perf_counter()
