@@ -416,9 +416,9 @@ def add_bench_parser(bench_sub, add_scene_args) -> None:
     bench = bench_sub.add_parser("detector", help="raw ultralytics vs the node via DDS; batched vs single camera")
     add_scene_args(bench)
     bench.add_argument("--model", default=DEFAULT_MODEL)
-    bench.add_argument("--frames", type=int, default=60, choices=range(1, 10_001), metavar="N",
+    bench.add_argument("--frames", type=int, default=40, choices=range(1, 10_001), metavar="N",
                        help="frames per camera in each measurement (1-10000)")
-    bench.add_argument("--rounds", type=int, default=3, choices=range(1, 101), metavar="N",
+    bench.add_argument("--rounds", type=int, default=5, choices=range(1, 101), metavar="N",
                        help="interleaved rounds (raw, node, raw batched, node batched); ratios are per-round medians")
     bench.add_argument("--stagger-ms", type=float, default=5.0,
                        help="gap between the cameras' frames of one step (cameras are not shutter-synchronised)")
