@@ -236,7 +236,7 @@ def run_bench(args) -> int:
 
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
     spec = NodeSpec("detector", "detector", "/", parameters={"cameras": cams, "model": entry.ref, "confidence": 0.25,
-                                                             "max_batch": len(cams)})
+                                                             "max_batch": args.max_batch or len(cams)})
     rclpy = ros_init()
     node = rclpy.create_node("detector_bench")
     pubs = {c: node.create_publisher(Image, f"/{c}/image_raw", qos.IMAGE) for c in cams}
@@ -384,6 +384,7 @@ def run_bench(args) -> int:
 
     result = {
         "model": entry.ref, "frames": args.frames, "cameras": len(cams), "rounds": len(rounds),
+        "max_batch": args.max_batch or len(cams),
         "raw_fps": median("raw_fps"), "raw_batched_fps": median("raw_batched_fps"),
         "node_fps": median("node_fps"), "node_batched_fps": median("node_batched_fps"),
         "node_vs_raw_ratio": median(lambda r: r["node_fps"] / r["raw_fps"]),
@@ -420,6 +421,8 @@ def add_bench_parser(bench_sub, add_scene_args) -> None:
                        help="frames per camera in each measurement (1-10000)")
     bench.add_argument("--rounds", type=int, default=5, choices=range(1, 101), metavar="N",
                        help="interleaved rounds (raw, node, raw batched, node batched); ratios are per-round medians")
+    bench.add_argument("--max-batch", type=int, default=0, choices=range(0, 65), metavar="N",
+                       help="the node's max_batch (0: one pass for all cameras)")
     bench.add_argument("--stagger-ms", type=float, default=5.0,
                        help="gap between the cameras' frames of one step (cameras are not shutter-synchronised)")
     bench.add_argument("--verbose", action="store_true", help="report stalls (waits over 0.5 s) while streaming")
