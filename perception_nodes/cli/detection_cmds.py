@@ -277,6 +277,7 @@ def run_bench(args) -> int:
         extra = dict(zip(msg.counter_names, msg.counter_values))
         return {"published": published[0], "received": msg.received, "processed": msg.processed,
                 "superseded": extra.get("dropped_superseded", 0), "batches": extra.get("batches", 0)}
+
     executor = rclpy.executors.SingleThreadedExecutor()
     executor.add_node(node)
     spin = threading.Thread(target=executor.spin, daemon=True)
