@@ -52,11 +52,20 @@ def test_bench_detector_reports_raw_node_and_batched_figures(models_env, domain_
     env = dict(models_env, ROS_DOMAIN_ID=str(domain_id))
     result = last_json(run_cli("bench", "detector", "--model", "rand@1", "--frames", "3", env=env, timeout=400).stdout)
     for key in ("node_vs_raw_ratio", "batched_vs_single_ratio", "p50_ms", "p99_ms", "raw_fps", "node_fps",
-                "node_batched_fps"):
+                "node_batched_fps", "batched_vs_single_ratio_min", "batched_vs_single_ratio_max"):
         assert key in result and result[key] > 0
     # Every latency frame went through DDS to the node process and was answered. (No ratio threshold here: tests
     # run with ROS_PYTHON_CHECK_FIELDS=1 and a random-init model that emits hundreds of boxes per frame.)
     assert result["latency_frames_answered"] == 3 and result["node_frames_dropped"] >= 0
+    for ratio in ("node_vs_raw_ratio", "batched_vs_single_ratio"):  # medians of the interleaved rounds
+        assert result[f"{ratio}_min"] <= result[ratio] <= result[f"{ratio}_max"]
+    assert result["rounds"] == len(result["per_round"]) == 5
+    # The node's health counters were read around each stream (a report after it ended, so its frames count).
+    for r in result["per_round"]:
+        for stream, cameras in (("node_single", 1), ("node_batched", 4)):
+            counts = r[stream]
+            assert counts["published"] == 3 * cameras and 0 < counts["processed"] <= counts["received"]
+            assert 1.0 <= counts["frames_per_pass"] <= cameras
 
 
 def test_export_detector_to_onnx_registers_a_model_that_agrees_with_the_pt(tmp_path):

@@ -256,19 +256,19 @@ def run_bench(args) -> int:
 
     # The node's own counters (its 1 Hz health report) tell frames lost on the way (published, never received)
     # from frames the node superseded, and how many passes it ran (frames per pass = the batching achieved).
-    health: list = []  # (arrival time, NodeHealth) of the detector
+    health: list = []  # (report time, NodeHealth) of the detector; the node stamps reports with the system clock
 
     def on_health(msg):
         if msg.node_name.endswith("/detector"):
             with event:
-                health.append((time.perf_counter(), msg))
+                health.append((msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, msg))
                 event.notify_all()
 
     node.create_subscription(NodeHealth, HEALTH_TOPIC, on_health, qos.HEALTH)
     published = [0]
 
     def node_counts(after: float) -> dict[str, int]:
-        """The detector's counters from its first health report received after `after` (perf_counter)."""
+        """The detector's counters from its first health report made after `after` (time.time())."""
         with event:
             event.wait_for(lambda: health and health[-1][0] > after, timeout=3.0)
             msg = health[-1][1] if health else None
@@ -336,11 +336,13 @@ def run_bench(args) -> int:
             elapsed = (max(got) if got else time.perf_counter()) - started
             return len(got) / elapsed, len(cam_frames) * len(cams_used) - len(got)
 
+        counted = [{}]  # the node's counters after the last stream (it is idle until the next one)
+
         def stream_counted(cam_frames, first_stamp):
             """stream(), plus what the node's counters say happened to its frames."""
-            before = node_counts(time.perf_counter() - 10.0)  # latest report (the node is idle between streams)
+            before = counted[0]
             fps, dropped = stream(cam_frames, first_stamp)
-            after = node_counts(time.perf_counter())
+            after = counted[0] = node_counts(time.time())  # a report made after the last answer
             diff = {k: after[k] - before[k] for k in after if k in before}
             if diff:
                 diff["lost_in_transport"] = diff["published"] - diff["received"]
@@ -353,6 +355,7 @@ def run_bench(args) -> int:
             warm += 1
             answered_warm += send([(cams[0], frames[0][0])], warm) is not None
         latencies = [ms for i, f in enumerate(frames) if (ms := send([(cams[0], f[0])], 10_000 + i)) is not None]
+        counted[0] = node_counts(time.time())
         # Rounds interleave raw and node, single and batched: on a shared CPU the speed of the machine drifts
         # over tens of seconds (the same ONNX pass has measured 60 ms and 82 ms minutes apart), so each ratio is
         # taken within one round, where both sides ran under the same conditions, and the median round counts.
@@ -379,17 +382,27 @@ def run_bench(args) -> int:
         rclpy.shutdown()
     p50, p99 = _percentiles(latencies)
 
-    def median(key_or_fn):
+    def median(key_or_fn, reduce=np.median):
         fn = key_or_fn if callable(key_or_fn) else (lambda r: r[key_or_fn])
-        return float(np.median([fn(r) for r in rounds]))
+        return float(reduce([fn(r) for r in rounds]))
+
+    def node_vs_raw(r):
+        return r["node_fps"] / r["raw_fps"]
+
+    def batched_vs_single(r):
+        return r["node_batched_fps"] / r["node_fps"] if r["node_fps"] else 0.0
 
     result = {
         "model": entry.ref, "frames": args.frames, "cameras": len(cams), "rounds": len(rounds),
         "max_batch": args.max_batch or len(cams),
         "raw_fps": median("raw_fps"), "raw_batched_fps": median("raw_batched_fps"),
         "node_fps": median("node_fps"), "node_batched_fps": median("node_batched_fps"),
-        "node_vs_raw_ratio": median(lambda r: r["node_fps"] / r["raw_fps"]),
-        "batched_vs_single_ratio": median(lambda r: r["node_batched_fps"] / r["node_fps"] if r["node_fps"] else 0.0),
+        "node_vs_raw_ratio": median(node_vs_raw),
+        "batched_vs_single_ratio": median(batched_vs_single),
+        # The spread over the rounds says how far a median is from a coin toss on this machine.
+        "node_vs_raw_ratio_min": median(node_vs_raw, np.min), "node_vs_raw_ratio_max": median(node_vs_raw, np.max),
+        "batched_vs_single_ratio_min": median(batched_vs_single, np.min),
+        "batched_vs_single_ratio_max": median(batched_vs_single, np.max),
         "raw_batched_vs_single_ratio": median(lambda r: r["raw_batched_fps"] / r["raw_fps"]),
         "node_batched_vs_raw_batched_ratio": median(lambda r: r["node_batched_fps"] / r["raw_batched_fps"]),
         "p50_ms": p50, "p99_ms": p99, "raw_p50_ms": _percentiles(raw_single_ms)[0],
@@ -403,7 +416,9 @@ def run_bench(args) -> int:
     }
     raw_single_fps, raw_batched_fps = result["raw_fps"], result["raw_batched_fps"]
     node_single_fps, node_batched_fps = result["node_fps"], result["node_batched_fps"]
-    print(f"[bench] medians of {len(rounds)} interleaved rounds")
+    print(f"[bench] medians of {len(rounds)} interleaved rounds (per-round node/raw "
+          f"{result['node_vs_raw_ratio_min']:.2f}-{result['node_vs_raw_ratio_max']:.2f}, batched/single "
+          f"{result['batched_vs_single_ratio_min']:.2f}-{result['batched_vs_single_ratio_max']:.2f})")
     print(f"[bench] raw ultralytics: {raw_single_fps:.1f} frames/s single, {raw_batched_fps:.1f} frames/s batched x{len(cams)}")
     print(f"[bench] node via DDS: {node_single_fps:.1f} frames/s single (ratio {result['node_vs_raw_ratio']:.2f}), "
           f"{node_batched_fps:.1f} frames/s batched x{len(cams)} (ratio {result['batched_vs_single_ratio']:.2f}); "
