@@ -56,15 +56,29 @@ def _join(*parts: str) -> str:
     return "/" + "/".join(cleaned)
 
 
-def _require_model(params_file: str) -> None:
-    """The detection stage needs its model registered; say how to get one instead of starting a dead node."""
+def _detector_params(params_file: str | None = None) -> dict:
     import yaml
 
-    from perception_nodes.detection.registry import DEFAULT_DETECTOR, ModelError, ModelRegistry
+    path = params_file or str(config_dir() / DEFAULT_PARAMS_FILE)
+    with open(path) as handle:
+        return (yaml.safe_load(handle) or {}).get("/**/detector", {}).get("ros__parameters", {}) or {}
 
-    with open(params_file) as handle:
-        values = (yaml.safe_load(handle) or {}).get("/**/detector", {}).get("ros__parameters", {})
-    ref = values.get("model", DEFAULT_DETECTOR)
+
+def configured_detector_model(params_file: str | None = None) -> str:
+    """The model the detector node runs with the params file (default: config/perception.yaml).
+
+    The CLI's eval and bench commands measure this model unless told otherwise."""
+    from perception_nodes.detection.registry import DEFAULT_DETECTOR
+
+    return str(_detector_params(params_file).get("model") or DEFAULT_DETECTOR)
+
+
+def _require_model(params_file: str) -> None:
+    """The detection stage needs its model registered; say how to get one instead of starting a dead node."""
+    from perception_nodes.detection.registry import ModelError, ModelRegistry
+
+    values = _detector_params(params_file)
+    ref = configured_detector_model(params_file)
     try:
         ModelRegistry(values.get("manifest") or None).resolve(ref)
     except (ModelError, OSError) as exc:

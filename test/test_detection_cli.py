@@ -30,6 +30,28 @@ def test_eval_detection_prints_map_overall_and_per_class(models_env):
     assert set(result["per_class"]) <= {"car", "truck", "person", "bicycle"} and result["per_class"]
     for values in result["per_class"].values():
         assert set(values) == {"map50", "map50_95"}
+    # Not the configured model: its result is saved under its own key, and leaves the configured model's alone.
+    results = os.environ["PERCEPTION_RESULTS_DIR"]
+    assert os.path.isfile(os.path.join(results, "eval-detection-rand@1.json"))
+    assert not os.path.exists(os.path.join(results, "eval-detection.json"))
+
+
+def test_eval_and_bench_default_to_the_model_the_config_runs(tmp_path):
+    from argparse import Namespace
+
+    from perception_nodes.cli.common import resolve_detector_model
+    from perception_nodes.graph import configured_detector_model
+
+    assert configured_detector_model() == "yolov8n-lot-onnx"  # config/perception.yaml
+    params = tmp_path / "params.yaml"
+    params.write_text("/**/detector:\n  ros__parameters:\n    model: yolov8n-lot@2\n")
+    assert configured_detector_model(str(params)) == "yolov8n-lot@2"
+    args = Namespace(model=None)
+    entry, _ = resolve_detector_model(args)
+    assert entry.name == "yolov8n-lot-onnx" and args.model_key == ""
+    args = Namespace(model="yolov8n-lot-onnx@2")  # an older version: saved apart
+    entry, _ = resolve_detector_model(args)
+    assert entry.ref == "yolov8n-lot-onnx@2" and args.model_key == "yolov8n-lot-onnx@2"
 
 
 def test_eval_detection_refuses_unknown_or_tampered_models(models_env, tmp_path):

@@ -36,3 +36,22 @@ def ros_init(domain_id: int | None = None):
 
     rclpy.init(args=[])
     return rclpy
+
+
+def resolve_detector_model(args, registry=None):
+    """(entry, path) of ``args.model``, or of the configured detector model when none was named.
+
+    Sets ``args.model_key``: '' for the configured model, else its name@version, so that saved results
+    (`perception report`) keep the configured model's figures apart from other models'."""
+    from perception_nodes.detection.registry import ModelError, ModelRegistry
+    from perception_nodes.graph import configured_detector_model
+
+    registry = registry or ModelRegistry()
+    configured = configured_detector_model()
+    entry, path = registry.verified_path(args.model or configured)
+    try:
+        configured_ref = registry.resolve(configured).ref
+    except ModelError:
+        configured_ref = None
+    args.model_key = "" if entry.ref == configured_ref else entry.ref
+    return entry, path

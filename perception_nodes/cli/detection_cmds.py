@@ -71,10 +71,10 @@ def evaluate_model(weights, scene_name: str, seeds: list[int], frame_step: int, 
 
 
 def run_eval(args) -> int:
-    from perception_nodes.detection.registry import ModelRegistry
+    from perception_nodes.cli.common import resolve_detector_model
     from perception_nodes.world import load_scene
 
-    entry, path = ModelRegistry().verified_path(args.model)
+    entry, path = resolve_detector_model(args)
     scene = load_scene(args.scene, seed=args.seed)
     seeds = [scene.seed] if args.seed is not None else _seeds(args.seeds)
     started = time.perf_counter()
@@ -165,7 +165,8 @@ def add_parsers(sub, eval_sub, add_scene_args) -> None:
 
     ev = eval_sub.add_parser("detection", help="mAP of a registered detector on held-out seeds (pycocotools)")
     add_scene_args(ev)
-    ev.add_argument("--model", default=DEFAULT_MODEL, help="name@version from models/manifest.yaml")
+    ev.add_argument("--model", default=None, help="name@version from models/manifest.yaml (default: the model "
+                    "config/perception.yaml runs)")
     ev.add_argument("--seeds", default="200-201", help="held-out seeds when --seed is not given")
     ev.add_argument("--imgsz", type=int, default=0, choices=range(0, 4097), metavar="PX",
                     help="inference input size (default 0: the model's, as the node runs it)")
@@ -175,7 +176,9 @@ def add_parsers(sub, eval_sub, add_scene_args) -> None:
     ev.add_argument("--min-visibility", type=float, default=EVAL_MIN_VISIBILITY,
                     help="objects less visible than this fraction are ignore regions")
     # Saved results (`perception report`): a run at another input size than the model's is kept apart.
-    ev.set_defaults(func=run_eval, result_variant=lambda a: f"imgsz{a.imgsz}" if a.imgsz else "")
+    # Saved results keep one latest run per model (the configured one under the plain key) and input size.
+    ev.set_defaults(func=run_eval, result_variant=lambda a: "-".join(
+        part for part in (getattr(a, "model_key", ""), f"imgsz{a.imgsz}" if a.imgsz else "") if part))
 
 
 def _percentiles(values_ms: list[float]) -> tuple[float, float]:
@@ -199,13 +202,13 @@ def run_bench(args) -> int:
     import os
     import threading
 
+    from perception_nodes.cli.common import resolve_detector_model
     from perception_nodes.detection.backend import UltralyticsDetector
-    from perception_nodes.detection.registry import ModelRegistry
     from perception_nodes.graph import NodeSpec
     from perception_nodes.runner import GraphRunner
     from perception_nodes.world import World, load_scene
 
-    entry, path = ModelRegistry().verified_path(args.model)
+    entry, path = resolve_detector_model(args)
     world = World(load_scene(args.scene, seed=args.seed))
     cams = [c.spec.id for c in world.cameras][:4]
     frames = [[world.render(ci, f * 3)[0] for ci in range(len(cams))] for f in range(args.frames)]
@@ -432,7 +435,7 @@ def run_bench(args) -> int:
 def add_bench_parser(bench_sub, add_scene_args) -> None:
     bench = bench_sub.add_parser("detector", help="raw ultralytics vs the node via DDS; batched vs single camera")
     add_scene_args(bench)
-    bench.add_argument("--model", default=DEFAULT_MODEL)
+    bench.add_argument("--model", default=None, help="name@version (default: the model config/perception.yaml runs)")
     bench.add_argument("--frames", type=int, default=40, choices=range(1, 10_001), metavar="N",
                        help="frames per camera in each measurement (1-10000)")
     bench.add_argument("--rounds", type=int, default=5, choices=range(1, 101), metavar="N",
@@ -442,4 +445,5 @@ def add_bench_parser(bench_sub, add_scene_args) -> None:
     bench.add_argument("--stagger-ms", type=float, default=5.0,
                        help="gap between the cameras' frames of one step (cameras are not shutter-synchronised)")
     bench.add_argument("--verbose", action="store_true", help="report stalls (waits over 0.5 s) while streaming")
-    bench.set_defaults(func=run_bench)
+    bench.set_defaults(func=run_bench, result_variant=lambda a: "-".join(
+        part for part in (getattr(a, "model_key", ""), f"batch{a.max_batch}" if a.max_batch else "") if part))

@@ -6,7 +6,6 @@ import time
 import numpy as np
 
 from perception_nodes.cli.common import emit
-from perception_nodes.detection.registry import DEFAULT_DETECTOR
 
 
 def _peers_available() -> tuple[bool, str]:
@@ -25,10 +24,10 @@ def run_eval(args) -> int:
     frames = args.frames or world.scene.frame_count
     detector, model_ref = None, None
     if args.detections == "detector":
+        from perception_nodes.cli.common import resolve_detector_model
         from perception_nodes.detection.backend import UltralyticsDetector
-        from perception_nodes.detection.registry import ModelRegistry
 
-        entry, path = ModelRegistry().verified_path(args.model)
+        entry, path = resolve_detector_model(args)
         model_ref = entry.ref
         backend = UltralyticsDetector(path, imgsz=entry.input_size, conf=args.det_conf)
         detector = lambda image: backend.predict([image])[0]  # noqa: E731
@@ -132,7 +131,8 @@ def add_parsers(eval_sub, bench_sub, add_scene_args) -> None:
     ev = eval_sub.add_parser("tracking", help="HOTA/IDF1/MOTA of our tracker and BoxMOT's on identical detections")
     add_scene_args(ev)
     ev.add_argument("--detections", choices=("gt-noisy", "detector"), default="gt-noisy")
-    ev.add_argument("--model", default=DEFAULT_DETECTOR, help="name@version for --detections detector")
+    ev.add_argument("--model", default=None, help="name@version for --detections detector (default: the model "
+                    "config/perception.yaml runs)")
     ev.add_argument("--det-conf", type=float, default=0.1,
                     help="detector score floor for --detections detector; low-score boxes feed ByteTrack's second stage")
     ev.add_argument("--appearance", choices=("hsv-hist", "none"), default="hsv-hist",
@@ -142,7 +142,8 @@ def add_parsers(eval_sub, bench_sub, add_scene_args) -> None:
     ev.add_argument("--no-peers", action="store_true", help="skip the BoxMOT trackers")
     # Saved results (`perception report`) keep one latest run per detection source and appearance setting.
     ev.set_defaults(func=run_eval, result_variant=lambda a: "-".join(
-        [a.detections] + (["no-appearance"] if a.appearance == "none" else []) +
+        [a.detections] + ([a.model_key] if a.detections == "detector" and getattr(a, "model_key", "") else []) +
+        (["no-appearance"] if a.appearance == "none" else []) +
         ([a.scene] if a.scene != "default" else []) + ([f"seed{a.seed}"] if a.seed is not None else [])))
     bench = bench_sub.add_parser("tracker", help="tracker updates/s with N objects on one core, vs BoxMOT")
     bench.add_argument("--objects", type=int, default=50)
