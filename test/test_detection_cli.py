@@ -74,8 +74,9 @@ def test_bench_detector_reports_raw_node_and_batched_figures(models_env, domain_
     env = dict(models_env, ROS_DOMAIN_ID=str(domain_id))
     result = last_json(run_cli("bench", "detector", "--model", "rand@1", "--frames", "3", env=env, timeout=400).stdout)
     for key in ("node_vs_raw_ratio", "batched_vs_single_ratio", "p50_ms", "p99_ms", "raw_fps", "node_fps",
-                "node_batched_fps", "batched_vs_single_ratio_min", "batched_vs_single_ratio_max"):
+                "node_batched_fps", "streams_batched_fps", "batched_vs_single_ratio_min", "batched_vs_single_ratio_max"):
         assert key in result and result[key] > 0
+    assert result["cpu_streams"] == 1  # a .pt model runs one torch pass per batch (streams are for ONNX on the CPU)
     # Every latency frame went through DDS to the node process and was answered. (No ratio threshold here: tests
     # run with ROS_PYTHON_CHECK_FIELDS=1 and a random-init model that emits hundreds of boxes per frame.)
     assert result["latency_frames_answered"] == 3 and result["node_frames_dropped"] >= 0

@@ -42,7 +42,8 @@ def executor(ros_context):
 def _detector(ros_context, model_dir, **params):
     from perception_nodes.nodes.detector import DetectorNode
 
-    values = {"cameras": ["cam_a", "cam_b"], "manifest": str(model_dir / "manifest.yaml"), "model": "m@1",
+    values = {"cameras": ["cam_a", "cam_b"], "manifest": str(model_dir / "manifest.yaml") if model_dir else "",
+              "model": "m@1",
               "confidence": 0.0, **params}
     return DetectorNode(context=ros_context[1], parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
 
@@ -211,5 +212,36 @@ def test_latency_budget_fallback_and_shadow_mode(ros_context, executor, model_di
         assert node.counters.snapshot().extra.get("fallbacks") == 1
         assert got["shadow"] and got["shadow"][0].model == "m@2"
         assert node.shadow_agreement is not None and 0.0 <= node.shadow_agreement <= 1.0
+    finally:
+        node.close()
+
+
+def test_a_batch_split_over_cpu_streams_answers_each_camera_with_its_own_frame(ros_context, executor):
+    """The shipped ONNX model with 2 CPU streams: one gathered step of two cameras runs as two sessions side by
+    side, and each camera still gets the detections of its own frame with its own stamp."""
+    from perception_nodes.image_codec import numpy_to_image
+    from perception_nodes.world import World, load_scene
+
+    node = _detector(ros_context, None, manifest="", model="yolov8n-lot-onnx", confidence=0.25, cpu_streams=2,
+                     batch_wait_ms=3000.0)
+    try:
+        assert node.config.cpu_streams == 2
+        pubs, got = _probe(ros_context, executor, node)
+        assert node.runtime.primary.streams == 2
+        scene = numpy_to_image(World(load_scene("default", seed=201)).render(0, 60)[0], "bgr8")
+        blank = numpy_to_image(np.zeros((480, 640, 3), np.uint8), "bgr8")
+
+        def step(stamp_a):
+            for stamp, (cam, msg) in enumerate((("cam_a", scene), ("cam_b", blank)), start=stamp_a):
+                msg.header.stamp.sec = stamp
+                pubs[cam].publish(msg)
+            assert spin_until(executor, lambda: got["cam_a"] and got["cam_a"][-1].header.stamp.sec == stamp_a
+                              and got["cam_b"] and got["cam_b"][-1].header.stamp.sec == stamp_a + 1, 60.0)
+
+        step(5)  # both cameras are live from here on, so the worker waits for both
+        batches = node.counters.snapshot().extra["batches"]
+        step(7)
+        assert node.counters.snapshot().extra["batches"] == batches + 1  # one step, one batch
+        assert len(got["cam_a"][-1].detections) >= 3 and len(got["cam_b"][-1].detections) == 0
     finally:
         node.close()

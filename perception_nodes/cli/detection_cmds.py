@@ -194,16 +194,19 @@ def _sum_counts(rounds: list[dict], key: str) -> int | None:
 def run_bench(args) -> int:
     """Raw ultralytics vs the detector node through DDS on the same frames; batched vs single camera.
 
-    Throughputs: raw = back-to-back predict() calls; node = frames answered per second with the next
-    frame already waiting at the node (as with a live camera). Latency: one frame in flight, from
-    publishing the image to receiving its detections (DDS both ways, conversion, inference). The raw
-    model stays loaded in this process while the node runs, so the rounds can interleave both.
+    Throughputs: raw = back-to-back predict() calls of plain ultralytics (one ONNX Runtime session, the
+    peer); node = frames answered per second with the next frame already waiting at the node (as with a
+    live camera); streams = the node's backend in this process, a batch split over its CPU streams
+    (detection/backend.py), which tells the backend's gain from the node's overhead. Latency: one frame
+    in flight, from publishing the image to receiving its detections (DDS both ways, conversion,
+    inference). The raw models stay loaded in this process while the node runs, so the rounds can
+    interleave them.
     """
     import os
     import threading
 
     from perception_nodes.cli.common import resolve_detector_model
-    from perception_nodes.detection.backend import UltralyticsDetector
+    from perception_nodes.detection.backend import UltralyticsDetector, resolve_cpu_streams
     from perception_nodes.graph import NodeSpec
     from perception_nodes.runner import GraphRunner
     from perception_nodes.world import World, load_scene
@@ -212,18 +215,22 @@ def run_bench(args) -> int:
     world = World(load_scene(args.scene, seed=args.seed))
     cams = [c.spec.id for c in world.cameras][:4]
     frames = [[world.render(ci, f * 3)[0] for ci in range(len(cams))] for f in range(args.frames)]
-    detector = UltralyticsDetector(path, imgsz=entry.input_size, conf=0.25)
-    detector.warmup()
-    detector.predict(frames[0])  # a first pass at each batch size is slower (ONNX Runtime plans its memory)
+    max_batch = args.max_batch or len(cams)
+    cpu_streams = resolve_cpu_streams(args.cpu_streams, min(len(cams), max_batch))
+    detector = UltralyticsDetector(path, imgsz=entry.input_size, conf=0.25)  # plain ultralytics: the peer
+    streamed = UltralyticsDetector(path, imgsz=entry.input_size, conf=0.25, cpu_streams=cpu_streams)  # the node's
+    for model in (detector, streamed):
+        model.warmup()
+        model.predict(frames[0])  # a first pass at each batch size is slower (ONNX Runtime plans its memory)
 
     def timed(fn):
         started = time.perf_counter()
         fn()
         return (time.perf_counter() - started) * 1000.0
 
-    def raw_fps(step_images) -> float:
+    def raw_fps(step_images, model=detector) -> float:
         """Back-to-back predict() on the frames: frames per second (each step is one call)."""
-        per_step = [timed(lambda imgs=imgs: detector.predict(imgs)) for imgs in step_images]
+        per_step = [timed(lambda imgs=imgs: model.predict(imgs)) for imgs in step_images]
         return len(step_images) * len(step_images[0]) * 1000.0 / float(np.sum(per_step))
 
     raw_single_ms = [timed(lambda img=f[0]: detector.predict([img])) for f in frames]  # per-frame raw latency
@@ -239,7 +246,7 @@ def run_bench(args) -> int:
 
     domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
     spec = NodeSpec("detector", "detector", "/", parameters={"cameras": cams, "model": entry.ref, "confidence": 0.25,
-                                                             "max_batch": args.max_batch or len(cams)})
+                                                             "max_batch": max_batch, "cpu_streams": cpu_streams})
     rclpy = ros_init()
     node = rclpy.create_node("detector_bench")
     pubs = {c: node.create_publisher(Image, f"/{c}/image_raw", qos.IMAGE) for c in cams}
@@ -369,10 +376,11 @@ def run_bench(args) -> int:
             node_single, dropped_single, counts_single = stream_counted([[(cams[0], f[0])] for f in frames],
                                                                         1_000_000 + 200_000 * r)
             raw_batched = raw_fps([list(f) for f in frames])
+            streams_batched = raw_fps([list(f) for f in frames], streamed)
             node_batched, dropped_batched, counts_batched = stream_counted([list(zip(cams, f)) for f in frames],
                                                                            1_100_000 + 200_000 * r)
             rounds.append({"raw_fps": raw_single, "node_fps": node_single, "raw_batched_fps": raw_batched,
-                           "node_batched_fps": node_batched, "node_frames_dropped": dropped_single + dropped_batched,
+                           "streams_batched_fps": streams_batched, "node_batched_fps": node_batched, "node_frames_dropped": dropped_single + dropped_batched,
                            "node_single": counts_single, "node_batched": counts_batched})
             if args.verbose:
                 print(f"[bench] round {r + 1}: " + ", ".join(f"{k} {v}" if isinstance(v, dict) else f"{k} {v:.2f}"
@@ -397,8 +405,9 @@ def run_bench(args) -> int:
 
     result = {
         "model": entry.ref, "frames": args.frames, "cameras": len(cams), "rounds": len(rounds),
-        "max_batch": args.max_batch or len(cams),
+        "max_batch": max_batch, "cpu_streams": streamed.streams,
         "raw_fps": median("raw_fps"), "raw_batched_fps": median("raw_batched_fps"),
+        "streams_batched_fps": median("streams_batched_fps"),
         "node_fps": median("node_fps"), "node_batched_fps": median("node_batched_fps"),
         "node_vs_raw_ratio": median(node_vs_raw),
         "batched_vs_single_ratio": median(batched_vs_single),
@@ -408,6 +417,8 @@ def run_bench(args) -> int:
         "batched_vs_single_ratio_max": median(batched_vs_single, np.max),
         "raw_batched_vs_single_ratio": median(lambda r: r["raw_batched_fps"] / r["raw_fps"]),
         "node_batched_vs_raw_batched_ratio": median(lambda r: r["node_batched_fps"] / r["raw_batched_fps"]),
+        "streams_batched_vs_raw_batched_ratio": median(lambda r: r["streams_batched_fps"] / r["raw_batched_fps"]),
+        "node_batched_vs_streams_batched_ratio": median(lambda r: r["node_batched_fps"] / r["streams_batched_fps"]),
         "p50_ms": p50, "p99_ms": p99, "raw_p50_ms": _percentiles(raw_single_ms)[0],
         "latency_frames_answered": len(latencies),
         "node_frames_dropped": int(sum(r["node_frames_dropped"] for r in rounds)),
@@ -423,6 +434,9 @@ def run_bench(args) -> int:
           f"{result['node_vs_raw_ratio_min']:.2f}-{result['node_vs_raw_ratio_max']:.2f}, batched/single "
           f"{result['batched_vs_single_ratio_min']:.2f}-{result['batched_vs_single_ratio_max']:.2f})")
     print(f"[bench] raw ultralytics: {raw_single_fps:.1f} frames/s single, {raw_batched_fps:.1f} frames/s batched x{len(cams)}")
+    print(f"[bench] backend in process, batch split over {streamed.streams} CPU stream(s): "
+          f"{result['streams_batched_fps']:.1f} frames/s batched x{len(cams)} "
+          f"(ratio to raw batched {result['streams_batched_vs_raw_batched_ratio']:.2f})")
     print(f"[bench] node via DDS: {node_single_fps:.1f} frames/s single (ratio {result['node_vs_raw_ratio']:.2f}), "
           f"{node_batched_fps:.1f} frames/s batched x{len(cams)} (ratio {result['batched_vs_single_ratio']:.2f}); "
           f"unloaded latency p50 {p50:.1f} ms p99 {p99:.1f} ms; {result['node_frames_dropped']} frames unanswered "
@@ -442,8 +456,11 @@ def add_bench_parser(bench_sub, add_scene_args) -> None:
                        help="interleaved rounds (raw, node, raw batched, node batched); ratios are per-round medians")
     bench.add_argument("--max-batch", type=int, default=0, choices=range(0, 65), metavar="N",
                        help="the node's max_batch (0: one pass for all cameras)")
+    bench.add_argument("--cpu-streams", type=int, default=0, choices=range(0, 65), metavar="N",
+                       help="the node's cpu_streams (0: one per core, at most one per camera; 1: one session)")
     bench.add_argument("--stagger-ms", type=float, default=5.0,
                        help="gap between the cameras' frames of one step (cameras are not shutter-synchronised)")
     bench.add_argument("--verbose", action="store_true", help="report stalls (waits over 0.5 s) while streaming")
     bench.set_defaults(func=run_bench, result_variant=lambda a: "-".join(
-        part for part in (getattr(a, "model_key", ""), f"batch{a.max_batch}" if a.max_batch else "") if part))
+        part for part in (getattr(a, "model_key", ""), f"batch{a.max_batch}" if a.max_batch else "",
+                          f"streams{a.cpu_streams}" if a.cpu_streams else "") if part))

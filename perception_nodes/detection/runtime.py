@@ -23,6 +23,7 @@ class LoadedModel:
     imgsz: int
     classes: list[str]
     detector: object  # has predict(list[np.ndarray]) -> list[np.ndarray]
+    streams: int = 1  # sessions a batch is split over on the CPU (detection/backend.py)
 
 
 @dataclass
@@ -36,23 +37,27 @@ class RuntimeConfig:
     classes: tuple[int, ...] = ()
     device: str = "cpu"
     half: bool = False
+    cpu_streams: int = 1  # resolved count (the node turns its 0 = auto into one); backend.resolve_cpu_streams
     latency_budget_ms: float = 0.0  # 0: no budget
     budget_frames: int = 10  # K consecutive over-budget p95 readings trigger the fallback
     shadow_model: str = ""
     shadow_fraction: float = 0.0
 
 
-def default_loader(registry: ModelRegistry, config: RuntimeConfig) -> Callable[[str, int], LoadedModel]:
+def default_loader(registry: ModelRegistry, config: RuntimeConfig, log=print) -> Callable[[str, int], LoadedModel]:
     from perception_nodes.detection.backend import UltralyticsDetector
 
     def load(ref: str, imgsz: int) -> LoadedModel:
         entry, path = registry.verified_path(ref)
         size = imgsz or config.imgsz or entry.input_size
         detector = UltralyticsDetector(path, imgsz=size, conf=config.conf, iou=config.iou,
-                                       classes=list(config.classes) or None, device=config.device, half=config.half)
+                                       classes=list(config.classes) or None, device=config.device, half=config.half,
+                                       cpu_streams=config.cpu_streams)
+        if detector.streams_note:
+            log(f"{entry.ref}: {detector.streams_note}")
         detector.warmup()
         return LoadedModel(entry.ref if size == entry.input_size else f"{entry.ref}@{size}", size, entry.classes,
-                           detector)
+                           detector, detector.streams)
 
     return load
 

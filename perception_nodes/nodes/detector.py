@@ -28,6 +28,7 @@ from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 
+from perception_nodes.detection.backend import resolve_cpu_streams
 from perception_nodes.detection.batching import FrameSlots
 from perception_nodes.detection.registry import DEFAULT_DETECTOR, ModelError, ModelRegistry
 from perception_nodes.detection.runtime import DetectorRuntime, RuntimeConfig, default_loader
@@ -76,6 +77,13 @@ class DetectorNode(LifecycleNode):
         class_filter = params.declare("class_filter", [-1], "Class ids to keep; [-1]: all.", read_only=True)
         self.config.classes = tuple(int(c) for c in class_filter if int(c) >= 0)
         self.max_batch = params.declare("max_batch", 8, "Most frames in one forward pass.", minimum=1, maximum=64)
+        # On a CPU one ONNX Runtime pass over a batch costs what single passes cost; sessions running side by
+        # side (one per core) are what makes a batch cheaper there (detection/backend.py has the figures).
+        cpu_streams = params.declare("cpu_streams", 0, "ONNX models on the CPU: sessions a batch is split over, "
+                                     "running side by side (0: one per core, at most one per camera; 1: one "
+                                     "session runs the whole batch). A single frame always uses every core.",
+                                     minimum=0, maximum=64, read_only=True)
+        self.config.cpu_streams = resolve_cpu_streams(cpu_streams, min(len(self.cameras), self.max_batch))
         # Unsynchronised cameras deliver a step's frames a few ms apart; an idle worker waits this long for the
         # other live cameras so the step runs as one batch (a busy worker finds its slots full and never waits).
         batch_wait_ms = params.declare("batch_wait_ms", 30.0, "Longest wait of an idle worker for the other live "
@@ -127,8 +135,8 @@ class DetectorNode(LifecycleNode):
     def _configure(self) -> TransitionCallbackReturn:
         try:
             registry = ModelRegistry(self.manifest or None)
-            runtime = DetectorRuntime(self.config, default_loader(registry, self.config),
-                                      log=lambda m: self.get_logger().warning(m))
+            warn = lambda m: self.get_logger().warning(m)  # noqa: E731
+            runtime = DetectorRuntime(self.config, default_loader(registry, self.config, log=warn), log=warn)
             runtime.start()
         except (ModelError, PerceptionError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
@@ -147,7 +155,8 @@ class DetectorNode(LifecycleNode):
         from perception_nodes.srv import SwapModel
 
         self.create_service(SwapModel, "~/swap_model", self._swap, callback_group=MutuallyExclusiveCallbackGroup())
-        self.get_logger().info(f"configured with {self.runtime.primary.ref} for cameras {self.cameras}")
+        self.get_logger().info(f"configured with {self.runtime.primary.ref} for cameras {self.cameras} "
+                               f"({self.runtime.primary.streams} CPU stream(s) per batch)")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
