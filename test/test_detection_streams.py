@@ -72,3 +72,23 @@ def test_streams_are_refused_with_the_reason_for_a_torch_model(tmp_path):
     detector = UltralyticsDetector(path, imgsz=320, cpu_streams=2)
     assert detector.streams == 1 and "ONNX Runtime sessions on the CPU" in detector.streams_note
     assert len(detector.predict([np.zeros((48, 64, 3), np.uint8)] * 3)) == 3  # one pass over the batch
+
+
+def test_a_dropped_detector_releases_its_stream_threads(shipped_onnx):
+    """A swap or fallback drops the old model without closing it (a pass may still be running on it): its
+    stream threads must end once nothing refers to it, so repeated swaps do not pile up threads."""
+    import gc
+    import threading
+    import time
+
+    entry, path = shipped_onnx
+    before = threading.active_count()
+    for _ in range(3):
+        detector = UltralyticsDetector(path, imgsz=entry.input_size, cpu_streams=2)
+        detector.predict([np.zeros((48, 64, 3), np.uint8)] * 2)
+        del detector
+        gc.collect()
+    deadline = time.monotonic() + 5.0
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= before
