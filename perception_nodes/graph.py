@@ -56,7 +56,8 @@ def _join(*parts: str) -> str:
     return "/" + "/".join(cleaned)
 
 
-def _detector_params(params_file: str | None = None) -> dict:
+def detector_parameters(params_file: str | None = None) -> dict:
+    """The detector's ``ros__parameters`` in the params file (default: config/perception.yaml)."""
     import yaml
 
     path = params_file or str(config_dir() / DEFAULT_PARAMS_FILE)
@@ -68,16 +69,16 @@ def configured_detector_model(params_file: str | None = None) -> str:
     """The model the detector node runs with the params file (default: config/perception.yaml).
 
     The CLI's eval and bench commands measure this model unless told otherwise."""
-    from perception_nodes.detection.registry import DEFAULT_DETECTOR
+    from perception_nodes.detection.registry import DEFAULT_DETECTOR_REF
 
-    return str(_detector_params(params_file).get("model") or DEFAULT_DETECTOR)
+    return str(detector_parameters(params_file).get("model") or DEFAULT_DETECTOR_REF)
 
 
 def _require_model(params_file: str) -> None:
     """The detection stage needs its model registered; say how to get one instead of starting a dead node."""
     from perception_nodes.detection.registry import ModelError, ModelRegistry
 
-    values = _detector_params(params_file)
+    values = detector_parameters(params_file)
     ref = configured_detector_model(params_file)
     try:
         ModelRegistry(values.get("manifest") or None).resolve(ref)

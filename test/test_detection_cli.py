@@ -42,13 +42,15 @@ def test_eval_and_bench_default_to_the_model_the_config_runs(tmp_path):
     from perception_nodes.cli.common import resolve_detector_model
     from perception_nodes.graph import configured_detector_model
 
-    assert configured_detector_model() == "yolov8n-lot-onnx"  # config/perception.yaml
+    from perception_nodes.detection.registry import DEFAULT_DETECTOR_REF
+
+    assert configured_detector_model() == DEFAULT_DETECTOR_REF == "yolov8n-lot-onnx@3"  # config/perception.yaml
     params = tmp_path / "params.yaml"
     params.write_text("/**/detector:\n  ros__parameters:\n    model: yolov8n-lot@2\n")
     assert configured_detector_model(str(params)) == "yolov8n-lot@2"
     args = Namespace(model=None)
     entry, _ = resolve_detector_model(args)
-    assert entry.name == "yolov8n-lot-onnx" and args.model_key == ""
+    assert entry.ref == "yolov8n-lot-onnx@3" and args.model_key == ""
     args = Namespace(model="yolov8n-lot-onnx@2")  # an older version: saved apart
     entry, _ = resolve_detector_model(args)
     assert entry.ref == "yolov8n-lot-onnx@2" and args.model_key == "yolov8n-lot-onnx@2"

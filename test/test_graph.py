@@ -51,26 +51,38 @@ def test_project_message_and_service_cross_processes(ros_context, executor, doma
 
 
 def test_images_arrive_between_processes_under_the_chosen_qos(ros_context, executor, domain_id):
-    """640x480 frames from a camera process reach this process with qos.IMAGE (RELIABLE, depth 1)."""
+    """640x480 frames from a camera process reach this process with qos.IMAGE (RELIABLE, depth 1): nearly every
+    frame the camera published arrives. The camera's own health counter says how many it published, which depends
+    on how fast this machine renders; BEST_EFFORT delivered none between processes here."""
     from sensor_msgs.msg import Image
 
     from perception_nodes.image_codec import image_to_numpy
+    from perception_nodes.msg import NodeHealth
     from perception_nodes.ros import qos
+    from perception_nodes.ros.health import HEALTH_TOPIC
 
     rclpy, context = ros_context
     specs = [s for s in build_graph("overlap2", stages=("cameras",)) if s.namespace == "/cam_east"]
     received = []
+    marks = []  # (frames the camera had published, frames received here) at each of its health reports
+
+    def on_health(msg):
+        if msg.node_name == "/cam_east/camera" and received:
+            marks.append((msg.processed, len(received)))
+
     with GraphRunner(specs, domain_id=domain_id, output=io.StringIO()) as runner:
         node = rclpy.create_node("qos_probe", context=context)
         node.create_subscription(Image, "/cam_east/image_raw", received.append, qos.IMAGE)
+        node.create_subscription(NodeHealth, HEALTH_TOPIC, on_health, qos.HEALTH)
         executor.add_node(node)
         assert spin_until(executor, lambda: len(received) >= 1, 30.0), "no frame arrived"
-        first = len(received)
-        started = time.monotonic()
-        spin_until(executor, lambda: False, 3.0)
-        rate = (len(received) - first) / (time.monotonic() - started)
+        assert spin_until(executor, lambda: len(marks) >= 5, 30.0), marks  # 4 report intervals (1 Hz)
         assert runner.wait(0.1), runner.failures
-    assert rate > 5.0, f"only {rate:.1f} frames/s of the 10 published arrived"
+    (published_first, received_first), (published_last, received_last) = marks[0], marks[-1]
+    published, arrived = published_last - published_first, received_last - received_first
+    assert published >= 8, marks  # the camera kept publishing (at least 2 Hz over the 4 s)
+    # A frame or two may still be in flight when a report arrives.
+    assert arrived >= 0.9 * published - 2, f"{arrived} of {published} published frames arrived ({marks})"
     for msg in received[-5:]:
         array = image_to_numpy(msg)
         assert array.shape == (480, 640, 3) and int(array.std()) > 5  # a real rendered frame, not zeros
@@ -174,26 +186,28 @@ def _xyxy(items) -> np.ndarray:
 
 
 def _ids_per_object(tracks, truth) -> dict[int, list[int]]:
-    """Ground-truth global id -> track ids matched to it (IoU > 0.5), per frame, until the scene loops."""
+    """Ground-truth global id -> track ids matched to it (IoU > 0.5), per frame, until the scene loops.
+
+    ``truth`` maps a stamp (sec, nanosec) to (global ids, (N, 4) corner boxes) of the objects in view."""
     from perception_nodes.tracking.tracker import iou_matrix
 
     matched: dict[int, list[int]] = {}
     last_seen: dict[int, tuple[float, float]] = {}
     for msg in tracks:
-        gt = truth.get((msg.header.stamp.sec, msg.header.stamp.nanosec))
-        if gt is None or not msg.tracks or not gt.tracks:
+        ids, boxes = truth.get((msg.header.stamp.sec, msg.header.stamp.nanosec), ((), None))
+        if not msg.tracks or not len(ids):
             continue
         # Synthetic stamps follow wall time, so a replayed scene shows as objects jumping back to their start.
-        centres = {t.track_id: (t.box.center_x, t.box.center_y) for t in gt.tracks}
+        centres = {i: ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for i, b in zip(ids, boxes)}
         if any(np.hypot(c[0] - last_seen[i][0], c[1] - last_seen[i][1]) > 80 for i, c in centres.items()
                if i in last_seen):
             break  # the scene looped: stop at the first pass
         last_seen.update(centres)
-        iou = iou_matrix(_xyxy(msg.tracks), _xyxy(gt.tracks))
+        iou = iou_matrix(_xyxy(msg.tracks), boxes)
         rows, cols = linear_sum_assignment(-iou)
         for ti, gi in zip(rows, cols):
             if iou[ti, gi] > 0.5:
-                matched.setdefault(gt.tracks[gi].track_id, []).append(msg.tracks[ti].track_id)
+                matched.setdefault(ids[gi], []).append(msg.tracks[ti].track_id)
     return matched
 
 
@@ -205,7 +219,9 @@ def _collect_tracks(rclpy, context, executor, runner, camera: str, count: int, t
     node = rclpy.create_node("track_probe", context=context)
     node.create_subscription(TrackArray, f"/{camera}/tracks", tracks.append, qos.RESULTS)
     node.create_subscription(TrackArray, f"/{camera}/ground_truth/tracks",
-                             lambda m: truth.__setitem__((m.header.stamp.sec, m.header.stamp.nanosec), m), qos.RESULTS)
+                             lambda m: truth.__setitem__((m.header.stamp.sec, m.header.stamp.nanosec),
+                                                         ([t.track_id for t in m.tracks], _xyxy(m.tracks))),
+                             qos.RESULTS)
     executor.add_node(node)
     assert spin_until(executor, lambda: len(tracks) >= count, timeout), len(tracks)
     assert runner.wait(0.1), runner.failures
@@ -226,13 +242,55 @@ def test_camera_to_tracker_keeps_stable_ids_on_the_crossing_scene(ros_context, e
     assert len(all_ids) == len(set(all_ids)), matched
 
 
-def test_camera_detector_tracker_keeps_stable_ids_on_the_crossing_scene(ros_context, executor, domain_id):
-    """camera -> detector (the shipped model) -> tracker, three processes: the two people who pass each other
-    and the two cars crossing behind them are tracked without any id swap."""
+def test_camera_detector_tracker_keeps_stable_ids_on_the_crossing_scene(ros_context, executor, domain_id, tmp_path):
+    """The crossing scene's camera, replayed from a `perception sim` bag in lockstep (the next frame once the
+    tracker answered the last), through the detector (the shipped model) and tracker processes: the two people
+    who pass each other and the two cars crossing behind them are tracked without any id swap. Lockstep gives
+    the pipeline every frame of the 12 s pass at the scene's 10 Hz however fast this machine is (live, the
+    camera's clock runs on while a slow detector skips frames, and the cars then move metres between frames)."""
+    import json
+    import subprocess
+    import sys
+
+    from perception_nodes.msg import TrackArray
+    from perception_nodes.ros import qos
+
     rclpy, context = ros_context
-    specs = build_graph("crossing", stages=("cameras", "detection", "tracking"))
-    with GraphRunner(specs, domain_id=domain_id, output=io.StringIO()) as runner:
-        tracks, truth = _collect_tracks(rclpy, context, executor, runner, "cam_front", 60, 120.0)
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id))
+    out = tmp_path / "crossing"
+    run_cli("sim", "--scene", "crossing", "--out", str(out), env=env, timeout=300)
+    truth = {}
+    for frame in json.loads((out / "ground_truth.json").read_text())["frames"]:
+        shown = [b for b in frame["cameras"]["cam_front"] if b["visible_fraction"] >= 0.25]  # as the camera node
+        truth[divmod(frame["stamp_ns"], 10**9)] = ([b["global_id"] for b in shown],
+                                                   np.array([b["bbox"] for b in shown]).reshape(-1, 4))
+    tracks = []
+    with GraphRunner(build_graph("crossing", stages=("detection", "tracking")), domain_id=domain_id,
+                     output=io.StringIO()) as runner:
+        node = rclpy.create_node("track_probe", context=context)
+        node.create_subscription(TrackArray, "/cam_front/tracks", tracks.append, qos.RESULTS)
+        executor.add_node(node)
+        # The detector subscribes to its images once its model is loaded; lockstep learns the answer's type
+        # from the tracker's publisher.
+        assert spin_until(executor, lambda: node.count_subscribers("/cam_front/image_raw") > 0
+                          and node.count_publishers("/cam_front/tracks") > 0, 180.0)
+        play = subprocess.Popen([sys.executable, "-m", "perception_nodes.cli.main", "bag", "play", str(out / "bag"),
+                                 "--topics", "/cam_front/image_raw", "--lockstep",
+                                 "/cam_front/image_raw,/cam_front/tracks", "--delay", "1.0"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert spin_until(executor, lambda: play.poll() is not None, 600.0), "bag play did not finish"
+            stdout, stderr = play.communicate(timeout=10)
+        finally:
+            if play.poll() is None:
+                play.kill()
+        assert play.returncode == 0, stderr
+        spin_until(executor, lambda: False, 1.0)  # the last frame's answer
+        assert runner.wait(0.1), runner.failures
+    played = last_json(stdout)
+    # Each frame waited for its answer; a frame lost on the way times out (5 s) and play goes on.
+    assert played["published"] == len(truth) and played["lockstep_timeouts"] <= 3, played
+    assert len(tracks) >= len(truth) - 3, (len(tracks), len(truth))
     matched = _ids_per_object(tracks, truth)
     summary = {k: {i: v.count(i) for i in sorted(set(v))} for k, v in matched.items()}  # object: {id: frames}
     assert len(matched) == 4, summary
@@ -266,11 +324,17 @@ def test_camera_detector_tracker_wiring(ros_context, executor, domain_id, tmp_pa
     from perception_nodes.msg import DetectionArray, TrackArray
     from perception_nodes.ros import qos
 
-    path = tmp_path / "yolov8n-lot-0.pt"
+    from perception_nodes.graph import detector_parameters
+
+    path = tmp_path / "random.pt"
     YOLO("yolov8n.yaml").save(str(path))
     registry = ModelRegistry(tmp_path / "manifest.yaml")
-    for name in ("yolov8n-lot-onnx", "yolov8n-lot"):  # the configured primary and fallback names
-        registry.add(ModelEntry(name, "0", path, sha256_of(path), ["car", "truck", "person", "bicycle"], 320))
+    configured = detector_parameters()
+    registered = []
+    for ref in (configured["model"], configured["fallback_model"]):  # what the shipped config loads, by name
+        name, _, version = ref.partition("@")
+        registry.add(ModelEntry(name, version or "0", path, sha256_of(path), ["car", "truck", "person", "bicycle"], 320))
+        registered.append(f"{name}@{version or '0'}")
     monkeypatch.setenv("PERCEPTION_MODELS_DIR", str(tmp_path))  # inherited by the node processes
     rclpy, context = ros_context
     specs = build_graph("overlap2", stages=("cameras", "detection", "tracking"))
@@ -286,7 +350,7 @@ def test_camera_detector_tracker_wiring(ros_context, executor, domain_id, tmp_pa
             ({k: len(v) for k, v in detections.items()}, {k: len(v) for k, v in tracks.items()})
         assert runner.wait(0.1), runner.failures
     for cam, msgs in detections.items():
-        assert all(m.model == "yolov8n-lot-onnx@0" and m.camera_id == cam and m.header.frame_id == f"{cam}_optical_frame"
+        assert all(m.model == registered[0] and m.camera_id == cam and m.header.frame_id == f"{cam}_optical_frame"
                    for m in msgs)
         detection_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in msgs}
         # The probe's two subscriptions start and stop at different moments: compare within the window of

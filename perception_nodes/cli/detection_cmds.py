@@ -380,7 +380,8 @@ def run_bench(args) -> int:
             node_batched, dropped_batched, counts_batched = stream_counted([list(zip(cams, f)) for f in frames],
                                                                            1_100_000 + 200_000 * r)
             rounds.append({"raw_fps": raw_single, "node_fps": node_single, "raw_batched_fps": raw_batched,
-                           "streams_batched_fps": streams_batched, "node_batched_fps": node_batched, "node_frames_dropped": dropped_single + dropped_batched,
+                           "streams_batched_fps": streams_batched, "node_batched_fps": node_batched,
+                           "node_frames_dropped": dropped_single + dropped_batched,
                            "node_single": counts_single, "node_batched": counts_batched})
             if args.verbose:
                 print(f"[bench] round {r + 1}: " + ", ".join(f"{k} {v}" if isinstance(v, dict) else f"{k} {v:.2f}"
@@ -453,7 +454,8 @@ def add_bench_parser(bench_sub, add_scene_args) -> None:
     bench.add_argument("--frames", type=int, default=40, choices=range(1, 10_001), metavar="N",
                        help="frames per camera in each measurement (1-10000)")
     bench.add_argument("--rounds", type=int, default=5, choices=range(1, 101), metavar="N",
-                       help="interleaved rounds (raw, node, raw batched, node batched); ratios are per-round medians")
+                       help="interleaved rounds (raw, node, raw batched, streams batched, node batched); ratios are "
+                            "per-round medians")
     bench.add_argument("--max-batch", type=int, default=0, choices=range(0, 65), metavar="N",
                        help="the node's max_batch (0: one pass for all cameras)")
     bench.add_argument("--cpu-streams", type=int, default=0, choices=range(0, 65), metavar="N",

@@ -30,7 +30,7 @@ from sensor_msgs.msg import Image
 
 from perception_nodes.detection.backend import resolve_cpu_streams
 from perception_nodes.detection.batching import FrameSlots
-from perception_nodes.detection.registry import DEFAULT_DETECTOR, ModelError, ModelRegistry
+from perception_nodes.detection.registry import DEFAULT_DETECTOR_REF, ModelError, ModelRegistry
 from perception_nodes.detection.runtime import DetectorRuntime, RuntimeConfig, default_loader
 from perception_nodes.errors import PerceptionError
 from perception_nodes.image_codec import image_to_bgr8, numpy_to_image
@@ -52,7 +52,7 @@ class DetectorNode(LifecycleNode):
         self.cameras = list(params.declare("cameras", ["cam0"], "Camera ids; topics <cam>/image_raw -> <cam>/detections.",
                                            read_only=True))
         self.config = RuntimeConfig(
-            model=params.declare("model", DEFAULT_DETECTOR, "Registered model name@version (name: highest version).",
+            model=params.declare("model", DEFAULT_DETECTOR_REF, "Registered model name@version (name: highest version).",
                                  read_only=True),
             fallback_model=params.declare("fallback_model", "", "Model used when the primary fails or is too slow.",
                                           read_only=True),

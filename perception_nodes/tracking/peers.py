@@ -48,11 +48,17 @@ def _with_embeddings(frame: FrameData, index: int):
     from boxmot.structures.geometry import Boxes
 
     dets = frame.detections.astype(np.float32).reshape(-1, 6)
-    embeddings = np.asarray(frame.embeddings, dtype=np.float32).reshape(len(dets), -1).copy()
+    embeddings = np.asarray(frame.embeddings, dtype=np.float32)
+    if embeddings.ndim != 2 or len(embeddings) != len(dets):
+        # Rows given flat. (A frame without detections has (0, dim) rows already: numpy cannot infer a row
+        # length from an empty array, so it is only reshaped when it is not in that form.)
+        embeddings = embeddings.reshape(len(dets), -1) if len(dets) else embeddings.reshape(0, 0)
+    embeddings = embeddings.copy()
     blank = ~np.any(embeddings != 0, axis=1)
-    # A detection without appearance (a box too small to sample) gets the same neutral vector as any other
-    # such detection; BoxMOT requires every row to carry one.
-    embeddings[blank] = 1.0 / np.sqrt(embeddings.shape[1])
+    if blank.any():
+        # A detection without appearance (a box too small to sample) gets the same neutral vector as any other
+        # such detection; BoxMOT requires every row to carry one.
+        embeddings[blank] = 1.0 / np.sqrt(embeddings.shape[1])
     return Detections(geometry=Boxes(torch.from_numpy(dets[:, :4].copy())), scores=torch.from_numpy(dets[:, 4].copy()),
                       class_ids=torch.from_numpy(dets[:, 5].astype(np.int64)), sample_id=f"frame{index}",
                       embeddings=torch.from_numpy(embeddings))
