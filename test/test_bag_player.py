@@ -98,3 +98,36 @@ def test_bad_playback_requests(ros_context, small_bag, tmp_path):
         BagPlayer(node, small_bag, PlaybackOptions(rate=0))
     with pytest.raises(BagError, match="does not exist"):
         BagPlayer(node, str(tmp_path / "missing"))
+
+
+def test_waits_for_subscribers_before_the_first_message(ros_context, executor, small_bag):
+    """--wait-for-subscribers: nothing is published until every played topic has a matched reader, so a reader
+    that matches late still gets every message; without a reader it plays after the timeout and says so."""
+    from sensor_msgs.msg import Image
+
+    from perception_nodes.ros.bag import BagPlayer, PlaybackOptions
+
+    rclpy, context = ros_context
+    player_node = rclpy.create_node("waiting_player", context=context)
+    executor.add_node(player_node)
+    options = PlaybackOptions(topics=["/cam_south/image_raw"], start_delay_s=0.0, wait_for_subscribers=1,
+                              subscribers_timeout_s=30.0)
+    player = BagPlayer(player_node, small_bag, options).start()
+    spin_until(executor, lambda: False, 1.5)
+    assert player.published == 0 and not player.done.is_set()  # still waiting: no reader yet
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    got = []
+    reader = rclpy.create_node("late_reader", context=context)
+    reader.create_subscription(Image, "/cam_south/image_raw", got.append,
+                               QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    executor.add_node(reader)
+    assert spin_until(executor, player.done.is_set, 30.0)
+    assert spin_until(executor, lambda: len(got) == 6, 5.0), len(got)
+    assert player.subscribers_ready
+
+    lonely = BagPlayer(player_node, small_bag, PlaybackOptions(topics=["/cam_east/image_raw"], start_delay_s=0.0,
+                                                               wait_for_subscribers=1, subscribers_timeout_s=0.5))
+    lonely.start()
+    assert spin_until(executor, lonely.done.is_set, 30.0)
+    assert not lonely.subscribers_ready and lonely.published > 0

@@ -105,7 +105,8 @@ def test_record_then_replay_is_byte_identical(tmp_path, ros_context, domain_id):
     executor.add_node(node)
     spinning, thread = _spin_in_background(executor)
     play = subprocess.run([sys.executable, "-m", "perception_nodes.cli.main", "bag", "play", str(bag),
-                           "--topics", *topics, "--delay", "2.0"], env=env, capture_output=True, text=True, timeout=120)
+                           "--topics", *topics, "--delay", "0.5", "--wait-for-subscribers", "1"],
+                          env=env, capture_output=True, text=True, timeout=120)
     assert play.returncode == 0, play.stderr
     played = last_json(play.stdout)
     deadline = time.monotonic() + 10
@@ -116,7 +117,9 @@ def test_record_then_replay_is_byte_identical(tmp_path, ros_context, domain_id):
     executor.shutdown(timeout_sec=1)
     assert played["published"] == sum(map(len, expected.values()))
     for topic in topics:
-        assert len(got[topic]) == len(expected[topic]), topic
+        missing = [i for i, data in enumerate(expected[topic]) if data not in got[topic]]
+        assert len(got[topic]) == len(expected[topic]), (topic, f"recorded frames not replayed: {missing} of "
+                                                         f"{len(expected[topic])}", played)
         assert got[topic] == expected[topic], f"{topic}: replayed bytes differ from the recording"
     # Same bytes means same header stamps too; check them explicitly on one topic.
     from rclpy.serialization import deserialize_message

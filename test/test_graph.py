@@ -276,7 +276,8 @@ def test_camera_detector_tracker_keeps_stable_ids_on_the_crossing_scene(ros_cont
                           and node.count_publishers("/cam_front/tracks") > 0, 180.0)
         play = subprocess.Popen([sys.executable, "-m", "perception_nodes.cli.main", "bag", "play", str(out / "bag"),
                                  "--topics", "/cam_front/image_raw", "--lockstep",
-                                 "/cam_front/image_raw,/cam_front/tracks", "--delay", "1.0"],
+                                 "/cam_front/image_raw,/cam_front/tracks", "--delay", "0.5",
+                                 "--wait-for-subscribers", "1"],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             assert spin_until(executor, lambda: play.poll() is not None, 600.0), "bag play did not finish"

@@ -69,7 +69,9 @@ def run_play(args) -> int:
         lockstep_topic, answer_topic = args.lockstep.split(",", 1)
     options = PlaybackOptions(rate=args.rate, loop=args.loop, publish_clock=args.clock, topics=args.topics or None,
                               remap=_remaps(args.remap), lockstep_topic=lockstep_topic, answer_topic=answer_topic,
-                              lockstep_timeout_s=args.lockstep_timeout, start_delay_s=args.delay)
+                              lockstep_timeout_s=args.lockstep_timeout, start_delay_s=args.delay,
+                              wait_for_subscribers=args.wait_for_subscribers,
+                              subscribers_timeout_s=args.wait_for_subscribers_timeout)
     rclpy = ros_init()
     node = rclpy.create_node("perception_bag_player")
     executor = rclpy.executors.MultiThreadedExecutor(num_threads=2)
@@ -89,7 +91,7 @@ def run_play(args) -> int:
     node.destroy_node()
     rclpy.shutdown()
     emit({"bag": args.bag, "published": player.published, "delivered": delivered,
-          "lockstep_timeouts": player.lockstep_timeouts,
+          "lockstep_timeouts": player.lockstep_timeouts, "subscribers_ready": player.subscribers_ready,
           "wall_s": round(time.monotonic() - started, 3)})
     return 0
 
@@ -127,6 +129,10 @@ def add_parsers(sub) -> None:
                       help="publish the next FRAME_TOPIC message only after ANSWER_TOPIC answered the previous one")
     play.add_argument("--lockstep-timeout", type=float, default=5.0)
     play.add_argument("--delay", type=float, default=0.5, help="seconds to wait for subscribers before the first message")
+    play.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
+                      help="after --delay, play once every played topic has N matched subscriptions (0: don't wait)")
+    play.add_argument("--wait-for-subscribers-timeout", type=float, default=30.0, metavar="S",
+                      help="play anyway after S seconds of waiting (reported as subscribers_ready: false)")
     play.set_defaults(func=run_play)
     info = bag_sub.add_parser("info", help="topics, types, counts, duration")
     info.add_argument("bag")

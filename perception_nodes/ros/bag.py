@@ -90,6 +90,10 @@ class PlaybackOptions:
     answer_topic: str | None = None  # ... only after this topic answered the previous one
     lockstep_timeout_s: float = 5.0
     start_delay_s: float = 0.5  # lets subscribers match before the first message
+    # Then, if > 0: play only once every played topic has this many matched subscriptions (a fixed delay is a
+    # guess on a loaded machine; a message published before its reader matched is gone), at most this long.
+    wait_for_subscribers: int = 0
+    subscribers_timeout_s: float = 30.0
 
 
 class BagPlayer:
@@ -129,6 +133,7 @@ class BagPlayer:
                                      lambda _m: self._answered.set(), qos.RESULTS, raw=True)
         self.published = 0
         self.lockstep_timeouts = 0
+        self.subscribers_ready = True  # False when wait_for_subscribers timed out
         self.done = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bag-player", daemon=True)
@@ -164,10 +169,25 @@ class BagPlayer:
         msg.clock.sec, msg.clock.nanosec = divmod(int(stamp_ns), 1_000_000_000)
         self._clock_pub.publish(msg)
 
+    def _subscribers_matched(self) -> bool:
+        wanted = self.options.wait_for_subscribers
+        return all(pub.get_subscription_count() >= wanted for topic, pub in self._publishers.items())
+
     def _run(self) -> None:
         try:
             if self._stop.wait(self.options.start_delay_s):
                 return
+            if self.options.wait_for_subscribers > 0:
+                deadline = time.monotonic() + self.options.subscribers_timeout_s
+                while not self._subscribers_matched():
+                    if time.monotonic() >= deadline:
+                        self.subscribers_ready = False
+                        self._node.get_logger().warning(
+                            f"not every topic had {self.options.wait_for_subscribers} subscriber(s) after "
+                            f"{self.options.subscribers_timeout_s} s; playing anyway")
+                        break
+                    if self._stop.wait(0.05):
+                        return
             while not self._stop.is_set():
                 self._play_once()
                 if not self.options.loop:
