@@ -2,6 +2,7 @@
 pipeline and the JSON contract, not accuracy; accuracy is the shipped model's card)."""
 import os
 
+import numpy as np
 import pytest
 
 from conftest import last_json, run_cli
@@ -81,16 +82,22 @@ def test_bench_detector_reports_raw_node_and_batched_figures(models_env, domain_
     assert result["cpu_streams"] == 1  # a .pt model runs one torch pass per batch (streams are for ONNX on the CPU)
     # Every latency frame went through DDS to the node process and was answered. (No ratio threshold here: tests
     # run with ROS_PYTHON_CHECK_FIELDS=1 and a random-init model that emits hundreds of boxes per frame.)
-    assert result["latency_frames_answered"] == 3 and result["node_frames_dropped"] >= 0
-    for ratio in ("node_vs_raw_ratio", "batched_vs_single_ratio"):  # medians of the interleaved rounds
-        assert result[f"{ratio}_min"] <= result[ratio] <= result[f"{ratio}_max"]
+    assert result["latency_frames_answered"] == 3
     assert result["rounds"] == len(result["per_round"]) == 5
+    rounds = result["per_round"]
+    # Each ratio is the median of the per-round ratios (both sides of a ratio measured in the same round).
+    assert result["node_vs_raw_ratio"] == pytest.approx(np.median([r["node_fps"] / r["raw_fps"] for r in rounds]))
+    assert result["batched_vs_single_ratio"] == pytest.approx(
+        np.median([r["node_batched_fps"] / r["node_fps"] for r in rounds]))
+    assert result["node_frames_dropped"] == sum(r["node_frames_dropped"] for r in rounds)
     # The node's health counters were read around each stream (a report after it ended, so its frames count).
-    for r in result["per_round"]:
+    for r in rounds:
         for stream, cameras in (("node_single", 1), ("node_batched", 4)):
             counts = r[stream]
             assert counts["published"] == 3 * cameras and 0 < counts["processed"] <= counts["received"]
-            assert 1.0 <= counts["frames_per_pass"] <= cameras
+            # Every frame the node received was either run or replaced by a newer one of its camera.
+            assert counts["received"] == counts["processed"] + counts["superseded"], counts
+        assert r["node_single"]["frames_per_pass"] == 1.0  # one camera: a pass per frame (counters agree)
 
 
 def test_export_detector_to_onnx_registers_a_model_that_agrees_with_the_pt(tmp_path):

@@ -7,11 +7,11 @@ CPU streams (``cpu_streams`` > 1, ONNX models on the CPU): a batch is split over
 that many ONNX Runtime sessions that run side by side, each with its share of
 the cores, instead of one session spreading every layer of one pass over all
 cores. On a CPU a batch of 4 costs one session about 4 single passes (measured
-here: 110-118 ms per 832 px image at batch 1, 109-114 at batch 4 on 2 cores),
-because the cores already split each layer of a single image and then wait for
+ad hoc with ONNX Runtime directly: 110-118 ms per 832 px image at batch 1,
+109-114 at batch 4 on 2 cores), because the cores already split each layer of a single image and then wait for
 each other after every layer; two single-core sessions side by side cost 93-112
 ms per image on an idle machine and far less than one 2-thread session while
-another process competes for the cores (140-165 vs 260-300 ms during a build).
+another process competes for the cores (141-166 vs 258-303 ms during a build).
 That is the CPU's form of batching (OpenVINO calls it throughput streams). A
 single image still runs on the all-cores session, so one camera's latency is
 unchanged. Each stream is its own ultralytics model: ultralytics predictors are
