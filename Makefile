@@ -50,21 +50,26 @@ cmake-paths:
 	@"$(VPY)" tools/rewrite_wheel_cmake_paths.py "$(PERCEPTION_VENV)" | sed 's/^/[setup] cmake-paths: /' \
 	  || $(call fail,cmake-paths,could not rewrite the wheels' CMake include paths)
 
-# tcpdump lets the loopback-only test capture on the other interfaces.
+# tcpdump lets the loopback-only test capture on the other interfaces; ffmpeg serves the real-source graph
+# test's network stream on loopback.
 system-tools:
-	@if command -v tcpdump >/dev/null; then echo "[setup] system-tools: tcpdump present"; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "[setup] system-tools: installing tcpdump"; \
-	  (apt-get install -y -qq tcpdump >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq tcpdump >/dev/null 2>&1)) \
-	    || echo "[setup] system-tools: WARNING: apt-get could not install tcpdump; the loopback capture test will be skipped"; \
-	else echo "[setup] system-tools: tcpdump missing and not root; the loopback capture test will be skipped"; fi
+	@for tool in tcpdump ffmpeg; do \
+	  if command -v $$tool >/dev/null; then echo "[setup] system-tools: $$tool present"; \
+	  elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "[setup] system-tools: installing $$tool"; \
+	    (apt-get install -y -qq $$tool >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $$tool >/dev/null 2>&1)) \
+	      || echo "[setup] system-tools: WARNING: apt-get could not install $$tool; the tests that need it will be skipped"; \
+	  else echo "[setup] system-tools: $$tool missing and not root; the tests that need it will be skipped"; fi; \
+	done
 
-# tf2_msgs: the real package when the environment has one, else compat/tf2_msgs.
+# tf2_msgs, vision_msgs: the real packages when the environment has them, else the copies in compat/.
 build:
 	@mkdir -p log; $(IN_ENV) paths=". "; \
-	if "$(VPY)" tools/find_ros_package.py tf2_msgs --exclude "$(CURDIR)/install"; then \
-	  echo "[setup] build: using the installed tf2_msgs"; \
-	else paths=". compat/tf2_msgs"; echo "[setup] build: tf2_msgs not found, building compat/tf2_msgs"; fi; \
+	for pkg in tf2_msgs vision_msgs; do \
+	  if "$(VPY)" tools/find_ros_package.py $$pkg --exclude "$(CURDIR)/install"; then \
+	    echo "[setup] build: using the installed $$pkg"; \
+	  else paths="$$paths compat/$$pkg"; echo "[setup] build: $$pkg not found, building compat/$$pkg"; fi; \
+	done; \
 	echo "[setup] build: colcon build"; \
 	colcon build --symlink-install --base-paths $$paths --event-handlers console_cohesion- summary- \
 	  --cmake-args -DPython3_EXECUTABLE="$(VPY)" -DBUILD_TESTING=OFF > log/colcon-build.txt 2>&1 \

@@ -1,41 +1,64 @@
-"""Launch the perception graph on a real ROS 2 install (``ros2 launch perception_nodes perception.launch.py``).
+"""Launch a site's perception graph on a real ROS 2 install.
+
+    ros2 launch perception_nodes perception.launch.py site:=my_site          # config/sites/my_site.yaml
+    ros2 launch perception_nodes perception.launch.py site:=/path/site.yaml
+    ros2 launch perception_nodes perception.launch.py scene:=overlap2        # a synthetic scene's site
 
 The node list comes from perception_nodes.graph.build_graph, the same
-description ``perception up`` runs where launch is not available.
+description ``perception up`` runs where launch is not available. Every node
+respawns when it exits (launch_ros ``respawn``, with a delay and a retry cap).
 """
+import tempfile
+
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from perception_nodes.graph import DEFAULT_STAGES, STAGES, build_graph
+from perception_nodes.runner import RespawnPolicy
 
 
 def _nodes(context):
     def arg(name):
         return LaunchConfiguration(name).perform(context)
 
+    site = arg("site")
+    if not site:
+        # The synthetic world is imported only for a scene shortcut (a source plugin, never deployment code).
+        from perception_nodes.sources.synthetic import site_for_scene
+
+        site = str(site_for_scene(arg("scene") or "default", tempfile.mkdtemp(prefix="perception-site-")))
     seed = arg("seed")
     rate = arg("camera_rate_hz")
-    specs = build_graph(scene=arg("scene"), seed=int(seed) if seed else None,
+    specs = build_graph(site, seed=int(seed) if seed else None,
                         stages=tuple(s for s in arg("stages").split(",") if s),
                         namespace=arg("namespace"), params_file=arg("params_file") or None,
                         camera_rate_hz=float(rate) if rate else None,
                         calibration_dir=arg("calibration_dir") or None)
     use_sim_time = arg("use_sim_time").lower() in ("1", "true", "yes")
+    respawn = arg("respawn").lower() in ("1", "true", "yes")
+    policy = RespawnPolicy()
     return [
         Node(package="perception_nodes", executable=spec.executable, name=spec.name, namespace=spec.namespace,
              parameters=[*spec.params_files, {**spec.parameters, "use_sim_time": use_sim_time}],
-             remappings=spec.remappings, output="screen", emulate_tty=True)
+             remappings=spec.remappings, output="screen", emulate_tty=True,
+             respawn=respawn and spec.respawn, respawn_delay=policy.initial_delay_s,
+             respawn_max_retries=policy.max_restarts)
         for spec in specs
     ]
 
 
 def generate_launch_description():
     return LaunchDescription([
+        DeclareLaunchArgument("site", default_value="",
+                              description="Site name under config/sites/ or a site manifest path; empty: the "
+                                          "synthetic site of `scene`."),
         DeclareLaunchArgument("scene", default_value="default",
-                              description="Scene name under config/scenes/ or a scene YAML path."),
-        DeclareLaunchArgument("seed", default_value="", description="Scene seed; empty keeps the scene file's seed."),
+                              description="Shortcut when site is empty: a synthetic scene's site (name under "
+                                          "config/scenes/ or a scene YAML path)."),
+        DeclareLaunchArgument("seed", default_value="", description="Seed of the site's synthetic cameras; empty: "
+                                                                    "the scene file's."),
         DeclareLaunchArgument("stages", default_value=",".join(DEFAULT_STAGES),
                               description=f"Comma-separated stages to run, from: {', '.join(STAGES)}."),
         DeclareLaunchArgument("namespace", default_value="",
@@ -43,11 +66,13 @@ def generate_launch_description():
         DeclareLaunchArgument("params_file", default_value="",
                               description="Parameters YAML (ros__parameters layout); empty: the package's config/perception.yaml."),
         DeclareLaunchArgument("camera_rate_hz", default_value="",
-                              description="Override every camera's publish rate (Hz); empty: the scene fps."),
+                              description="Override every camera's publish rate (Hz); empty: the manifest's."),
         DeclareLaunchArgument("calibration_dir", default_value="",
                               description="Calibration folder (site.yaml + <camera>.yaml) for the TF tree and "
-                                          "CameraInfo; empty: config/calibration/<scene>."),
+                                          "CameraInfo; empty: the manifest's calibration_dir."),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="Use /clock (e.g. from bag playback) instead of the system clock."),
+        DeclareLaunchArgument("respawn", default_value="true",
+                              description="Restart a node that exits (the rest of the site keeps running)."),
         OpaqueFunction(function=_nodes),
     ])

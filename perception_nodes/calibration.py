@@ -14,7 +14,6 @@ import numpy as np
 
 from perception_nodes.errors import ConfigError
 from perception_nodes.fileio import atomic_write_yaml, read_yaml_mapping
-from perception_nodes.world.scene import CameraSpec
 
 
 @dataclass
@@ -35,7 +34,9 @@ class CameraCalibration:
         return np.hstack([self.K, np.zeros((3, 1))])
 
     @staticmethod
-    def from_camera_spec(spec: CameraSpec, parent_frame: str = "map") -> "CameraCalibration":
+    def from_camera_spec(spec, parent_frame: str = "map") -> "CameraCalibration":
+        """From any object with a camera's id, size, fx/fy/cx/cy, distortion and mounted pose
+        (e.g. a synthetic scene's CameraSpec; duck-typed so calibration never imports the world)."""
         K = np.array([[spec.fx, 0, spec.cx], [0, spec.fy, spec.cy], [0, 0, 1]], dtype=np.float64)
         return CameraCalibration(spec.id, spec.width, spec.height, K, np.asarray(spec.distortion, dtype=np.float64),
                                  extrinsics={"parent_frame": parent_frame, "position": list(spec.position),

@@ -1,29 +1,32 @@
-"""The one description of the node graph (pure Python).
+"""The one description of the node graph, built from a site manifest (pure Python; never imports the world).
 
 Both ``launch/perception.launch.py`` (launch_ros, real ROS installs) and the
 project's runner (``perception up``) turn the same :class:`NodeSpec` list into
-processes, so which nodes run, in which namespaces, with which parameter files
-and remaps is written down once, here.
+processes, so which nodes run, in which namespaces, with which parameter files,
+remaps and respawn policy is written down once, here.
 
-Layout for a scene with cameras cam0..camN under namespace NS (default: none):
+Layout for a site with cameras cam0..camN under namespace NS (default: none):
   /NS/site_publisher       calibration -> robot_description, /tf_static
   /NS/<camera_id>/camera   camera driver      -> image_raw, camera_info, ground_truth/detections
   /NS/detector             one detector for all cameras: <camera_id>/image_raw -> <camera_id>/detections
   /NS/<camera_id>/tracker  per-camera tracker detections -> tracks (without the detection stage it
                            tracks the synthetic camera's ground_truth/detections)
   /NS/monitor              health aggregator  -> /diagnostics, ~/get_health
-Calibration comes from config/calibration/<scene name>/ unless calibration_dir
-is given: the site publisher builds the TF tree from it and every camera reads
-its CameraInfo from the same files.
+Calibration comes from the manifest's calibration_dir unless calibration_dir is
+given: the site publisher builds the TF tree from it and every camera reads its
+CameraInfo from the same files. A synthetic scene is a site whose cameras are
+synthetic sources (config/sites/<scene>.yaml).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from perception_nodes.errors import GraphError
 from perception_nodes.paths import package_path
-from perception_nodes.world.scene import load_scene
+from perception_nodes.site.manifest import SiteManifest, load_manifest
+from perception_nodes.sources import SourceType
 
 STAGES = ("site", "cameras", "detection", "tracking", "monitor")
 # What runs when no stages are named: everything.
@@ -41,6 +44,8 @@ class NodeSpec:
     params_files: list[str] = field(default_factory=list)
     parameters: dict = field(default_factory=dict)  # overrides applied after the files
     remappings: list[tuple[str, str]] = field(default_factory=list)
+    # Restart the process when it exits while the graph runs (launch_ros `respawn`, the runner's RespawnPolicy).
+    respawn: bool = True
 
     @property
     def fully_qualified_name(self) -> str:
@@ -74,53 +79,87 @@ def configured_detector_model(params_file: str | None = None) -> str:
     return str(detector_parameters(params_file).get("model") or DEFAULT_DETECTOR_REF)
 
 
-def _require_model(params_file: str) -> None:
-    """The detection stage needs its model registered; say how to get one instead of starting a dead node."""
+def _require_model(params_file: str, model: str = "", manifest: str = "") -> str:
+    """The model the detection stage runs; GraphError saying how to get one instead of starting a dead node."""
     from perception_nodes.detection.registry import ModelError, ModelRegistry
 
     values = detector_parameters(params_file)
-    ref = configured_detector_model(params_file)
+    ref = model or configured_detector_model(params_file)
     try:
-        ModelRegistry(values.get("manifest") or None).resolve(ref)
+        ModelRegistry(manifest or values.get("manifest") or None).resolve(ref)
     except (ModelError, OSError) as exc:
         raise GraphError(f"the detection stage needs model {ref}: {exc}. Train one with "
-                         f"'perception train detector --version 1', or leave the stage out "
+                         f"'perception train detector --version 1', register your own in a model manifest "
+                         f"(site manifest detector.manifest), or leave the stage out "
                          f"(--stages site,cameras,tracking,monitor)") from None
+    return ref
 
 
-def build_graph(scene: str = "default", seed: int | None = None, stages=DEFAULT_STAGES, namespace: str = "",
-                params_file: str | None = None, camera_rate_hz: float | None = None,
+def camera_parameters(camera, site: SiteManifest, seed: int | None = None,
+                      camera_rate_hz: float | None = None) -> dict:
+    """The camera node's parameters for one manifest camera."""
+    source = camera.source
+    params = {"source_type": source.type.value, "camera_id": camera.id, "loop": bool(source.loop),
+              "camera_info_url": f"file://{camera.calibration}", "image_qos": camera.image_qos.value,
+              "rate_hz": float(camera_rate_hz if camera_rate_hz is not None else camera.rate_hz)}
+    if source.type is SourceType.SYNTHETIC:
+        params["scene"] = source.target
+        chosen = seed if seed is not None else source.seed
+        if chosen is not None:
+            params["seed"] = int(chosen)
+    else:
+        params["source"] = source.target
+    return params
+
+
+def detector_overrides(site: SiteManifest, model: str) -> dict:
+    """The detector's parameters from the manifest: cameras with their QoS and priority, model and class map."""
+    detector = site.detector
+    overrides = {"cameras": [c.id for c in site.cameras],
+                 "camera_priorities": [int(c.priority) for c in site.cameras],
+                 "image_qos": [c.image_qos.value for c in site.cameras],
+                 "model": model, "unmapped_classes": detector.unmapped.value}
+    if detector.manifest:
+        overrides["manifest"] = detector.manifest
+    if detector.class_map:
+        overrides["class_map"] = [f"{k}={v}" for k, v in detector.class_map.items()]
+    return overrides
+
+
+def build_graph(site: str | os.PathLike | SiteManifest, seed: int | None = None, stages=DEFAULT_STAGES,
+                namespace: str = "", params_file: str | None = None, camera_rate_hz: float | None = None,
                 calibration_dir: str | None = None) -> list[NodeSpec]:
-    """Node specs for a scene: one camera driver per scene camera plus the enabled stages."""
+    """Node specs for a site (a manifest, its path, or a name under config/sites/).
+
+    ``seed`` overrides the seed of the site's synthetic cameras; ``camera_rate_hz`` every camera's rate.
+    """
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise GraphError(f"unknown stages {sorted(unknown)}; known: {list(STAGES)}")
     params = str(Path(params_file).resolve()) if params_file else str(config_dir() / DEFAULT_PARAMS_FILE)
     if not Path(params).is_file():
         raise GraphError(f"params file {params} does not exist")
-    loaded = load_scene(scene, seed=seed)
-    calibration = Path(calibration_dir).resolve() if calibration_dir else package_path("config/calibration") / loaded.name
+    manifest = site if isinstance(site, SiteManifest) else load_manifest(site)
+    calibration = Path(calibration_dir).resolve() if calibration_dir else manifest.calibration_dir
     if not (calibration / "site.yaml").is_file():
-        raise GraphError(f"no calibration for scene {loaded.name!r}: {calibration}/site.yaml does not exist "
-                         f"(create it with: perception calibrate export --scene {loaded.name} --out {calibration})")
+        raise GraphError(f"no calibration for site {manifest.name!r}: {calibration}/site.yaml does not exist")
     specs: list[NodeSpec] = []
     if "site" in stages:
         specs.append(NodeSpec("site_publisher", "site_publisher", _join(namespace), [params],
                               {"calibration_dir": str(calibration)}))
     if "cameras" in stages:
-        for cam in loaded.cameras:
-            overrides = {"source_type": "synthetic", "scene": loaded.source_path, "camera_id": cam.id,
-                         "seed": int(loaded.seed), "camera_info_url": f"file://{calibration / f'{cam.id}.yaml'}"}
-            if camera_rate_hz is not None:
-                overrides["rate_hz"] = float(camera_rate_hz)
+        for cam in manifest.cameras:
+            overrides = camera_parameters(cam, manifest, seed, camera_rate_hz)
+            if calibration_dir:
+                overrides["camera_info_url"] = f"file://{calibration / f'{cam.id}.yaml'}"
             specs.append(NodeSpec("camera", "camera", _join(namespace, cam.id), [params], overrides))
     if "detection" in stages:
-        _require_model(params)
+        model = _require_model(params, manifest.detector.model, manifest.detector.manifest)
         specs.append(NodeSpec("detector", "detector", _join(namespace), [params],
-                              {"cameras": [cam.id for cam in loaded.cameras]}))
+                              detector_overrides(manifest, model)))
     if "tracking" in stages:
         source = [] if "detection" in stages else [("detections", "ground_truth/detections")]
-        for cam in loaded.cameras:
+        for cam in manifest.cameras:
             specs.append(NodeSpec("tracker", "tracker", _join(namespace, cam.id), [params], {"camera_id": cam.id},
                                   remappings=list(source)))
     if "monitor" in stages:

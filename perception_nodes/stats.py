@@ -69,6 +69,11 @@ class NodeCounters:
         with self._lock:
             self._extra[name] = self._extra.get(name, 0) + n
 
+    def set(self, name: str, value: int) -> None:
+        """A gauge among the counters (e.g. an agreement in per mille): the latest value, not a sum."""
+        with self._lock:
+            self._extra[name] = int(value)
+
     def snapshot(self) -> HealthSnapshot:
         with self._lock:
             durations = np.asarray(self._durations_ms, dtype=np.float64)

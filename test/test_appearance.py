@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from perception_nodes.detection.appearance import ColorHistogramEmbedder
+from perception_nodes.reid.appearance import ColorHistogramEmbedder
 from perception_nodes.errors import ImageFormatError
 from perception_nodes.world import World, load_scene
 

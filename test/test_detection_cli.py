@@ -108,7 +108,7 @@ def test_export_detector_to_onnx_registers_a_model_that_agrees_with_the_pt(tmp_p
 
     from perception_nodes.detection.backend import UltralyticsDetector
     from perception_nodes.detection.registry import ModelRegistry
-    from perception_nodes.tracking.tracker import iou_matrix
+    from perception_nodes.boxes import iou_matrix
     from perception_nodes.world import World, load_scene
 
     shipped = ModelRegistry().resolve("yolov8n-lot")

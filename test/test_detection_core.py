@@ -104,7 +104,9 @@ def test_runtime_falls_back_when_primary_fails_or_is_slow():
     for _ in range(10):
         _, results, _ = slow.infer([np.zeros((4, 4, 3), np.uint8)])
         switched = slow.record_latency(20.0) or switched
-    assert switched and slow.primary.ref == "big@1@320" and slow.primary.imgsz == 320
+    # The fallback loads on the runtime's loader thread while big@1 keeps serving.
+    assert switched and slow.wait_for_fallback(10.0)
+    assert slow.primary.ref == "big@1@320" and slow.primary.imgsz == 320
     with pytest.raises(ModelError):
         DetectorRuntime(RuntimeConfig(model="broken@1"), loader, log=lambda m: None).start()
 

@@ -189,7 +189,7 @@ def _ids_per_object(tracks, truth) -> dict[int, list[int]]:
     """Ground-truth global id -> track ids matched to it (IoU > 0.5), per frame, until the scene loops.
 
     ``truth`` maps a stamp (sec, nanosec) to (global ids, (N, 4) corner boxes) of the objects in view."""
-    from perception_nodes.tracking.tracker import iou_matrix
+    from perception_nodes.boxes import iou_matrix
 
     matched: dict[int, list[int]] = {}
     last_seen: dict[int, tuple[float, float]] = {}
@@ -366,7 +366,7 @@ def test_detector_finds_most_ground_truth_objects(ros_context, executor, domain_
     """camera process -> detector process (the shipped model): most clearly visible objects are detected at IoU >= 0.5."""
     from perception_nodes.msg import DetectionArray
     from perception_nodes.ros import qos
-    from perception_nodes.tracking.tracker import iou_matrix
+    from perception_nodes.boxes import iou_matrix
 
     rclpy, context = ros_context
     specs = build_graph("overlap2", seed=300, stages=("cameras", "detection"))

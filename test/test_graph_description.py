@@ -34,7 +34,7 @@ def test_invalid_graph_requests():
         build_graph("default", stages=("cameras", "teleport"))
     with pytest.raises(GraphError, match="does not exist"):
         build_graph("default", params_file="/nonexistent/params.yaml")
-    with pytest.raises(GraphError, match="perception calibrate export"):
+    with pytest.raises(GraphError, match="/nonexistent/calibration/site.yaml does not exist"):
         build_graph("default", calibration_dir="/nonexistent/calibration")
 
 
@@ -80,3 +80,30 @@ def test_detection_stage_needs_a_registered_model(tmp_path, monkeypatch):
         build_graph("overlap2", stages=("cameras", "detection"))
     specs = build_graph("overlap2", stages=("cameras", "tracking"))
     assert all(s.remappings == [("detections", "ground_truth/detections")] for s in specs if s.executable == "tracker")
+
+
+def test_runner_respawns_a_dying_node_with_backoff_then_gives_up():
+    """A node that keeps exiting is restarted (each restart counted and passed to the process), then given up on."""
+    import io
+
+    from perception_nodes.graph import NodeSpec
+    from perception_nodes.runner import RespawnPolicy
+
+    out = io.StringIO()
+    policy = RespawnPolicy(initial_delay_s=0.1, max_delay_s=0.4, max_restarts=2, window_s=60.0)
+    runner = GraphRunner([NodeSpec("no_such_node_module", "ghost", "/x")], output=out, respawn=policy)
+    runner.start()
+    assert runner.wait(60) is False  # ends only once the node is down for good
+    runner.stop()
+    assert runner.restarts == {"/x/ghost": 2} and runner.given_up == ["/x/ghost"]
+    assert len(runner.failures) == 3  # the first run and both restarts
+    text = out.getvalue()
+    assert "restarting /x/ghost in 0.1 s" in text and "restarting /x/ghost in 0.2 s" in text
+    assert "giving up on /x/ghost" in text
+
+
+def test_respawn_delays_double_and_are_capped():
+    from perception_nodes.runner import RespawnPolicy
+
+    policy = RespawnPolicy(initial_delay_s=1.0, max_delay_s=5.0)
+    assert [policy.delay(n) for n in (1, 2, 3, 4, 5)] == [1.0, 2.0, 4.0, 5.0, 5.0]

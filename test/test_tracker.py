@@ -256,7 +256,7 @@ def test_eval_tracking_cli_reports_ours_and_the_boxmot_peers():
 def test_botsort_peer_gets_the_same_embeddings():
     """With appearance on, BoT-SORT is fed our embeddings (BoxMOT Detections); motion-only peers ignore them."""
     pytest.importorskip("boxmot")
-    from perception_nodes.detection.appearance import ColorHistogramEmbedder
+    from perception_nodes.reid.appearance import ColorHistogramEmbedder
     from perception_nodes.tracking.peers import USES_EMBEDDINGS, peer_factory
 
     world = World(load_scene("crossing"))

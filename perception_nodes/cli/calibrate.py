@@ -26,7 +26,7 @@ def run_extrinsics(args) -> int:
 
 
 def run_export(args) -> int:
-    from perception_nodes.site import export_scene_calibration
+    from perception_nodes.sources.synthetic import export_scene_calibration
     from perception_nodes.world import load_scene
 
     scene = load_scene(args.scene, seed=args.seed)

@@ -9,7 +9,24 @@ import numpy as np
 
 from perception_nodes.cli.common import emit, ros_init
 from perception_nodes.graph import DEFAULT_STAGES, STAGES, build_graph
-from perception_nodes.runner import GraphRunner, forward_signals
+from perception_nodes.runner import GraphRunner, RespawnPolicy, forward_signals
+
+
+def add_site_args(parser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--site", default=None, help="site name under config/sites/ or a site manifest path")
+    where.add_argument("--scene", default=None, help="shortcut: the synthetic site of a scene (name under "
+                                                     "config/scenes/ or a scene YAML path); default: default")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the site's synthetic cameras")
+
+
+def resolve_site(args, work_dir: str) -> str:
+    """The manifest ``--site`` names, or the synthetic site of ``--scene`` (default scene when neither)."""
+    if args.site:
+        return args.site
+    from perception_nodes.sources.synthetic import site_for_scene
+
+    return str(site_for_scene(args.scene or "default", work_dir))
 
 
 def add_graph_args(parser) -> None:
@@ -19,25 +36,37 @@ def add_graph_args(parser) -> None:
     parser.add_argument("--params-file", default=None, help="parameters YAML (default: config/perception.yaml)")
     parser.add_argument("--camera-rate-hz", type=float, default=None, help="override every camera's rate")
     parser.add_argument("--calibration-dir", default=None,
-                        help="calibration folder for TF and CameraInfo (default: config/calibration/<scene>)")
+                        help="calibration folder for TF and CameraInfo (default: the manifest's calibration_dir)")
     parser.add_argument("--use-sim-time", action="store_true", help="nodes follow /clock")
+    parser.add_argument("--no-respawn", action="store_true",
+                        help="do not restart a node that exits (default: restart with backoff, give up after "
+                             f"{RespawnPolicy().max_restarts} restarts in {RespawnPolicy().window_s:.0f} s)")
 
 
 def _specs(args):
-    return build_graph(scene=args.scene, seed=args.seed, stages=tuple(s for s in args.stages.split(",") if s),
+    import tempfile
+
+    args.site_path = resolve_site(args, tempfile.mkdtemp(prefix="perception-site-"))
+    return build_graph(args.site_path, seed=args.seed, stages=tuple(s for s in args.stages.split(",") if s),
                        namespace=args.namespace, params_file=args.params_file, camera_rate_hz=args.camera_rate_hz,
                        calibration_dir=args.calibration_dir)
 
 
 def run_up(args) -> int:
-    runner = GraphRunner(_specs(args), use_sim_time=args.use_sim_time)
+    runner = GraphRunner(_specs(args), use_sim_time=args.use_sim_time,
+                         respawn=None if args.no_respawn else RespawnPolicy())
     forward_signals(runner)
     runner.start()
     print(f"[runner] started {len(runner.processes)} nodes; Ctrl-C stops them", flush=True)
     runner.wait(args.duration if args.duration > 0 else None)
     codes = runner.stop()
-    # A node that exited on its own, or did not stop cleanly on SIGINT (0 or -SIGINT), failed.
-    failed = sorted({f.node for f in runner.failures} | {name for name, code in codes.items() if code not in (0, -2)})
+    if runner.restarts:
+        print(f"[runner] restarted nodes: {runner.restarts}", file=sys.stderr)
+    # Failed: a node given up on, one that exited without respawn, or one that did not stop cleanly on SIGINT
+    # (0 or -SIGINT). A node that died and came back did not fail the site.
+    recovered = set(runner.restarts) - set(runner.given_up)
+    failed = sorted(({f.node for f in runner.failures} - recovered)
+                    | {name for name, code in codes.items() if code not in (0, -2)})
     if failed:
         print(f"[runner] failed nodes: {failed}", file=sys.stderr)
         return 1
@@ -154,7 +183,7 @@ def _query_monitor(rclpy, node, namespace: str, timeout: float = 5.0) -> dict:
 def run_demo(args) -> int:
     specs = _specs(args)
     rclpy = ros_init()
-    runner = GraphRunner(specs)
+    runner = GraphRunner(specs, respawn=None if args.no_respawn else RespawnPolicy())
     forward_signals(runner)
     observer = _Observer(rclpy, specs, args.namespace)
     executor = rclpy.executors.SingleThreadedExecutor()
@@ -163,7 +192,7 @@ def run_demo(args) -> int:
     runner.start()
     spin.start()
     tracking = "tracking" in args.stages
-    print(f"[demo] scene {args.scene}: {len(specs)} nodes; waiting for the first "
+    print(f"[demo] site {args.site_path}: {len(specs)} nodes; waiting for the first "
           f"{'tracks' if tracking else 'frames'} of every camera (model loading)", flush=True)
     started = time.monotonic()
     alive = True
@@ -184,14 +213,15 @@ def run_demo(args) -> int:
     runner.stop()
     observer.node.destroy_node()
     rclpy.shutdown()
-    ok = ready and alive and not runner.failures and all(c["frames"] > 0 for c in cameras.values()) and \
+    ok = ready and alive and not runner.given_up and all(c["frames"] > 0 for c in cameras.values()) and \
         monitor.get("ok", False) and (not tracking or all(c["track_messages"] > 0 for c in cameras.values()))
     for cam, stats in cameras.items():
         print(f"[demo] {cam}: {stats['frames']} frames at {stats['rate_hz']} Hz, "
               f"latency p50 {stats['latency_ms_p50']} ms, up to {stats['max_objects_in_frame']} objects in view, "
               f"{stats['track_messages']} track updates ({stats['track_rate_hz']} Hz) with "
               f"{stats['distinct_track_ids']} track ids")
-    emit({"ok": bool(ok), "scene": args.scene, "startup_s": round(startup_s, 1), "duration_s": args.duration,
+    emit({"ok": bool(ok), "site": args.site_path, "scene": args.scene, "startup_s": round(startup_s, 1), "duration_s": args.duration,
           "cameras": cameras, "monitor": monitor,
-          "failed_nodes": [f.node for f in runner.failures]})
+          "failed_nodes": sorted({f.node for f in runner.failures}), "restarts": runner.restarts,
+          "given_up": runner.given_up})
     return 0 if ok else 1

@@ -1,6 +1,6 @@
 """`perception`: the command-line front door of perception_nodes.
 
-Subcommands: doctor, up, demo, sim, bag {record,play,info}, calibrate {extrinsics,export},
+Subcommands: doctor, site {check,new,from-scene}, up, demo, sim, bag {record,play,info}, calibrate {extrinsics,export},
 eval <stage>, bench <what>, train, export, report.
 Every eval/bench/doctor prints its result as one JSON object on its last stdout line.
 """
@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from perception_nodes.cli import bag_cmds, bench, calibrate, detection_cmds, graph_cmds, tracking_cmds
+from perception_nodes.cli import bag_cmds, bench, calibrate, detection_cmds, graph_cmds, site_cmds, tracking_cmds
 from perception_nodes.cli.common import add_scene_args
 from perception_nodes.errors import PerceptionError
 from perception_nodes.rosenv import configure_dds
@@ -23,14 +23,16 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check that this environment can run perception_nodes")
     doctor.set_defaults(func=lambda a: __import__("perception_nodes.cli.doctor", fromlist=["run"]).run(a))
 
-    up = sub.add_parser("up", help="run the node graph, one process per node (ros2 launch stand-in)")
-    add_scene_args(up)
+    site_cmds.add_parsers(sub)
+
+    up = sub.add_parser("up", help="run the node graph of a site, one process per node (ros2 launch stand-in)")
+    graph_cmds.add_site_args(up)
     graph_cmds.add_graph_args(up)
     up.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
     up.set_defaults(func=graph_cmds.run_up)
 
-    demo = sub.add_parser("demo", help="run the multi-camera demo on a synthetic scene and report what arrived")
-    add_scene_args(demo)
+    demo = sub.add_parser("demo", help="run a site's graph (default: the synthetic default site) and report what arrived")
+    graph_cmds.add_site_args(demo)
     graph_cmds.add_graph_args(demo)
     demo.add_argument("--duration", type=float, default=15.0,
                       help="seconds counted once every camera delivered (default 15)")

@@ -33,7 +33,7 @@ def run_eval(args) -> int:
         detector = lambda image: backend.predict([image])[0]  # noqa: E731
     embedder = None
     if args.appearance == "hsv-hist":
-        from perception_nodes.detection.appearance import ColorHistogramEmbedder
+        from perception_nodes.reid.appearance import ColorHistogramEmbedder
 
         embedder = ColorHistogramEmbedder()
     started = time.perf_counter()

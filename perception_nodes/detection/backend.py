@@ -143,6 +143,8 @@ class UltralyticsDetector:
         return out
 
     def predict(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        if self.closed:
+            raise ModelError(f"{self.path.name}: the detector was closed")
         if not images:
             return []
         if len(images) == 1 or not self._streams:
@@ -162,7 +164,13 @@ class UltralyticsDetector:
             self.predict(frames)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-        self._streams = []
+        """Release the stream threads and every ONNX Runtime session / torch model (a replaced model)."""
+        with self._stream_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+            self._streams = []
+            self.model = None
+        self.closed = True
+
+    closed = False

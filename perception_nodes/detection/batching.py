@@ -28,9 +28,15 @@ Frame = TypeVar("Frame")
 class FrameSlots(Generic[Frame]):
     """Thread-safe newest-frame-per-camera slots (producer: the image callbacks; consumer: one worker)."""
 
-    def __init__(self, gather_s: float = 0.0, live_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, gather_s: float = 0.0, live_s: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 priorities: dict[str, int] | None = None):
         if gather_s < 0 or live_s <= 0:
             raise ValueError(f"gather_s must be >= 0 and live_s > 0 (got {gather_s}, {live_s})")
+        if priorities and min(priorities.values()) < 1:
+            raise ValueError(f"camera priorities must be >= 1, got {priorities}")
+        # When more cameras wait than one pass takes, a frame of a priority-p camera counts as having waited p
+        # times as long: higher priorities go first, and every camera still gets its turn as its wait grows.
+        self.priorities = dict(priorities or {})
         self.gather_s, self.live_s = float(gather_s), float(live_s)
         self._clock = clock
         self._pending: dict[str, tuple[float, Frame]] = {}  # camera -> (arrival, frame)
@@ -71,7 +77,8 @@ class FrameSlots(Generic[Frame]):
         return {cam for cam, t in self._last_arrival.items() if now - t <= self.live_s}
 
     def take(self, max_batch: int, timeout_s: float = 0.5) -> list[tuple[str, Frame]]:
-        """Up to ``max_batch`` (camera, frame) pairs, oldest arrival first; [] after ``timeout_s`` with none or on close."""
+        """Up to ``max_batch`` (camera, frame) pairs, longest (priority-weighted) wait first; [] after ``timeout_s``
+        with none or on close."""
         deadline = self._clock() + timeout_s
         with self._condition:
             while not self._pending and not self._closed:
@@ -93,5 +100,7 @@ class FrameSlots(Generic[Frame]):
                     self._condition.wait(gather_until - now)
                 if self._closed:
                     return []
-            order = sorted(self._pending, key=lambda cam: self._pending[cam][0])[: max(1, int(max_batch))]
+            now = self._clock()
+            order = sorted(self._pending, key=lambda cam: -(now - self._pending[cam][0]) * self.priorities.get(cam, 1)
+                           )[: max(1, int(max_batch))]
             return [(cam, self._pending.pop(cam)[1]) for cam in order]

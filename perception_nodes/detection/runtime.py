@@ -1,20 +1,28 @@
-"""What a detector node runs, without ROS: model selection, batching, fallback, shadow statistics.
+"""What a detector node runs, without ROS: model selection, class mapping, fallback, shadow statistics.
 
 ``DetectorRuntime`` owns the primary model (and optionally a shadow model),
-keeps a latency window, and decides when to fall back. The ROS node feeds it
+keeps a latency window of the primary alone, and decides when to fall back.
+Every row it returns is in site classes (``taxonomy.ClassMap``), whatever the
+model's own classes. Loads for a swap or a fallback run on the runtime's loader
+thread while the current model keeps serving; a replaced model is closed (its
+threads and sessions released) once no pass is using it. The ROS node feeds it
 frames and publishes what it returns.
 """
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from perception_nodes.boxes import iou_matrix
 from perception_nodes.detection.registry import ModelError, ModelRegistry
-from perception_nodes.tracking.tracker import iou_matrix
+from perception_nodes.errors import ConfigError
+from perception_nodes.taxonomy import ClassMap
 
 
 @dataclass
@@ -22,8 +30,14 @@ class LoadedModel:
     ref: str  # name@version, plus "@imgsz" when run at a reduced input size
     imgsz: int
     classes: list[str]
-    detector: object  # has predict(list[np.ndarray]) -> list[np.ndarray]
+    detector: object  # has predict(list[np.ndarray]) -> list[np.ndarray] (and optionally close())
     streams: int = 1  # sessions a batch is split over on the CPU (detection/backend.py)
+    class_map: ClassMap | None = None  # set by the runtime: model classes -> site classes
+
+    def close(self) -> None:
+        close = getattr(self.detector, "close", None)
+        if close is not None:
+            close()
 
 
 @dataclass
@@ -42,6 +56,8 @@ class RuntimeConfig:
     budget_frames: int = 10  # K consecutive over-budget p95 readings trigger the fallback
     shadow_model: str = ""
     shadow_fraction: float = 0.0
+    class_map: tuple[str, ...] = ()  # "model_class=site_class" pairs; empty: same-name classes
+    unmapped: str = "drop"  # taxonomy.UnmappedPolicy for model classes the map leaves out
 
 
 def default_loader(registry: ModelRegistry, config: RuntimeConfig, log=print) -> Callable[[str, int], LoadedModel]:
@@ -80,9 +96,10 @@ def agreement(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> float:
 class DetectorRuntime:
     def __init__(self, config: RuntimeConfig, loader: Callable[[str, int], LoadedModel], log=print):
         self.config = config
-        self._load = loader
+        self._load_raw = loader
         self._log = log
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards which model is primary
+        self._pass_lock = threading.Lock()  # held by an inference pass; a replaced model closes after it
         self.primary: LoadedModel | None = None
         self.shadow: LoadedModel | None = None
         self.fell_back = False
@@ -91,8 +108,23 @@ class DetectorRuntime:
         self._over_budget = 0
         self._shadow_counter = 0.0
         self.shadow_agreement: deque[float] = deque(maxlen=200)
+        self.last_primary_ms = 0.0
+        self.last_shadow_ms = 0.0
+        self.closed_models = 0  # replaced models closed so far
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+        self._pending_fallback: Future | None = None
 
     # -- loading ------------------------------------------------------------------------------
+    def _load(self, ref: str, imgsz: int) -> LoadedModel:
+        """Load a model and attach its class map; ModelError when either fails (the model is closed then)."""
+        model = self._load_raw(ref, imgsz)
+        try:
+            model.class_map = ClassMap.from_pairs(model.classes, list(self.config.class_map), self.config.unmapped)
+        except ConfigError as exc:
+            model.close()
+            raise ModelError(f"{model.ref}: {exc}") from None
+        return model
+
     def start(self) -> None:
         """Load the primary (or, if it fails, the fallback) and the shadow; ModelError if nothing loads."""
         try:
@@ -107,13 +139,16 @@ class DetectorRuntime:
             except ModelError as exc:
                 self._log(f"shadow model not loaded: {exc}")
 
-    def _fallback(self, reason: str) -> bool:
+    def _fallback_options(self) -> list[tuple[str, int]]:
         options = []
         if self.config.fallback_model:
             options.append((self.config.fallback_model, 0))
         if self.config.fallback_imgsz:
             options.append((self.config.model, self.config.fallback_imgsz))  # the same model, smaller input
-        for ref, imgsz in options:
+        return options
+
+    def _fallback(self, reason: str) -> bool:
+        for ref, imgsz in self._fallback_options():
             try:
                 model = self._load(ref, imgsz)
             except ModelError as exc:
@@ -125,49 +160,91 @@ class DetectorRuntime:
         return False
 
     def swap(self, ref: str) -> LoadedModel:
-        """Load ``ref`` and make it the primary; the old one keeps serving if loading fails (ModelError)."""
+        """Load ``ref`` and make it the primary (blocking); the old one keeps serving if loading fails (ModelError)."""
         model = self._load(ref, 0)
         self._install(model)
         return model
 
+    def swap_async(self, ref: str) -> Future:
+        """``swap`` on the loader thread: the current model serves until the new one is loaded. The future's
+        result is the new model, or its exception the ModelError."""
+        return self._loader.submit(self.swap, ref)
+
+    @property
+    def loading(self) -> bool:
+        """A fallback load is in progress."""
+        return self._pending_fallback is not None and not self._pending_fallback.done()
+
     def _install(self, model: LoadedModel, fallback_reason: str = "") -> None:
-        """Make ``model`` the primary; the latency window starts over."""
+        """Make ``model`` the primary; the latency window starts over; the replaced model is closed."""
         with self._lock:
-            self.primary = model
+            old, self.primary = self.primary, model
             self.fell_back = bool(fallback_reason)
             self.fallback_reason = fallback_reason
             self._latencies.clear()
             self._over_budget = 0
+        if old is not None and old is not model:
+            with self._pass_lock:  # a pass that took the old model finishes first
+                old.close()
+            self.closed_models += 1
+
+    def close(self) -> None:
+        """Release every model and the loader thread (the node's cleanup)."""
+        self._loader.shutdown(wait=True)
+        with self._pass_lock:
+            for model in (self.primary, self.shadow):
+                if model is not None:
+                    model.close()
+        self.primary = self.shadow = None
 
     # -- inference ----------------------------------------------------------------------------
     def infer(self, images: list[np.ndarray]) -> tuple[LoadedModel, list[np.ndarray], list[np.ndarray] | None]:
-        """(model used, detections per image, shadow detections per image or None)."""
-        with self._lock:
-            model = self.primary
-        if model is None:
-            raise ModelError("no model is loaded")
-        results = model.detector.predict(images)
-        shadow_results = None
-        if self.shadow is not None:
-            self._shadow_counter += self.config.shadow_fraction
-            if self._shadow_counter >= 1.0:
-                self._shadow_counter -= 1.0
-                shadow_results = self.shadow.detector.predict(images)
-                for a, b in zip(results, shadow_results):
-                    self.shadow_agreement.append(agreement(a, b))
+        """(model used, detections per image in site classes, shadow detections per image or None).
+
+        ``last_primary_ms`` is the primary's own time: the shadow's pass is timed apart (``last_shadow_ms``)
+        and never counts against the latency budget."""
+        with self._pass_lock:
+            with self._lock:
+                model = self.primary
+            if model is None:
+                raise ModelError("no model is loaded")
+            began = time.perf_counter()
+            results = [model.class_map.apply(rows) if model.class_map else rows
+                       for rows in model.detector.predict(images)]
+            self.last_primary_ms = (time.perf_counter() - began) * 1000.0
+            shadow_results = None
+            if self.shadow is not None:
+                self._shadow_counter += self.config.shadow_fraction
+                if self._shadow_counter >= 1.0:
+                    self._shadow_counter -= 1.0
+                    began = time.perf_counter()
+                    shadow_results = [self.shadow.class_map.apply(rows) if self.shadow.class_map else rows
+                                      for rows in self.shadow.detector.predict(images)]
+                    self.last_shadow_ms = (time.perf_counter() - began) * 1000.0
+                    for a, b in zip(results, shadow_results):
+                        self.shadow_agreement.append(agreement(a, b))
         return model, results, shadow_results
 
     def record_latency(self, batch_ms: float) -> bool:
-        """Add one batch latency; True when the budget was exceeded long enough and a fallback took over."""
+        """Add one primary pass latency; True when the budget was exceeded long enough and a fallback load started
+        (on the loader thread: the primary serves until the fallback is loaded, then ``fell_back`` is set)."""
         budget = self.config.latency_budget_ms
-        if budget <= 0 or self.fell_back:
+        if budget <= 0 or self.fell_back or self.loading:
             return False
         self._latencies.append(batch_ms)
         if len(self._latencies) < self._latencies.maxlen:
             return False
         p95 = float(np.percentile(self._latencies, 95))
         self._over_budget = self._over_budget + 1 if p95 > budget else 0
-        if self._over_budget >= self.config.budget_frames:
-            return self._fallback(f"p95 latency {p95:.1f} ms over the {budget:.1f} ms budget for "
-                                  f"{self.config.budget_frames} frames")
+        if self._over_budget >= self.config.budget_frames and self._fallback_options():
+            reason = (f"p95 latency {p95:.1f} ms over the {budget:.1f} ms budget for "
+                      f"{self.config.budget_frames} frames")
+            self._pending_fallback = self._loader.submit(self._fallback, reason)
+            return True
         return False
+
+    def wait_for_fallback(self, timeout: float | None = None) -> bool:
+        """Block until a started fallback load ended; True when a fallback now serves (tests, shutdown)."""
+        if self._pending_fallback is not None:
+            self._pending_fallback.result(timeout)
+        return self.fell_back

@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 from rclpy.node import Node
+from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
 
 from perception_nodes.calibration import CameraCalibration, load_calibration
@@ -33,7 +34,7 @@ from perception_nodes.ros.health import HealthReporter
 from perception_nodes.ros.logthrottle import ThrottledLogger
 from perception_nodes.ros.main import run_node
 from perception_nodes.ros.params import ParameterSet
-from perception_nodes.sources import Backoff, SourceType, SyntheticSource, make_source, sleep_until
+from perception_nodes.sources import Backoff, SourceType, make_source, sleep_until
 from perception_nodes.stats import NodeCounters
 
 
@@ -73,6 +74,9 @@ class CameraNode(Node):
         self.loop = params.declare("loop", True, "Restart video files, image directories and synthetic scenes at their end.")
         self.encoding = params.declare("encoding", "bgr8", "Encoding of published images.",
                                        choices=("bgr8", "rgb8", "mono8"))
+        self.image_qos = params.declare("image_qos", "reliable", "QoS of image_raw and camera_info: reliable "
+                                        "(RELIABLE, depth 1) or sensor_data (BEST_EFFORT, depth 1).",
+                                        choices=qos.IMAGE_QOS_CHOICES, read_only=True)
         self.camera_info_url = params.declare("camera_info_url", "", "camera_info_manager YAML (file:// or path); "
                                               "empty: the synthetic scene's intrinsics, else uncalibrated.",
                                               read_only=True)
@@ -89,16 +93,19 @@ class CameraNode(Node):
         self.counters = NodeCounters()
         self.log = ThrottledLogger(self.get_logger())
         self._status = (NodeHealth.LEVEL_OK, "")
-        self.image_pub = self.create_publisher(Image, "image_raw", qos.IMAGE, qos_overriding_options=qos.overridable())
-        self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos.CAMERA_INFO,
+        image_qos = qos.image_profile(self.image_qos)
+        self.image_pub = self.create_publisher(Image, "image_raw", image_qos, qos_overriding_options=qos.overridable())
+        self.info_pub = self.create_publisher(CameraInfo, "camera_info", image_qos,
                                               qos_overriding_options=qos.overridable())
         self.gt_pub = None
         self._source = make_source(self.source_type, self.source, scene=self.scene, camera_id=self.camera_id,
                                    seed=None if self.seed < 0 else self.seed, loop=self.loop)
         self._camera_info = self._load_camera_info()
-        if isinstance(self._source, SyntheticSource) and self.publish_ground_truth:
-            self.gt_pub = self.create_publisher(DetectionArray, "ground_truth/detections", qos.RESULTS)
-            self.gt_tracks_pub = self.create_publisher(TrackArray, "ground_truth/tracks", qos.RESULTS)
+        if self._source.provides_ground_truth and self.publish_ground_truth:
+            self.gt_pub = self.create_publisher(DetectionArray, "ground_truth/detections", qos.RESULTS,
+                                                qos_overriding_options=qos.overridable())
+            self.gt_tracks_pub = self.create_publisher(TrackArray, "ground_truth/tracks", qos.RESULTS,
+                                                       qos_overriding_options=qos.overridable())
         self.health = HealthReporter(self, self.counters, status=lambda: self._status)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
@@ -109,8 +116,8 @@ class CameraNode(Node):
     def _load_camera_info(self) -> CameraInfo | None:
         if self.camera_info_url:
             calibration = load_calibration(self.camera_info_url)  # ConfigError: start-up fails with the reason
-        elif isinstance(self._source, SyntheticSource):
-            calibration = CameraCalibration.from_camera_spec(self._source.world.scene.camera(self.camera_id))
+        elif self._source.calibration() is not None:
+            calibration = self._source.calibration()
         else:
             self.get_logger().warning("no camera_info_url: publishing uncalibrated CameraInfo (size only)")
             return None
@@ -135,6 +142,7 @@ class CameraNode(Node):
         backoff = Backoff(self.retry_initial_s, self.retry_max_s)
         opened = False
         start = None
+        start_clock_ns = 0
         next_deadline = time.monotonic()
         last_index = -1
         while not self._stop.is_set():
@@ -145,6 +153,7 @@ class CameraNode(Node):
                     backoff.succeeded()
                     self._status = (self._NodeHealth.LEVEL_OK, "")
                     start = time.monotonic()
+                    start_clock_ns = self.get_clock().now().nanoseconds
                     next_deadline = start
                 except (PerceptionError, OSError) as exc:
                     delay = backoff.failed()
@@ -159,8 +168,10 @@ class CameraNode(Node):
                 return
             next_deadline = max(next_deadline + period, time.monotonic() - period) if period else time.monotonic()
             try:
-                if isinstance(self._source, SyntheticSource):
-                    # Scene time follows wall time: frames rendered too late are skipped, never queued.
+                if self._source.clocked:
+                    # Scene time follows wall time: frames rendered too late are skipped, never queued. The stamp
+                    # is the frame's own time (its scene time mapped onto this node's clock at open), not the
+                    # moment rendering finished, so latency measured from stamps includes rendering.
                     index = int(math.floor((time.monotonic() - start) * self._source.native_fps))
                     if last_index >= 0 and index > last_index + 1:
                         self.counters.on_dropped(index - last_index - 1, "late")
@@ -168,8 +179,10 @@ class CameraNode(Node):
                         index = last_index + 1
                     frame = self._source.read(index)
                     last_index = index
+                    stamp_ns = start_clock_ns + int(round(index * 1e9 / self._source.native_fps))
                 else:
                     frame = self._source.read()
+                    stamp_ns = self.get_clock().now().nanoseconds  # capture: the moment the frame was read
             except Exception as exc:  # noqa: BLE001 - a source error must not kill the driver
                 frame = None
                 self.counters.on_error("read")
@@ -182,17 +195,17 @@ class CameraNode(Node):
                 self._status = (self._NodeHealth.LEVEL_WARN, f"{self._source.describe()} delivered no frame; reopening")
                 continue
             try:
-                self._publish(frame)
+                self._publish(frame, stamp_ns)
             except Exception as exc:  # noqa: BLE001
                 if not self.context.ok():
                     return  # shutting down: the publishers are gone, nothing to report
                 self.counters.on_error("publish")
                 self.log.error("publish", f"publishing failed: {exc}")
 
-    def _publish(self, frame) -> None:
+    def _publish(self, frame, stamp_ns: int) -> None:
         began = time.perf_counter()
         self.counters.on_received()
-        stamp = self.get_clock().now().to_msg()
+        stamp = Time(nanoseconds=stamp_ns, clock_type=self.get_clock().clock_type).to_msg()
         try:
             image = frame.image
             encoding = self.encoding

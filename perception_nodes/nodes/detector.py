@@ -6,16 +6,26 @@ the transition with the reason, unless a fallback loads), activate starts the
 worker. ``autostart`` drives both transitions itself where no lifecycle manager runs.
 
 For each camera id in ``cameras``:
-  subscribes <cam>/image_raw                  sensor_msgs/Image (qos.IMAGE)
+  subscribes <cam>/image_raw                  sensor_msgs/Image (qos.IMAGE, or BEST_EFFORT for a camera whose
+                                              ``image_qos`` is sensor_data; overridable per topic)
   publishes  <cam>/detections                 perception_nodes/DetectionArray (source stamp + frame)
+             <cam>/detections_2d              vision_msgs/Detection2DArray, the same detections (class name as
+                                              the hypothesis' class_id, as yolo_ros and Isaac ROS consumers read it)
              <cam>/detections/shadow          shadow model's detections (shadow mode)
              <cam>/detections/image           annotated debug image (publish_debug_image)
-Services: ~/swap_model (perception_nodes/SwapModel).
+  ~/shadow_agreement                          std_msgs/Float64: mean F1 of shadow vs primary over the last
+                                              window, after every shadow pass
+Services: ~/swap_model (perception_nodes/SwapModel): the new model loads on the runtime's loader thread while
+the current one keeps serving and the executor keeps taking images in; the reply comes once it serves.
 
+``class_id`` is always a site class (taxonomy.SiteClass): ``class_map`` maps the
+model's classes onto the site taxonomy, so a user's model trained on other
+classes (e.g. 80 COCO classes) publishes the same ids as the shipped model.
 The image callbacks only keep the newest frame of each camera (older ones are
 dropped and counted); a worker thread batches the newest frame of every camera
 into one forward pass, off the executor (detection/batching.py: an idle worker
-waits up to ``batch_wait_ms`` for the other live cameras of a step).
+waits up to ``batch_wait_ms`` for the other live cameras of a step; when more
+cameras wait than a pass takes, ``camera_priorities`` weigh how long each waited).
 """
 from __future__ import annotations
 
@@ -27,6 +37,8 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import Image
+from std_msgs.msg import Float64
+from vision_msgs.msg import Detection2DArray
 
 from perception_nodes.detection.backend import resolve_cpu_streams
 from perception_nodes.detection.batching import FrameSlots
@@ -35,11 +47,13 @@ from perception_nodes.detection.runtime import DetectorRuntime, RuntimeConfig, d
 from perception_nodes.errors import PerceptionError
 from perception_nodes.image_codec import image_to_bgr8, numpy_to_image
 from perception_nodes.ros import qos
+from perception_nodes.ros.convert import to_vision_msgs
 from perception_nodes.ros.health import HealthReporter
 from perception_nodes.ros.logthrottle import ThrottledLogger
 from perception_nodes.ros.main import run_node
 from perception_nodes.ros.params import ParameterSet
 from perception_nodes.stats import NodeCounters
+from perception_nodes.taxonomy import SITE_CLASS_NAMES, UnmappedPolicy
 
 
 class DetectorNode(LifecycleNode):
@@ -51,6 +65,17 @@ class DetectorNode(LifecycleNode):
         params = ParameterSet(self)
         self.cameras = list(params.declare("cameras", ["cam0"], "Camera ids; topics <cam>/image_raw -> <cam>/detections.",
                                            read_only=True))
+        priorities = list(params.declare(
+            "camera_priorities", [0], "Per camera (parallel to cameras), 1..10: a frame of a priority-p camera counts "
+            "as having waited p times as long when more cameras wait than a pass takes; [0]: all equal.",
+            read_only=True, validator=lambda v: self._check_parallel("camera_priorities", v, lambda x: 0 <= x <= 10)))
+        self.priorities = {cam: max(1, int(p)) for cam, p in zip(self.cameras, priorities)} if any(priorities) else {}
+        image_qos = list(params.declare(
+            "image_qos", [""], "Per camera (parallel to cameras): reliable or sensor_data, matching the camera's "
+            "publisher; ['']: reliable for all.", read_only=True,
+            validator=lambda v: self._check_parallel("image_qos", v, lambda x: x in ("",) + qos.IMAGE_QOS_CHOICES)))
+        self.image_qos = {cam: (q or "reliable") for cam, q in zip(self.cameras, image_qos)} \
+            if any(image_qos) else {cam: "reliable" for cam in self.cameras}
         self.config = RuntimeConfig(
             model=params.declare("model", DEFAULT_DETECTOR_REF, "Registered model name@version (name: highest version).",
                                  read_only=True),
@@ -73,6 +98,13 @@ class DetectorNode(LifecycleNode):
             shadow_model=params.declare("shadow_model", "", "Candidate model run in shadow mode.", read_only=True),
             shadow_fraction=params.declare("shadow_fraction", 0.0, "Fraction of batches the shadow model also runs.",
                                            minimum=0.0, maximum=1.0, read_only=True),
+            class_map=tuple(c for c in params.declare(
+                "class_map", [""], "Model class -> site class pairs 'model_name=site_name' (site classes: "
+                f"{', '.join(SITE_CLASS_NAMES)}); ['']: model classes named like site classes map onto them.",
+                read_only=True) if c),
+            unmapped=params.declare("unmapped_classes", "drop", "Model classes the class map leaves out: dropped, "
+                                    "or published as 'other'.", choices=tuple(u.value for u in UnmappedPolicy),
+                                    read_only=True),
         )
         class_filter = params.declare("class_filter", [-1], "Class ids to keep; [-1]: all.", read_only=True)
         self.config.classes = tuple(int(c) for c in class_filter if int(c) >= 0)
@@ -95,7 +127,7 @@ class DetectorNode(LifecycleNode):
                                    validator=lambda v: None if v in ("", "hsv-hist") else "'' or 'hsv-hist'")
         self.embedder = None
         if embedding == "hsv-hist":
-            from perception_nodes.detection.appearance import ColorHistogramEmbedder
+            from perception_nodes.reid.appearance import ColorHistogramEmbedder
 
             self.embedder = ColorHistogramEmbedder()
         self.autostart = params.declare("autostart", True, "Configure and activate at start-up.", read_only=True)
@@ -107,11 +139,14 @@ class DetectorNode(LifecycleNode):
         self.log = ThrottledLogger(self.get_logger())
         self.runtime: DetectorRuntime | None = None
         # A camera is live (waited for) while its last frame is under a second old.
-        self._slots: FrameSlots[Image] = FrameSlots(gather_s=batch_wait_ms / 1000.0, live_s=1.0)
+        self._slots: FrameSlots[Image] = FrameSlots(gather_s=batch_wait_ms / 1000.0, live_s=1.0,
+                                                    priorities=self.priorities)
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._running = False
         self._camera_publishers: dict[str, tuple] = {}
+        self._entities: list = []  # what configure created, destroyed by cleanup
+        self._shadow_pub = None
         self._status = (NodeHealth.LEVEL_OK, "")
         self.health = HealthReporter(self, self.counters, status=lambda: self._status)
         if self.autostart:
@@ -146,17 +181,29 @@ class DetectorNode(LifecycleNode):
         self._report_model()
         group = MutuallyExclusiveCallbackGroup()
         for cam in self.cameras:
-            pubs = (self.create_lifecycle_publisher(self._DetectionArray, f"{cam}/detections", qos.RESULTS),
-                    self.create_lifecycle_publisher(self._DetectionArray, f"{cam}/detections/shadow", qos.RESULTS),
-                    self.create_lifecycle_publisher(Image, f"{cam}/detections/image", qos.IMAGE))
+            pubs = (self.create_lifecycle_publisher(self._DetectionArray, f"{cam}/detections", qos.RESULTS,
+                                                    qos_overriding_options=qos.overridable()),
+                    self.create_lifecycle_publisher(self._DetectionArray, f"{cam}/detections/shadow", qos.RESULTS,
+                                                    qos_overriding_options=qos.overridable()),
+                    self.create_lifecycle_publisher(Image, f"{cam}/detections/image", qos.IMAGE,
+                                                    qos_overriding_options=qos.overridable()),
+                    self.create_lifecycle_publisher(Detection2DArray, f"{cam}/detections_2d", qos.RESULTS,
+                                                    qos_overriding_options=qos.overridable()))
             self._camera_publishers[cam] = pubs
-            self.create_subscription(Image, f"{cam}/image_raw", lambda m, c=cam: self._on_image(c, m), qos.IMAGE,
-                                     callback_group=group)
+            self._entities.extend(pubs)
+            self._entities.append(self.create_subscription(
+                Image, f"{cam}/image_raw", lambda m, c=cam: self._on_image(c, m), qos.image_profile(self.image_qos[cam]),
+                callback_group=group, qos_overriding_options=qos.overridable()))
+        self._shadow_pub = self.create_lifecycle_publisher(Float64, "~/shadow_agreement", qos.RESULTS,
+                                                           qos_overriding_options=qos.overridable())
+        self._entities.append(self._shadow_pub)
         from perception_nodes.srv import SwapModel
 
-        self.create_service(SwapModel, "~/swap_model", self._swap, callback_group=MutuallyExclusiveCallbackGroup())
+        self._entities.append(self.create_service(SwapModel, "~/swap_model", self._swap,
+                                                  callback_group=MutuallyExclusiveCallbackGroup()))
         self.get_logger().info(f"configured with {self.runtime.primary.ref} for cameras {self.cameras} "
-                               f"({self.runtime.primary.streams} CPU stream(s) per batch)")
+                               f"({self.runtime.primary.streams} CPU stream(s) per batch; classes "
+                               f"{self.runtime.primary.class_map.describe()})")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
@@ -172,13 +219,31 @@ class DetectorNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        """Undo configure: the worker, every publisher, subscription and service it created, and the models
+        (their threads and sessions), so configure can run again."""
         self._halt()
-        self.runtime = None
+        self._release()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         self._halt()
+        self._release()
         return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        for entity in self._entities:
+            destroy = {"Subscription": self.destroy_subscription, "Service": self.destroy_service}.get(
+                type(entity).__name__, None)
+            if destroy is None:  # lifecycle publishers
+                self.destroy_lifecycle_publisher(entity)
+            else:
+                destroy(entity)
+        self._entities.clear()
+        self._camera_publishers.clear()
+        self._shadow_pub = None
+        if self.runtime is not None:
+            self.runtime.close()
+            self.runtime = None
 
     def _halt(self) -> None:
         self._running = False
@@ -190,6 +255,8 @@ class DetectorNode(LifecycleNode):
 
     def close(self) -> None:
         self._halt()
+        if self.runtime is not None:
+            self.runtime.close()
 
     # -- parameters, service ------------------------------------------------------------------------
     def _on_params(self, changed: dict) -> None:
@@ -203,14 +270,26 @@ class DetectorNode(LifecycleNode):
         else:
             self._status = (self._NodeHealth.LEVEL_OK, "")
 
-    def _swap(self, request, response):
+    def _check_parallel(self, name: str, values, valid) -> str | None:
+        if list(values) in ([0], [""]):
+            return None
+        if len(values) != len(self.cameras):
+            return f"{name} needs one entry per camera ({len(self.cameras)}), got {len(values)}"
+        bad = [v for v in values if not valid(v)]
+        return f"invalid entries {bad}" if bad else None
+
+    async def _swap(self, request, response):
+        """Load the requested model off the executor (images keep flowing to the current model), then reply."""
         from perception_nodes.msg import ServiceStatus
 
         if self.runtime is None:
             response.status.code, response.status.message = ServiceStatus.UNAVAILABLE, "node is not configured"
             return response
+        pending = self.runtime.swap_async(request.model)
+        while not pending.done():
+            await _LoadPoll()
         try:
-            model = self.runtime.swap(request.model)
+            model = pending.result()
         except ModelError as exc:
             response.status.code, response.status.message = ServiceStatus.INVALID_REQUEST, str(exc)
             response.active_model = self.runtime.primary.ref
@@ -255,12 +334,15 @@ class DetectorNode(LifecycleNode):
                 self.log.error("inference", f"inference failed: {exc}")
                 continue
             elapsed = time.perf_counter() - began
+            primary_ms = self.runtime.last_primary_ms
             try:
                 for index, ((cam, msg), rows) in enumerate(zip(sources, results)):
                     pubs = self._camera_publishers[cam]
                     embeddings = self.embedder.embed(frames[index], np.asarray(rows).reshape(-1, 6)[:, :4]) \
                         if self.embedder is not None else None
-                    pubs[0].publish(self._to_msg(cam, msg, rows, model, embeddings))
+                    detections = self._to_msg(cam, msg, rows, model, embeddings)
+                    pubs[0].publish(detections)
+                    pubs[3].publish(to_vision_msgs(detections))
                     if shadow is not None:
                         pubs[1].publish(self._to_msg(cam, msg, shadow[index], self.runtime.shadow))
                     if self.publish_debug_image:
@@ -273,9 +355,17 @@ class DetectorNode(LifecycleNode):
                 self.log.error("publish", f"publishing detections failed: {exc}")
                 continue
             self.counters.count("batches")
-            if self.runtime.shadow_agreement:
+            if shadow is not None:
                 self.counters.count("shadow_batches")
-            if self.runtime.record_latency(elapsed * 1000.0):
+                agreement = self.shadow_agreement
+                if agreement is not None:
+                    self._shadow_pub.publish(Float64(data=agreement))
+                    self.counters.set("shadow_agreement_permille", int(round(agreement * 1000)))
+            was_fallback = self.runtime.fell_back
+            # Only the primary's own pass counts against the budget (the shadow's pass is timed apart).
+            if self.runtime.record_latency(primary_ms):
+                self.get_logger().warning("latency budget exceeded: loading the fallback while the primary serves")
+            if self.runtime.fell_back and not was_fallback:
                 self.counters.count("fallbacks")
                 self._report_model()
                 self.get_logger().warning(f"fell back to {self.runtime.primary.ref}: {self.runtime.fallback_reason}")
@@ -285,8 +375,7 @@ class DetectorNode(LifecycleNode):
 
         out = self._DetectionArray(header=source.header, camera_id=cam, model=model.ref)
         for index, (x1, y1, x2, y2, score, cls) in enumerate(np.asarray(rows).reshape(-1, 6)):
-            det = Detection(class_id=int(cls), score=float(score),
-                            class_name=model.classes[int(cls)] if 0 <= int(cls) < len(model.classes) else str(int(cls)))
+            det = Detection(class_id=int(cls), score=float(score), class_name=SITE_CLASS_NAMES[int(cls)])
             det.box.center_x, det.box.center_y = float(x1 + x2) / 2.0, float(y1 + y2) / 2.0
             det.box.width, det.box.height = float(x2 - x1), float(y2 - y1)
             if embeddings is not None and np.any(embeddings[index]):
@@ -301,7 +390,7 @@ class DetectorNode(LifecycleNode):
         canvas = image.copy()
         for x1, y1, x2, y2, score, cls in np.asarray(rows).reshape(-1, 6):
             cv2.rectangle(canvas, (int(x1), int(y1)), (int(x2), int(y2)), (0, 255, 0), 1)
-            name = model.classes[int(cls)] if 0 <= int(cls) < len(model.classes) else str(int(cls))
+            name = SITE_CLASS_NAMES[int(cls)]
             cv2.putText(canvas, f"{name} {score:.2f}", (int(x1), max(10, int(y1) - 2)), cv2.FONT_HERSHEY_SIMPLEX,
                         0.35, (0, 255, 0), 1)
         return numpy_to_image(canvas, "bgr8", header=source.header)
@@ -310,6 +399,16 @@ class DetectorNode(LifecycleNode):
     def shadow_agreement(self) -> float | None:
         values = self.runtime.shadow_agreement if self.runtime else []
         return float(np.mean(values)) if values else None
+
+
+class _LoadPoll:
+    """Awaitable that hands the executor back for one spin. rclpy resumes a pending coroutine on every spin
+    without waiting, so a short pause here keeps a swap that loads for seconds from spinning a core while the
+    executor goes on taking images in between."""
+
+    def __await__(self):
+        time.sleep(0.005)
+        yield
 
 
 def main(args=None) -> int:

@@ -35,8 +35,9 @@ class MonitorNode(Node):
         params.on_change(lambda changed: setattr(self, "stale_after_s", changed.get("stale_after_s", self.stale_after_s)))
         self._lock = threading.Lock()
         self._latest: dict[str, tuple] = {}  # node name -> (NodeHealth, receive time ns)
-        self.create_subscription(NodeHealth, HEALTH_TOPIC, self._on_health, qos.HEALTH)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(NodeHealth, HEALTH_TOPIC, self._on_health, qos.HEALTH,
+                                 qos_overriding_options=qos.overridable())
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10, qos_overriding_options=qos.overridable())
         self.create_service(GetHealth, "~/get_health", self._get_health)
         self.create_timer(self.publish_period_s, self._publish_diagnostics)
 

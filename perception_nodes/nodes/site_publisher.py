@@ -30,7 +30,8 @@ class SitePublisher(Node):
             read_only=True) or str(calibration_dir_for("default"))
         self.xacro_file = params.declare("xacro_file", "", "Site xacro; empty: the package's urdf/site.urdf.xacro.",
                                          read_only=True)
-        self.description_pub = self.create_publisher(String, "robot_description", qos.LATCHED)
+        self.description_pub = self.create_publisher(String, "robot_description", qos.LATCHED,
+                                                   qos_overriding_options=qos.overridable())
         self.broadcaster = StaticTransformBroadcaster(self)
         self.create_service(Trigger, "~/reload", self._reload)
         self.publish_site()  # a broken calibration at start-up is fatal: ConfigError with the file and reason

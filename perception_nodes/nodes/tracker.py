@@ -2,6 +2,7 @@
 
 Subscribes  detections  perception_nodes/DetectionArray  (qos.RESULTS)
 Publishes   tracks      perception_nodes/TrackArray      (qos.RESULTS), same stamp and frame as the detections
+            tracks_2d   vision_msgs/Detection2DArray     the same tracks, track id in each detection's ``id``
 
 One node per camera namespace: an update with 50 objects costs about 0.6 ms
 (`perception bench tracker`), so a process per camera costs little CPU and keeps
@@ -18,8 +19,10 @@ import time
 
 import numpy as np
 from rclpy.node import Node
+from vision_msgs.msg import Detection2DArray
 
 from perception_nodes.ros import qos
+from perception_nodes.ros.convert import to_vision_msgs
 from perception_nodes.ros.health import HealthReporter
 from perception_nodes.ros.logthrottle import ThrottledLogger
 from perception_nodes.ros.main import run_node
@@ -74,7 +77,11 @@ class TrackerNode(Node):
         self.log = ThrottledLogger(self.get_logger())
         self._class_names: dict[int, str] = {}  # class names seen so far, for coasting tracks
         self.pub = self.create_publisher(TrackArray, "tracks", qos.RESULTS, qos_overriding_options=qos.overridable())
-        self.create_subscription(DetectionArray, "detections", self._on_detections, qos.RESULTS)
+        # The same tracks as vision_msgs/Detection2DArray, the track id in each detection's id.
+        self.vision_pub = self.create_publisher(Detection2DArray, "tracks_2d", qos.RESULTS,
+                                                qos_overriding_options=qos.overridable())
+        self.create_subscription(DetectionArray, "detections", self._on_detections, qos.RESULTS,
+                                 qos_overriding_options=qos.overridable())
         self.health = HealthReporter(self, self.counters)
 
     def _check(self, name: str, value) -> str | None:
@@ -137,7 +144,9 @@ class TrackerNode(Node):
         if status == UpdateStatus.RESET:
             self.counters.count("resets")
             self.get_logger().info("time jumped backwards: tracker reset")
-        self.pub.publish(self._tracks_msg(msg, tracks))
+        out = self._tracks_msg(msg, tracks)
+        self.pub.publish(out)
+        self.vision_pub.publish(to_vision_msgs(out, ids=[str(t.track_id) for t in out.tracks]))
         self.counters.on_processed(time.perf_counter() - began)
 
     def _tracks_msg(self, source, tracks):

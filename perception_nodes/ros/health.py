@@ -1,6 +1,7 @@
 """Periodic NodeHealth reports for a node's counters (the monitor aggregates them)."""
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 from rclpy.node import Node
@@ -26,7 +27,11 @@ class HealthReporter:
         self._counters = counters
         self._status = status
         self._msg_type = NodeHealth
-        self._publisher = node.create_publisher(NodeHealth, topic, qos.HEALTH)
+        self._publisher = node.create_publisher(NodeHealth, topic, qos.HEALTH, qos_overriding_options=qos.overridable())
+        # Restarted by the runner (`perception up`): the restart count rides along in every report.
+        respawns = int(os.environ.get("PERCEPTION_RESPAWNS", "0") or 0)
+        if respawns:
+            counters.set("respawns", respawns)
         self._timer = node.create_timer(period_s, self.publish)
 
     def build(self):

@@ -20,8 +20,23 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 IMAGE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1,
                    durability=DurabilityPolicy.VOLATILE)
 
+# Images from a driver that publishes BEST_EFFORT (sensor_data, as most camera drivers do): a RELIABLE
+# subscription would not match such a publisher at all, so a camera marked `image_qos: sensor_data` in the
+# site manifest is published and subscribed with this. Depth 1: the newest frame only, as IMAGE.
+IMAGE_SENSOR_DATA = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=1,
+                               durability=DurabilityPolicy.VOLATILE)
+
 # CameraInfo goes with every image; same policy so the pair arrives together.
 CAMERA_INFO = IMAGE
+
+IMAGE_QOS_CHOICES = ("reliable", "sensor_data")
+
+
+def image_profile(choice: str) -> QoSProfile:
+    """The image QoS for a site manifest's ``image_qos`` choice."""
+    if choice not in IMAGE_QOS_CHOICES:
+        raise ValueError(f"image_qos {choice!r} is not one of {list(IMAGE_QOS_CHOICES)}")
+    return IMAGE if choice == "reliable" else IMAGE_SENSOR_DATA
 
 # Per-frame results (detections, tracks, localized objects): small, every one
 # matters to the next stage, a short queue absorbs scheduling jitter.
@@ -47,5 +62,6 @@ CLOCK = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy
 
 
 def overridable() -> QoSOverridingOptions:
-    """Let users override a publisher's QoS policies through parameters."""
+    """Let users override a publisher's or subscription's QoS policies through parameters
+    (``qos_overrides./cam0/image_raw.subscription.reliability: best_effort``)."""
     return QoSOverridingOptions.with_default_policies()

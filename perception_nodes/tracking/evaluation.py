@@ -132,7 +132,7 @@ class FrameTracker(Protocol):
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from perception_nodes.tracking.tracker import iou_matrix
+    from perception_nodes.boxes import iou_matrix
 
     return iou_matrix(a.reshape(-1, 4), b.reshape(-1, 4))
 

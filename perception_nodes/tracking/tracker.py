@@ -25,6 +25,7 @@ from enum import IntEnum
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from perception_nodes.boxes import iou_matrix
 from perception_nodes.tracking.kalman import BoxKalman, predict_many, update_many
 
 
@@ -120,20 +121,6 @@ def xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
 
 def cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:
     return np.array([b[0] - b[2] / 2, b[1] - b[3] / 2, b[0] + b[2] / 2, b[1] + b[3] / 2])
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in a (N, 4 xyxy) with every box in b (M, 4)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 def valid_detection_mask(detections: np.ndarray) -> np.ndarray:

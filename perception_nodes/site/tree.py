@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from perception_nodes.calibration import CameraCalibration, load_calibration, save_calibration
+from perception_nodes.calibration import CameraCalibration, load_calibration
 from perception_nodes.errors import ConfigError
-from perception_nodes.fileio import atomic_write_yaml, read_yaml_mapping
+from perception_nodes.fileio import read_yaml_mapping
 from perception_nodes.geometry import Transform, matrix_from_rpy
 from perception_nodes.paths import package_path
 from perception_nodes.tf.buffer import StampedTransform
-from perception_nodes.world.scene import Scene
 
 SITE_FILE = "site.yaml"
 
@@ -46,17 +45,6 @@ def load_site(calibration_dir: str | os.PathLike) -> tuple[str, dict[str, Camera
             raise ConfigError(f"{folder / f'{camera}.yaml'}: has no 'extrinsics' (position, yaw/pitch/roll)")
         calibrations[str(camera)] = calibration
     return str(site.get("map_frame", "map")), calibrations
-
-
-def export_scene_calibration(scene: Scene, out: str | os.PathLike, map_frame: str = "map") -> list[Path]:
-    """Write the true calibration of a synthetic scene's cameras (each file atomically)."""
-    folder = Path(out)
-    written = [save_calibration(CameraCalibration.from_camera_spec(cam, map_frame), folder / f"{cam.id}.yaml")
-               for cam in scene.cameras]
-    header = (f"# Calibration of scene '{scene.name}' (true poses of its synthetic cameras).\n"
-              f"# Regenerate: perception calibrate export --scene {scene.name} --out <this folder>\n")
-    atomic_write_yaml(folder / SITE_FILE, {"map_frame": map_frame, "cameras": [c.id for c in scene.cameras]}, header)
-    return written + [folder / SITE_FILE]
 
 
 def expand_xacro(calibration_dir: str | os.PathLike, xacro_file: str | os.PathLike | None = None) -> str:

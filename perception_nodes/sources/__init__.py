@@ -1,5 +1,11 @@
 """Frame sources for the camera driver (pure Python + OpenCV, no ROS).
 
+Built in: OpenCV devices, video files and network streams, image directories.
+Plugins: a source type may be served by a module named in ``SOURCE_PLUGINS``
+(``module:factory``), imported only when a camera uses that type. The synthetic
+world is such a plugin (``perception_nodes.sources.synthetic``), so deployment
+code that reads frames never imports the world.
+
 Each source yields BGR frames. ``read()`` returns None when the source has no
 frame right now (end of file without loop, device gone); the driver then
 retries ``open()`` with backoff. Sources never buffer more than one frame.
@@ -35,6 +41,15 @@ class Frame:
 
 class FrameSource:
     native_fps: float = 0.0  # 0: unknown
+    # A clocked source renders the frame of a given time (``read(frame_index)``): the driver picks the index from
+    # the time elapsed since open, so a slow driver skips frames instead of lagging, and stamps each frame with
+    # its own time (frame_index / native_fps after open) rather than the time it happened to be rendered.
+    clocked: bool = False
+    provides_ground_truth: bool = False  # frames carry ground-truth boxes
+
+    def calibration(self):
+        """The source's own calibration (a CameraCalibration) when it knows it, else None."""
+        return None
 
     def open(self) -> None:
         raise NotImplementedError
@@ -47,43 +62,6 @@ class FrameSource:
 
     def describe(self) -> str:
         return type(self).__name__
-
-
-class SyntheticSource(FrameSource):
-    """Camera ``camera_id`` of a synthetic scene, following a real-time frame clock.
-
-    ``read(frame_index)`` renders the given frame; the driver picks the index
-    from elapsed time so a slow consumer skips frames instead of queueing them.
-    """
-
-    def __init__(self, scene: str, camera_id: str, seed: int | None = None, loop: bool = True):
-        from perception_nodes.world import World, load_scene
-
-        self.world = World(load_scene(scene, seed=seed))
-        ids = [c.id for c in self.world.scene.cameras]
-        if camera_id not in ids:
-            raise SourceError(f"scene {self.world.scene.name!r} has no camera {camera_id!r}; cameras: {ids}")
-        self.camera_index = ids.index(camera_id)
-        self.native_fps = self.world.scene.fps
-        self.loop = loop
-        self.next_index = 0
-
-    def open(self) -> None:
-        self.world.renderer(self.camera_index)  # build the background once, up front
-
-    def read(self, frame_index: int | None = None) -> Frame | None:
-        index = self.next_index if frame_index is None else frame_index
-        count = self.world.scene.frame_count
-        if index >= count:
-            if not self.loop:
-                return None
-            index %= count
-        image, boxes = self.world.render(self.camera_index, index)
-        self.next_index = index + 1
-        return Frame(image, index, boxes)
-
-    def describe(self) -> str:
-        return f"synthetic scene {self.world.scene.name} camera {self.world.scene.cameras[self.camera_index].id}"
 
 
 class OpenCVSource(FrameSource):
@@ -175,6 +153,21 @@ class ImageDirectorySource(FrameSource):
         return f"images in {self.directory}"
 
 
+# Source types served by a plugin module, imported on first use (module:factory).
+SOURCE_PLUGINS = {SourceType.SYNTHETIC: "perception_nodes.sources.synthetic:SyntheticSource"}
+
+
+def load_plugin(kind: SourceType):
+    """The factory of a plugin source type (imported now, not before: the plugin may be heavy)."""
+    import importlib
+
+    module_name, _, attribute = SOURCE_PLUGINS[kind].partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise SourceError(f"source type {kind.value}: plugin {SOURCE_PLUGINS[kind]} is not available: {exc}") from None
+
+
 def make_source(source_type: str, source: str, *, scene: str = "default", camera_id: str = "cam0",
                 seed: int | None = None, loop: bool = True) -> FrameSource:
     """Build a source from the camera node's parameters; SourceError if impossible."""
@@ -182,11 +175,11 @@ def make_source(source_type: str, source: str, *, scene: str = "default", camera
         kind = SourceType(source_type)
     except ValueError:
         raise SourceError(f"unknown source_type {source_type!r}; one of {[t.value for t in SourceType]}") from None
-    if kind is SourceType.SYNTHETIC:
+    if kind in SOURCE_PLUGINS:
         from perception_nodes.errors import ConfigError
 
         try:
-            return SyntheticSource(scene, camera_id, seed=seed, loop=loop)
+            return load_plugin(kind)(scene, camera_id, seed=seed, loop=loop)
         except ConfigError as exc:
             raise SourceError(str(exc)) from None
     if not source:
