@@ -131,3 +131,46 @@ def test_a_stricter_policy_turns_small_objects_into_ignore_regions_only():
     scored = [a for a in strict["annotations"] if not a["iscrowd"]]
     assert 0 < len(scored) < sum(1 for a in loose["annotations"] if not a["iscrowd"])
     assert all(a["bbox"][3] >= 40 for a in scored)
+
+
+def test_shadow_time_is_not_counted_in_the_primary_budget():
+    def loader(ref, imgsz):
+        return LoadedModel(ref, 640, ["car"], _FakeDetector(0.05 if ref == "shadow@1" else 0.0))
+
+    runtime = DetectorRuntime(RuntimeConfig(model="fast@1", fallback_imgsz=320, latency_budget_ms=20.0,
+                                            budget_frames=2, shadow_model="shadow@1", shadow_fraction=1.0),
+                              loader, log=lambda m: None)
+    runtime.start()
+    for _ in range(8):
+        runtime.infer([np.zeros((4, 4, 3), np.uint8)])
+        assert runtime.last_shadow_ms >= 50.0 and runtime.last_primary_ms < 20.0
+        assert not runtime.record_latency(runtime.last_primary_ms)
+    assert not runtime.fell_back and runtime.primary.ref == "fast@1" and len(runtime.shadow_agreement) == 8
+
+
+def test_a_replaced_model_is_closed_after_the_pass_using_it():
+    closed = []
+
+    class Closable(_FakeDetector):
+        def __init__(self, name):
+            super().__init__(0.0)
+            self.name = name
+
+        def close(self):
+            closed.append(self.name)
+
+    runtime = DetectorRuntime(RuntimeConfig(model="a@1"), lambda ref, imgsz: LoadedModel(ref, 640, ["car"],
+                                                                                         Closable(ref)),
+                              log=lambda m: None)
+    runtime.start()
+    assert runtime.swap_async("b@1").result(10.0).ref == "b@1"
+    assert closed == ["a@1"] and runtime.closed_models == 1
+    runtime.close()
+    assert closed == ["a@1", "b@1"]
+
+
+def test_a_class_map_the_model_cannot_satisfy_refuses_the_model():
+    runtime = DetectorRuntime(RuntimeConfig(model="a@1", class_map=("lorry=truck",)),
+                              lambda ref, imgsz: LoadedModel(ref, 640, ["car"], _FakeDetector()), log=lambda m: None)
+    with pytest.raises(ModelError, match="does not have"):
+        runtime.start()

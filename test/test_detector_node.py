@@ -245,3 +245,140 @@ def test_a_batch_split_over_cpu_streams_answers_each_camera_with_its_own_frame(r
         assert len(got["cam_a"][-1].detections) >= 3 and len(got["cam_b"][-1].detections) == 0
     finally:
         node.close()
+
+
+COCO_NAMES = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck"] + \
+    [f"coco{i}" for i in range(8, 80)]
+
+
+@pytest.fixture(scope="module")
+def coco_model_dir(model_dir):
+    """The random-init YOLOv8n (80 outputs, as a COCO model has) registered with 80 COCO-style class names."""
+    from perception_nodes.detection.registry import ModelEntry, ModelRegistry, sha256_of
+
+    registry = ModelRegistry(model_dir / "manifest.yaml")
+    path = model_dir / "m-1.pt"
+    registry.add(ModelEntry("coco", "1", path, sha256_of(path), COCO_NAMES, 320))
+    return model_dir
+
+
+@pytest.mark.parametrize("unmapped", ["drop", "other"])
+def test_a_class_mapped_user_model_publishes_site_class_ids(ros_context, executor, coco_model_dir, unmapped):
+    from vision_msgs.msg import Detection2DArray
+
+    from perception_nodes.ros import qos
+    from perception_nodes.taxonomy import SITE_CLASS_NAMES
+
+    node = _detector(ros_context, coco_model_dir, model="coco@1", unmapped_classes=unmapped,
+                     class_map=["person=person", "bicycle=bicycle", "car=car", "motorcycle=bicycle", "bus=truck",
+                                "truck=truck"])
+    try:
+        pubs, got = _probe(ros_context, executor, node)
+        twins = []
+        node.create_subscription(Detection2DArray, "/cam_a/detections_2d", twins.append, qos.RESULTS)
+        pubs["cam_a"].publish(_image(31, height=96, width=128))
+        assert spin_until(executor, lambda: got["cam_a"] and twins, 60.0)
+        detections = got["cam_a"][0].detections
+        assert detections  # random init at confidence 0: boxes of every class
+        ids = {d.class_id for d in detections}
+        allowed = {0, 1, 2, 3} | ({4} if unmapped == "other" else set())
+        assert ids <= allowed and (4 in ids) == (unmapped == "other")
+        assert all(d.class_name == SITE_CLASS_NAMES[d.class_id] for d in detections)
+        # The vision_msgs twin carries the same objects, stamp and class names.
+        twin = twins[0]
+        assert twin.header.stamp.sec == 31 and len(twin.detections) == len(detections)
+        assert [d.results[0].hypothesis.class_id for d in twin.detections] == [d.class_name for d in detections]
+        assert twin.detections[0].bbox.size_x == pytest.approx(detections[0].box.width)
+    finally:
+        node.close()
+
+
+def test_swap_loads_off_the_single_executor_thread_and_closes_the_replaced_model(ros_context, model_dir,
+                                                                                   monkeypatch):
+    """The node's real executor (one thread): while the new model loads (slowed to 3 s here), images keep being
+    taken in and answered by the old model; the reply comes once the new one serves; the old one is closed."""
+    import time
+
+    from rclpy.executors import SingleThreadedExecutor
+
+    from perception_nodes.msg import ServiceStatus
+    from perception_nodes.nodes import detector as detector_module
+    from perception_nodes.srv import SwapModel
+
+    real_loader = detector_module.default_loader
+
+    def slow_loader(registry, config, log=print):
+        load = real_loader(registry, config, log)
+
+        def slowly(ref, imgsz):
+            if ref == "m@2":
+                time.sleep(3.0)
+            return load(ref, imgsz)
+        return slowly
+
+    monkeypatch.setattr(detector_module, "default_loader", slow_loader)
+    executor = SingleThreadedExecutor(context=ros_context[1])
+    node = _detector(ros_context, model_dir)
+    try:
+        pubs, got = _probe(ros_context, executor, node)
+        old = node.runtime.primary
+        client = node.create_client(SwapModel, "/detector/swap_model")
+        assert spin_until(executor, client.service_is_ready, 10.0)
+        future = client.call_async(SwapModel.Request(model="m@2"))
+        answered_during_load = 0
+        for stamp in range(100, 160):
+            pubs["cam_a"].publish(_image(stamp))
+            spin_until(executor, lambda: future.done() or (got["cam_a"] and got["cam_a"][-1].header.stamp.sec == stamp),
+                       2.0)
+            if future.done():
+                break
+            answered_during_load += got["cam_a"][-1].header.stamp.sec == stamp and got["cam_a"][-1].model == "m@1"
+        assert future.result().status.code == ServiceStatus.OK and future.result().active_model == "m@2"
+        assert answered_during_load >= 3  # the executor was free while m@2 loaded
+        assert old.detector.closed and node.runtime.closed_models == 1
+        with pytest.raises(Exception, match="closed"):
+            old.detector.predict([np.zeros((8, 8, 3), np.uint8)])
+    finally:
+        node.close()
+        executor.shutdown(timeout_sec=1.0)
+
+
+def test_configure_cleanup_configure(ros_context, executor, model_dir):
+    """cleanup destroys what configure created (publishers, subscriptions, service, models); configuring again
+    gives a working node, not duplicates."""
+    node = _detector(ros_context, model_dir, autostart=False)
+    try:
+        node.trigger_configure()
+        assert node.runtime is not None
+        first = node.runtime.primary
+        topics = sorted(name for name, _ in node.get_publisher_names_and_types_by_node("detector", "/"))
+        node.trigger_cleanup()
+        assert node.runtime is None and first.detector.closed and not node._entities
+        assert not [n for n, _ in node.get_publisher_names_and_types_by_node("detector", "/") if "detections" in n]
+        node.trigger_configure()
+        node.trigger_activate()
+        assert sorted(n for n, _ in node.get_publisher_names_and_types_by_node("detector", "/")) == topics
+        pubs, got = _probe(ros_context, executor, node)
+        assert len(node.get_subscriptions_info_by_topic("/cam_a/image_raw")) == 1
+        pubs["cam_a"].publish(_image(41))
+        assert spin_until(executor, lambda: got["cam_a"], 60.0)
+    finally:
+        node.close()
+
+
+def test_shadow_agreement_is_published(ros_context, executor, model_dir):
+    from std_msgs.msg import Float64
+
+    from perception_nodes.ros import qos
+
+    node = _detector(ros_context, model_dir, shadow_model="m@2", shadow_fraction=1.0)
+    try:
+        pubs, got = _probe(ros_context, executor, node)
+        agreement = []
+        node.create_subscription(Float64, "/detector/shadow_agreement", agreement.append, qos.RESULTS)
+        pubs["cam_a"].publish(_image(51))
+        assert spin_until(executor, lambda: agreement, 60.0)
+        assert 0.0 <= agreement[0].data <= 1.0
+        assert node.counters.snapshot().extra["shadow_agreement_permille"] == round(agreement[-1].data * 1000)
+    finally:
+        node.close()

@@ -111,6 +111,7 @@ class DetectorRuntime:
         self.last_primary_ms = 0.0
         self.last_shadow_ms = 0.0
         self.closed_models = 0  # replaced models closed so far
+        self.fallbacks = 0  # fallbacks installed so far
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
         self._pending_fallback: Future | None = None
 
@@ -155,6 +156,7 @@ class DetectorRuntime:
                 self._log(f"fallback {ref} (imgsz {imgsz or 'default'}) failed to load: {exc}")
                 continue
             self._install(model, fallback_reason=reason)
+            self.fallbacks += 1
             self._log(f"switched to fallback {model.ref}: {reason}")
             return True
         return False

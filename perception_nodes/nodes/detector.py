@@ -178,6 +178,9 @@ class DetectorNode(LifecycleNode):
             self._status = (self._NodeHealth.LEVEL_ERROR, f"no model: {exc}")
             return TransitionCallbackReturn.FAILURE
         self.runtime = runtime
+        self._fallbacks_seen = runtime.fallbacks
+        if runtime.fallbacks:
+            self.counters.set("fallbacks", runtime.fallbacks)
         self._report_model()
         group = MutuallyExclusiveCallbackGroup()
         for cam in self.cameras:
@@ -335,6 +338,11 @@ class DetectorNode(LifecycleNode):
                 continue
             elapsed = time.perf_counter() - began
             primary_ms = self.runtime.last_primary_ms
+            if self.runtime.fallbacks != self._fallbacks_seen:  # installed on the loader thread since the last pass
+                self._fallbacks_seen = self.runtime.fallbacks
+                self.counters.set("fallbacks", self._fallbacks_seen)
+                self._report_model()
+                self.get_logger().warning(f"fell back to {model.ref}: {self.runtime.fallback_reason}")
             try:
                 for index, ((cam, msg), rows) in enumerate(zip(sources, results)):
                     pubs = self._camera_publishers[cam]
@@ -361,14 +369,9 @@ class DetectorNode(LifecycleNode):
                 if agreement is not None:
                     self._shadow_pub.publish(Float64(data=agreement))
                     self.counters.set("shadow_agreement_permille", int(round(agreement * 1000)))
-            was_fallback = self.runtime.fell_back
             # Only the primary's own pass counts against the budget (the shadow's pass is timed apart).
             if self.runtime.record_latency(primary_ms):
                 self.get_logger().warning("latency budget exceeded: loading the fallback while the primary serves")
-            if self.runtime.fell_back and not was_fallback:
-                self.counters.count("fallbacks")
-                self._report_model()
-                self.get_logger().warning(f"fell back to {self.runtime.primary.ref}: {self.runtime.fallback_reason}")
 
     def _to_msg(self, cam, source, rows, model, embeddings=None):
         from perception_nodes.msg import Detection
