@@ -19,7 +19,7 @@ def runtime_requirements():
     reqs = []
     for line in (HERE / "requirements.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if line and not line.startswith(("ros-", "colcon", "catkin", "pytest", "hypothesis")):
+        if line and not line.startswith(("ros-", "colcon", "catkin", "pytest", "hypothesis", "import-linter")):
             reqs.append(line)
     return reqs
 

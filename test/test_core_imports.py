@@ -9,9 +9,12 @@ CORE_MODULES = [
     "perception_nodes.world", "perception_nodes.calibration", "perception_nodes.sources", "perception_nodes.graph",
     "perception_nodes.runner", "perception_nodes.bagio", "perception_nodes.simbag", "perception_nodes.rosenv",
     "perception_nodes.fileio", "perception_nodes.paths", "perception_nodes.extrinsics", "perception_nodes.site",
-    "perception_nodes.tf", "perception_nodes.tracking", "perception_nodes.tracking.evaluation",
+    "perception_nodes.tf", "perception_nodes.tracking", "perception_nodes.evaluation.mot",
     "perception_nodes.detection.dataset", "perception_nodes.detection.registry", "perception_nodes.detection.runtime",
-    "perception_nodes.detection.train",
+    "perception_nodes.detection.train", "perception_nodes.site.manifest", "perception_nodes.taxonomy",
+    "perception_nodes.boxes", "perception_nodes.reid", "perception_nodes.sources.synthetic",
+    "perception_nodes.evaluation.detection", "perception_nodes.evaluation.tracking",
+    "perception_nodes.evaluation.calibration",
 ]
 
 

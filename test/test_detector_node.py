@@ -274,15 +274,19 @@ def test_a_class_mapped_user_model_publishes_site_class_ids(ros_context, executo
                                 "truck=truck"])
     try:
         pubs, got = _probe(ros_context, executor, node)
+        raw = []  # what the model itself returned (model class indices), to check the mapping row by row
+        model = node.runtime.primary.detector
+        predict = model.predict
+        model.predict = lambda images: raw.append(predict(images)) or raw[-1]
         twins = []
         node.create_subscription(Detection2DArray, "/cam_a/detections_2d", twins.append, qos.RESULTS)
         pubs["cam_a"].publish(_image(31, height=96, width=128))
         assert spin_until(executor, lambda: got["cam_a"] and twins, 60.0)
         detections = got["cam_a"][0].detections
-        assert detections  # random init at confidence 0: boxes of every class
-        ids = {d.class_id for d in detections}
-        allowed = {0, 1, 2, 3} | ({4} if unmapped == "other" else set())
-        assert ids <= allowed and (4 in ids) == (unmapped == "other")
+        assert detections  # random init at confidence 0: many boxes
+        site_of = {"person": 2, "bicycle": 3, "car": 0, "motorcycle": 3, "bus": 1, "truck": 1}
+        expected = [site_of.get(COCO_NAMES[int(c)], 4 if unmapped == "other" else None) for c in raw[0][0][:, 5]]
+        assert [d.class_id for d in detections] == [e for e in expected if e is not None]
         assert all(d.class_name == SITE_CLASS_NAMES[d.class_id] for d in detections)
         # The vision_msgs twin carries the same objects, stamp and class names.
         twin = twins[0]
@@ -326,13 +330,17 @@ def test_swap_loads_off_the_single_executor_thread_and_closes_the_replaced_model
         assert spin_until(executor, client.service_is_ready, 10.0)
         future = client.call_async(SwapModel.Request(model="m@2"))
         answered_during_load = 0
-        for stamp in range(100, 160):
+        deadline = time.monotonic() + 60.0
+        for stamp in range(100, 100_000):
+            if time.monotonic() > deadline:
+                break
             pubs["cam_a"].publish(_image(stamp))
             spin_until(executor, lambda: future.done() or (got["cam_a"] and got["cam_a"][-1].header.stamp.sec == stamp),
                        2.0)
             if future.done():
                 break
             answered_during_load += got["cam_a"][-1].header.stamp.sec == stamp and got["cam_a"][-1].model == "m@1"
+        assert future.done(), "the swap never answered"
         assert future.result().status.code == ServiceStatus.OK and future.result().active_model == "m@2"
         assert answered_during_load >= 3  # the executor was free while m@2 loaded
         assert old.detector.closed and node.runtime.closed_models == 1

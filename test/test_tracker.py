@@ -6,7 +6,7 @@ import pytest
 
 from conftest import last_json, run_cli
 from perception_nodes.tracking import ByteTracker, TrackerParams, TrackState, UpdateStatus
-from perception_nodes.tracking.evaluation import FrameData, Sequence, build_sequences, our_tracker_factory, run_tracker, score
+from perception_nodes.evaluation.mot import FrameData, Sequence, build_sequences, our_tracker_factory, run_tracker, score
 from perception_nodes.world import World, load_scene
 
 
@@ -257,7 +257,7 @@ def test_botsort_peer_gets_the_same_embeddings():
     """With appearance on, BoT-SORT is fed our embeddings (BoxMOT Detections); motion-only peers ignore them."""
     pytest.importorskip("boxmot")
     from perception_nodes.reid.appearance import ColorHistogramEmbedder
-    from perception_nodes.tracking.peers import USES_EMBEDDINGS, peer_factory
+    from perception_nodes.evaluation.tracking_peers import USES_EMBEDDINGS, peer_factory
 
     world = World(load_scene("crossing"))
     sequences = build_sequences(world, 40, embedder=ColorHistogramEmbedder())

@@ -1,8 +1,6 @@
 """`perception calibrate extrinsics|export` and `perception eval calibration`."""
 from __future__ import annotations
 
-import numpy as np
-
 from perception_nodes.cli.common import emit
 
 
@@ -37,26 +35,9 @@ def run_export(args) -> int:
 
 def run_eval(args) -> int:
     """Recover every camera's pose from noisy synthetic ground markers; report the worst camera."""
-    from perception_nodes.extrinsics import pose_errors, solve_extrinsics, synthetic_markers
-    from perception_nodes.world import World, load_scene
+    from perception_nodes.evaluation.calibration import evaluate_calibration
 
-    world = World(load_scene(args.scene, seed=args.seed))
-    rng = np.random.default_rng([world.scene.seed, 0xCA1])
-    per_camera = {}
-    for cam in world.cameras:
-        points, pixels = synthetic_markers(cam, world.scene.lot_size, args.markers, rng,
-                                           max_distance_m=args.max_distance_m)
-        noisy = pixels + rng.normal(0.0, args.noise_px, pixels.shape)
-        result = solve_extrinsics(points, noisy, cam.K, cam.D)
-        position_error, rotation_error = pose_errors(result.T_map_optical, cam.T_map_optical)
-        per_camera[cam.spec.id] = {"position_error_m": position_error, "rotation_error_deg": rotation_error,
-                                   "reprojection_px": result.reprojection_rms_px, "inliers": int(len(result.inliers))}
-        print(f"[eval] {cam.spec.id}: position {position_error * 100:.2f} cm, rotation {rotation_error:.4f} deg, "
-              f"reprojection {result.reprojection_rms_px:.3f} px")
-    worst = {key: max(c[key] for c in per_camera.values())
-             for key in ("position_error_m", "rotation_error_deg", "reprojection_px")}
-    emit({**worst, "scene": world.scene.name, "seed": world.scene.seed, "noise_px": args.noise_px,
-          "markers": args.markers, "max_distance_m": args.max_distance_m, "per_camera": per_camera})
+    emit(evaluate_calibration(args.scene, args.seed, args.markers, args.noise_px, args.max_distance_m))
     return 0
 
 

@@ -2,12 +2,8 @@
 from __future__ import annotations
 
 import sys
-import threading
-import time
 
-import numpy as np
-
-from perception_nodes.cli.common import emit, ros_init
+from perception_nodes.cli.common import emit
 from perception_nodes.graph import DEFAULT_STAGES, STAGES, build_graph
 from perception_nodes.runner import GraphRunner, RespawnPolicy, forward_signals
 
@@ -73,155 +69,19 @@ def run_up(args) -> int:
     return 0
 
 
-class _Observer:
-    """In-process subscriber that measures what the graph delivers."""
-
-    def __init__(self, rclpy, specs, namespace: str):
-        from sensor_msgs.msg import Image
-
-        from perception_nodes.msg import DetectionArray, TrackArray
-        from perception_nodes.ros import qos
-
-        self.node = rclpy.create_node("perception_demo_observer")
-        self.lock = threading.Lock()
-        self.frames: dict[str, int] = {}
-        self.latency_ms: dict[str, list[float]] = {}
-        self.first_last: dict[str, list[float]] = {}
-        self.track_first_last: dict[str, list[float]] = {}
-        self.gt_counts: dict[str, set] = {}
-        self.track_msgs: dict[str, int] = {}
-        self.track_ids: dict[str, set] = {}
-        for spec in specs:
-            if spec.executable != "camera":
-                continue
-            cam = spec.parameters["camera_id"]
-            self.frames[cam], self.latency_ms[cam], self.gt_counts[cam] = 0, [], set()
-            ns = spec.namespace.rstrip("/")
-            self.node.create_subscription(Image, f"{ns}/image_raw", lambda m, c=cam: self._on_image(c, m), qos.IMAGE)
-            self.node.create_subscription(DetectionArray, f"{ns}/ground_truth/detections",
-                                          lambda m, c=cam: self._on_gt(c, m), qos.RESULTS)
-            self.track_msgs[cam], self.track_ids[cam] = 0, set()
-            self.node.create_subscription(TrackArray, f"{ns}/tracks", lambda m, c=cam: self._on_tracks(c, m), qos.RESULTS)
-
-    def _on_image(self, cam, msg) -> None:
-        now = self.node.get_clock().now().nanoseconds
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        with self.lock:
-            self.frames[cam] += 1
-            self.latency_ms[cam].append((now - stamp) / 1e6)
-            span = self.first_last.setdefault(cam, [now, now])
-            span[1] = now
-
-    def _on_gt(self, cam, msg) -> None:
-        with self.lock:
-            self.gt_counts[cam].add(len(msg.detections))
-
-    def _on_tracks(self, cam, msg) -> None:
-        now = self.node.get_clock().now().nanoseconds
-        with self.lock:
-            self.track_msgs[cam] += 1
-            self.track_ids[cam].update(t.track_id for t in msg.tracks)
-            span = self.track_first_last.setdefault(cam, [now, now])
-            span[1] = now
-
-    def ready(self, tracking: bool) -> bool:
-        """Every camera delivered a frame and, with tracking, a track message (the detector has its model)."""
-        with self.lock:
-            counts = self.track_msgs if tracking else self.frames
-            return all(n > 0 for n in counts.values())
-
-    def restart(self) -> None:
-        """Forget everything counted so far: the report then covers the steady state only."""
-        with self.lock:
-            for cam in self.frames:
-                self.frames[cam], self.latency_ms[cam], self.gt_counts[cam] = 0, [], set()
-                self.track_msgs[cam], self.track_ids[cam] = 0, set()
-            self.first_last.clear()
-            self.track_first_last.clear()
-
-    def report(self) -> dict:
-        with self.lock:
-            cameras = {}
-            for cam, count in self.frames.items():
-                lat = np.asarray(self.latency_ms[cam]) if self.latency_ms[cam] else np.zeros(1)
-                cameras[cam] = {"frames": count, "rate_hz": round(_rate(count, self.first_last.get(cam)), 2),
-                                "track_rate_hz": round(_rate(self.track_msgs[cam], self.track_first_last.get(cam)), 2),
-                                "latency_ms_p50": round(float(np.percentile(lat, 50)), 2),
-                                "latency_ms_p95": round(float(np.percentile(lat, 95)), 2),
-                                "max_objects_in_frame": max(self.gt_counts[cam], default=0),
-                                "track_messages": self.track_msgs[cam], "distinct_track_ids": len(self.track_ids[cam])}
-            return cameras
-
-
-def _rate(count: int, span: list[float] | None) -> float:
-    """Messages per second between the first and the last one (ns stamps)."""
-    if count < 2 or not span or span[1] <= span[0]:
-        return 0.0
-    return (count - 1) / ((span[1] - span[0]) / 1e9)
-
-
-def _query_monitor(rclpy, node, namespace: str, timeout: float = 5.0) -> dict:
-    from perception_nodes.srv import GetHealth
-
-    name = f"{namespace.rstrip('/')}/monitor/get_health" if namespace else "/monitor/get_health"
-    client = node.create_client(GetHealth, name)
-    if not client.wait_for_service(timeout_sec=timeout):
-        return {"ok": False, "error": f"service {name} not available"}
-    future = client.call_async(GetHealth.Request())
-    deadline = time.monotonic() + timeout
-    while not future.done() and time.monotonic() < deadline:
-        time.sleep(0.05)  # the caller's executor thread spins the node
-    if not future.done():
-        return {"ok": False, "error": f"{name} did not answer within {timeout} s"}
-    response = future.result()
-    return {"ok": response.status.code == 0,
-            "nodes": {n.node_name: {"level": int(n.level), "processed": int(n.processed), "dropped": int(n.dropped),
-                                    "errors": int(n.errors), "p50_ms": round(float(n.processing_ms_p50), 2)}
-                      for n in response.nodes}}
-
-
 def run_demo(args) -> int:
+    from perception_nodes.ros.observer import run_demo_session
+
     specs = _specs(args)
-    rclpy = ros_init()
-    runner = GraphRunner(specs, respawn=None if args.no_respawn else RespawnPolicy())
-    forward_signals(runner)
-    observer = _Observer(rclpy, specs, args.namespace)
-    executor = rclpy.executors.SingleThreadedExecutor()
-    executor.add_node(observer.node)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    runner.start()
-    spin.start()
-    tracking = "tracking" in args.stages
-    print(f"[demo] site {args.site_path}: {len(specs)} nodes; waiting for the first "
-          f"{'tracks' if tracking else 'frames'} of every camera (model loading)", flush=True)
-    started = time.monotonic()
-    alive = True
-    while alive and not observer.ready(tracking) and time.monotonic() - started < args.startup_timeout:
-        alive = runner.wait(0.2)
-    startup_s = time.monotonic() - started
-    ready = observer.ready(tracking)
-    if ready:
-        print(f"[demo] every camera delivered after {startup_s:.1f} s; counting for {args.duration:.0f} s", flush=True)
-        observer.restart()
-        alive = alive and runner.wait(args.duration)
-    else:
-        print(f"[demo] not every camera delivered within {args.startup_timeout:.0f} s", flush=True)
-    monitor = _query_monitor(rclpy, observer.node, args.namespace) if "monitor" in args.stages else {"ok": True}
-    cameras = observer.report()
-    executor.shutdown(timeout_sec=1.0)
-    spin.join(timeout=5.0)  # no spinning thread may outlive the context
-    runner.stop()
-    observer.node.destroy_node()
-    rclpy.shutdown()
-    ok = ready and alive and not runner.given_up and all(c["frames"] > 0 for c in cameras.values()) and \
-        monitor.get("ok", False) and (not tracking or all(c["track_messages"] > 0 for c in cameras.values()))
-    for cam, stats in cameras.items():
+    print(f"[demo] site {args.site_path}", flush=True)
+    result = run_demo_session(specs, duration=args.duration, startup_timeout=args.startup_timeout,
+                              tracking="tracking" in args.stages, monitor="monitor" in args.stages,
+                              namespace=args.namespace, respawn=None if args.no_respawn else RespawnPolicy(),
+                              log=lambda line: print(line, flush=True))
+    for cam, stats in result["cameras"].items():
         print(f"[demo] {cam}: {stats['frames']} frames at {stats['rate_hz']} Hz, "
               f"latency p50 {stats['latency_ms_p50']} ms, up to {stats['max_objects_in_frame']} objects in view, "
               f"{stats['track_messages']} track updates ({stats['track_rate_hz']} Hz) with "
               f"{stats['distinct_track_ids']} track ids")
-    emit({"ok": bool(ok), "site": args.site_path, "scene": args.scene, "startup_s": round(startup_s, 1), "duration_s": args.duration,
-          "cameras": cameras, "monitor": monitor,
-          "failed_nodes": sorted({f.node for f in runner.failures}), "restarts": runner.restarts,
-          "given_up": runner.given_up})
-    return 0 if ok else 1
+    emit({**result, "site": args.site_path, "scene": args.scene})
+    return 0 if result["ok"] else 1

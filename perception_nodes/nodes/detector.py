@@ -338,6 +338,7 @@ class DetectorNode(LifecycleNode):
                 continue
             elapsed = time.perf_counter() - began
             primary_ms = self.runtime.last_primary_ms
+            self.counters.count("batches")  # before publishing: a subscriber that got the results sees the pass
             if self.runtime.fallbacks != self._fallbacks_seen:  # installed on the loader thread since the last pass
                 self._fallbacks_seen = self.runtime.fallbacks
                 self.counters.set("fallbacks", self._fallbacks_seen)
@@ -362,7 +363,6 @@ class DetectorNode(LifecycleNode):
                 self.counters.on_error("publish")
                 self.log.error("publish", f"publishing detections failed: {exc}")
                 continue
-            self.counters.count("batches")
             if shadow is not None:
                 self.counters.count("shadow_batches")
                 agreement = self.shadow_agreement

@@ -475,7 +475,7 @@ def _camera(data, index: int, base: Path, calibration_dir: Path, problems: _Prob
         else calibration_dir / f"{cam_id}.yaml"
     if not path.is_file():
         problems.add(f"{key}.calibration", f"calibration file {path} does not exist",
-                     f"'perception site new' writes a template; 'perception calibrate extrinsics' fills it")
+                     "'perception site new' writes a template; 'perception calibrate extrinsics' fills it")
     return SiteCamera(cam_id, source, path.resolve(), float(rate), qos, int(priority))
 
 

@@ -9,7 +9,7 @@ import logging
 
 import numpy as np
 
-from perception_nodes.tracking.evaluation import FrameData
+from perception_nodes.evaluation.mot import FrameData
 
 PEERS = ("bytetrack", "botsort", "ocsort")
 

@@ -1,0 +1,91 @@
+"""Detection accuracy against the synthetic world's ground truth (pycocotools mAP)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from perception_nodes.detection.dataset import EvalPolicy
+from perception_nodes.errors import ConfigError
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'100-111' or '200,201' -> [..]"""
+    seeds = []
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            seeds.extend(range(int(lo), int(hi) + 1))
+        elif part:
+            seeds.append(int(part))
+    if not seeds:
+        raise ConfigError(f"no seeds in {text!r}")
+    return seeds
+
+
+def evaluate_model(weights, scene_name: str, seeds: list[int], frame_step: int, imgsz: int, conf: float = 0.001,
+                   batch: int = 4, policy: EvalPolicy = EvalPolicy()) -> dict:
+    """mAP of a weights file on every ``frame_step``-th frame of the given seeds (all cameras)."""
+    from perception_nodes.detection.backend import UltralyticsDetector
+    from perception_nodes.detection.dataset import coco_evaluate, coco_ground_truth, to_coco_detections
+    from perception_nodes.world import World, load_scene
+
+    # NMS IoU: the backend's default, which is also the detector node's (`iou` parameter, 0.7) and
+    # ultralytics' own validation setting, so the figures describe what the node publishes.
+    detector = UltralyticsDetector(weights, imgsz=imgsz, conf=conf)
+    images_all, annotations, categories, detections = [], [], None, []
+    for seed in seeds:
+        world = World(load_scene(scene_name, seed=seed))
+        frames = list(range(0, world.scene.frame_count, frame_step))
+        pending: list[tuple[int, np.ndarray]] = []
+
+        def predict_pending() -> None:
+            for (image_id, _), rows in zip(pending, detector.predict([image for _, image in pending])):
+                detections.extend(to_coco_detections(image_id + offset, rows))
+            pending.clear()
+
+        def on_image(image_id: int, image: np.ndarray) -> None:
+            pending.append((image_id, image))
+            if len(pending) == batch:
+                predict_pending()
+
+        offset = len(images_all)
+        gt, _ = coco_ground_truth(world, frames, on_image, policy)
+        predict_pending()
+        for image in gt["images"]:
+            image["id"] += offset
+        for ann in gt["annotations"]:
+            ann["image_id"] += offset
+            ann["id"] += len(annotations)
+        images_all += gt["images"]
+        annotations += gt["annotations"]
+        categories = gt["categories"]
+    result = coco_evaluate({"images": images_all, "annotations": annotations, "categories": categories}, detections)
+    result["images"] = len(images_all)
+    result["evaluated_objects"] = sum(1 for a in annotations if not a["iscrowd"])
+    result["policy"] = policy.to_dict()
+    return result
+
+
+def evaluate_detection(weights, model_ref: str, scene_name: str, seed: int | None, seeds: list[int],
+                       frame_step: int, imgsz: int, policy: EvalPolicy) -> dict:
+    """``perception eval detection``: mAP overall and per class; ``seed`` (when given) replaces ``seeds``."""
+    from perception_nodes.world import load_scene
+
+    scene = load_scene(scene_name, seed=seed)
+    seeds = [scene.seed] if seed is not None else list(seeds)
+    started = time.perf_counter()
+    result = evaluate_model(weights, scene_name, seeds, frame_step, imgsz, policy=policy)
+    return {**result, "imgsz": imgsz, "model": model_ref, "scene": scene.name, "seeds": seeds,
+            "frame_step": frame_step, "wall_s": round(time.perf_counter() - started, 1)}
+
+
+def bench_frames(scene: str, seed: int | None, frames: int, cameras: int = 4) -> tuple[list[str], list[list[np.ndarray]]]:
+    """(camera ids, frames[step][camera]) of up to ``cameras`` cameras of a scene, every third frame: what
+    ``perception bench detector`` feeds the raw model and the node."""
+    from perception_nodes.world import World, load_scene
+
+    world = World(load_scene(scene, seed=seed))
+    cams = [c.spec.id for c in world.cameras][:cameras]
+    return cams, [[world.render(ci, f * 3)[0] for ci in range(len(cams))] for f in range(frames)]

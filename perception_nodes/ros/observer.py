@@ -1,0 +1,161 @@
+"""What `perception demo` measures: a subscriber that counts what a running graph delivers, the monitor's
+view, and the demo session around them (the CLI prints its result)."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from perception_nodes.runner import GraphRunner, RespawnPolicy, forward_signals
+
+
+class GraphObserver:
+    """In-process subscriber that measures what the graph delivers."""
+
+    def __init__(self, rclpy, specs, namespace: str):
+        from sensor_msgs.msg import Image
+
+        from perception_nodes.msg import DetectionArray, TrackArray
+        from perception_nodes.ros import qos
+
+        self.node = rclpy.create_node("perception_demo_observer")
+        self.lock = threading.Lock()
+        self.frames: dict[str, int] = {}
+        self.latency_ms: dict[str, list[float]] = {}
+        self.first_last: dict[str, list[float]] = {}
+        self.track_first_last: dict[str, list[float]] = {}
+        self.gt_counts: dict[str, set] = {}
+        self.track_msgs: dict[str, int] = {}
+        self.track_ids: dict[str, set] = {}
+        for spec in specs:
+            if spec.executable != "camera":
+                continue
+            cam = spec.parameters["camera_id"]
+            self.frames[cam], self.latency_ms[cam], self.gt_counts[cam] = 0, [], set()
+            ns = spec.namespace.rstrip("/")
+            self.node.create_subscription(Image, f"{ns}/image_raw", lambda m, c=cam: self._on_image(c, m), qos.IMAGE)
+            self.node.create_subscription(DetectionArray, f"{ns}/ground_truth/detections",
+                                          lambda m, c=cam: self._on_gt(c, m), qos.RESULTS)
+            self.track_msgs[cam], self.track_ids[cam] = 0, set()
+            self.node.create_subscription(TrackArray, f"{ns}/tracks", lambda m, c=cam: self._on_tracks(c, m), qos.RESULTS)
+
+    def _on_image(self, cam, msg) -> None:
+        now = self.node.get_clock().now().nanoseconds
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self.lock:
+            self.frames[cam] += 1
+            self.latency_ms[cam].append((now - stamp) / 1e6)
+            span = self.first_last.setdefault(cam, [now, now])
+            span[1] = now
+
+    def _on_gt(self, cam, msg) -> None:
+        with self.lock:
+            self.gt_counts[cam].add(len(msg.detections))
+
+    def _on_tracks(self, cam, msg) -> None:
+        now = self.node.get_clock().now().nanoseconds
+        with self.lock:
+            self.track_msgs[cam] += 1
+            self.track_ids[cam].update(t.track_id for t in msg.tracks)
+            span = self.track_first_last.setdefault(cam, [now, now])
+            span[1] = now
+
+    def ready(self, tracking: bool) -> bool:
+        """Every camera delivered a frame and, with tracking, a track message (the detector has its model)."""
+        with self.lock:
+            counts = self.track_msgs if tracking else self.frames
+            return all(n > 0 for n in counts.values())
+
+    def restart(self) -> None:
+        """Forget everything counted so far: the report then covers the steady state only."""
+        with self.lock:
+            for cam in self.frames:
+                self.frames[cam], self.latency_ms[cam], self.gt_counts[cam] = 0, [], set()
+                self.track_msgs[cam], self.track_ids[cam] = 0, set()
+            self.first_last.clear()
+            self.track_first_last.clear()
+
+    def report(self) -> dict:
+        with self.lock:
+            cameras = {}
+            for cam, count in self.frames.items():
+                lat = np.asarray(self.latency_ms[cam]) if self.latency_ms[cam] else np.zeros(1)
+                cameras[cam] = {"frames": count, "rate_hz": round(message_rate(count, self.first_last.get(cam)), 2),
+                                "track_rate_hz": round(message_rate(self.track_msgs[cam], self.track_first_last.get(cam)), 2),
+                                "latency_ms_p50": round(float(np.percentile(lat, 50)), 2),
+                                "latency_ms_p95": round(float(np.percentile(lat, 95)), 2),
+                                "max_objects_in_frame": max(self.gt_counts[cam], default=0),
+                                "track_messages": self.track_msgs[cam], "distinct_track_ids": len(self.track_ids[cam])}
+            return cameras
+
+
+def message_rate(count: int, span: list[float] | None) -> float:
+    """Messages per second between the first and the last one (ns stamps)."""
+    if count < 2 or not span or span[1] <= span[0]:
+        return 0.0
+    return (count - 1) / ((span[1] - span[0]) / 1e9)
+
+
+def query_monitor(node, namespace: str, timeout: float = 5.0) -> dict:
+    from perception_nodes.srv import GetHealth
+
+    name = f"{namespace.rstrip('/')}/monitor/get_health" if namespace else "/monitor/get_health"
+    client = node.create_client(GetHealth, name)
+    if not client.wait_for_service(timeout_sec=timeout):
+        return {"ok": False, "error": f"service {name} not available"}
+    future = client.call_async(GetHealth.Request())
+    deadline = time.monotonic() + timeout
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the caller's executor thread spins the node
+    if not future.done():
+        return {"ok": False, "error": f"{name} did not answer within {timeout} s"}
+    response = future.result()
+    return {"ok": response.status.code == 0,
+            "nodes": {n.node_name: {"level": int(n.level), "processed": int(n.processed), "dropped": int(n.dropped),
+                                    "errors": int(n.errors), "p50_ms": round(float(n.processing_ms_p50), 2)}
+                      for n in response.nodes}}
+
+
+def run_demo_session(specs, *, duration: float, startup_timeout: float, tracking: bool, monitor: bool,
+                     namespace: str = "", respawn: RespawnPolicy | None = None, log=print) -> dict:
+    """Run the graph, wait until every camera delivers (tracks when ``tracking``), then count for ``duration``
+    seconds; returns what arrived per camera, the monitor's view, and the runner's failures and restarts."""
+    import rclpy
+    import rclpy.executors
+
+    rclpy.init(args=[])
+    runner = GraphRunner(specs, respawn=respawn)
+    forward_signals(runner)
+    observer = GraphObserver(rclpy, specs, namespace)
+    executor = rclpy.executors.SingleThreadedExecutor()
+    executor.add_node(observer.node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    runner.start()
+    spin.start()
+    log(f"[demo] {len(specs)} nodes; waiting for the first {'tracks' if tracking else 'frames'} of every camera "
+        f"(model loading)")
+    started = time.monotonic()
+    alive = True
+    while alive and not observer.ready(tracking) and time.monotonic() - started < startup_timeout:
+        alive = runner.wait(0.2)
+    startup_s = time.monotonic() - started
+    ready = observer.ready(tracking)
+    if ready:
+        log(f"[demo] every camera delivered after {startup_s:.1f} s; counting for {duration:.0f} s")
+        observer.restart()
+        alive = alive and runner.wait(duration)
+    else:
+        log(f"[demo] not every camera delivered within {startup_timeout:.0f} s")
+    health = query_monitor(observer.node, namespace) if monitor else {"ok": True}
+    cameras = observer.report()
+    executor.shutdown(timeout_sec=1.0)
+    spin.join(timeout=5.0)  # no spinning thread may outlive the context
+    runner.stop()
+    observer.node.destroy_node()
+    rclpy.shutdown()
+    ok = ready and alive and not runner.given_up and all(c["frames"] > 0 for c in cameras.values()) and \
+        health.get("ok", False) and (not tracking or all(c["track_messages"] > 0 for c in cameras.values()))
+    return {"ok": bool(ok), "startup_s": round(startup_s, 1), "duration_s": duration, "cameras": cameras,
+            "monitor": health, "failed_nodes": sorted({f.node for f in runner.failures}),
+            "restarts": runner.restarts, "given_up": runner.given_up}
