@@ -43,7 +43,8 @@ def test_plain_colcon_build_in_a_fresh_workspace(tmp_path):
         exe = install / "lib" / "perception_nodes" / node
         assert exe.is_file() and os.access(exe, os.X_OK), f"no ros2-run executable for {node}"
     assert (install / "bin" / "perception").is_file()
-    for rel in ("launch/perception.launch.py", "config/perception.yaml", "config/scenes/default.yaml"):
+    for rel in ("launch/perception.launch.py", "config/perception.yaml", "config/scenes/default.yaml",
+                "config/sites/default.yaml", "urdf/site.urdf.xacro", "models/manifest.yaml"):
         assert (install / "share" / "perception_nodes" / rel).is_file(), rel
     # The built interfaces import from that install space, with the hand-written modules beside them.
     site = next((install / "lib").glob("python3*/site-packages"))
@@ -58,3 +59,33 @@ def test_plain_colcon_build_in_a_fresh_workspace(tmp_path):
     run = subprocess.run([str(install / "lib" / "perception_nodes" / "camera"), "--ros-args", "-p",
                           "source_type:=teleport"], env=env_run, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert run.returncode == 1 and "teleport" in run.stderr
+
+    # The installed detector resolves its model (the config's, sha256-checked) from the install space. vision_msgs
+    # comes from the environment, as /opt/ros provides it on a real install (here: make setup's compat build).
+    share = install / "share" / "perception_nodes"
+    vision = REPO / "install" / "vision_msgs"
+    vision_site = next((vision / "lib").glob("python3*/site-packages"))
+    env_detector = dict(env_run, PYTHONPATH=f"{site}:{vision_site}", AMENT_PREFIX_PATH=f"{install}:{vision}:{venv}",
+                        LD_LIBRARY_PATH=f"{vision / 'lib'}:{os.environ.get('LD_LIBRARY_PATH', '')}",
+                        ROS_DOMAIN_ID="173")
+    for override in ("PERCEPTION_MODELS_DIR", "PERCEPTION_SHARE_DIR"):  # nothing may point back at the checkout
+        env_detector.pop(override, None)
+    detector = subprocess.Popen([str(install / "lib" / "perception_nodes" / "detector"), "--ros-args", "-p",
+                                 "cameras:=[cam0]", "--params-file", str(share / "config" / "perception.yaml")],
+                                env=env_detector, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                cwd=tmp_path)
+    lines = []
+    try:
+        for line in detector.stdout:
+            lines.append(line)
+            if "configured with" in line or "configure failed" in line:
+                break
+    finally:
+        detector.send_signal(2)
+        try:
+            detector.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            detector.kill()
+    text = "".join(lines)
+    assert f"model registry {share / 'models' / 'manifest.yaml'}" in text, text[-3000:]
+    assert "configured with yolov8n-lot-onnx@3" in text, text[-3000:]

@@ -390,3 +390,40 @@ def test_shadow_agreement_is_published(ros_context, executor, model_dir):
         assert node.counters.snapshot().extra["shadow_agreement_permille"] == round(agreement[-1].data * 1000)
     finally:
         node.close()
+
+
+def test_a_best_effort_camera_publisher_is_served_when_the_site_says_so(ros_context, executor, model_dir):
+    """A driver that publishes BEST_EFFORT (sensor_data) matches the detector only where that camera's image_qos is
+    sensor_data; a RELIABLE subscription would never match it (incompatible QoS: no frame at all)."""
+    from sensor_msgs.msg import Image
+
+    from perception_nodes.msg import DetectionArray
+    from perception_nodes.ros import qos
+
+    node = _detector(ros_context, model_dir, image_qos=["sensor_data", "reliable"])
+    try:
+        rclpy, context = ros_context
+        probe = rclpy.create_node("best_effort_probe", context=context)
+        pubs = {c: probe.create_publisher(Image, f"/{c}/image_raw", qos.IMAGE_SENSOR_DATA) for c in ("cam_a", "cam_b")}
+        got = []
+        probe.create_subscription(DetectionArray, "/cam_a/detections", got.append, qos.RESULTS)
+        executor.add_node(node)
+        executor.add_node(probe)
+        assert spin_until(executor, lambda: node._running and pubs["cam_a"].get_subscription_count() == 1, 60.0)
+        spin_until(executor, lambda: False, 0.5)
+        assert pubs["cam_b"].get_subscription_count() == 0  # RELIABLE subscription, BEST_EFFORT publisher
+        for stamp in range(61, 64):
+            pubs["cam_a"].publish(_image(stamp))
+            spin_until(executor, lambda: got and got[-1].header.stamp.sec == stamp, 20.0)
+        assert got and got[-1].header.stamp.sec == 63
+    finally:
+        node.close()
+
+
+def test_image_qos_must_have_one_entry_per_camera(ros_context, model_dir):
+    from rclpy.exceptions import InvalidParameterValueException
+
+    with pytest.raises(InvalidParameterValueException, match="one entry per camera"):
+        _detector(ros_context, model_dir, image_qos=["sensor_data"])
+    with pytest.raises(InvalidParameterValueException, match="invalid entries"):
+        _detector(ros_context, model_dir, camera_priorities=[1, 11])

@@ -171,3 +171,10 @@ def test_write_new_site_rejects_bad_cameras_all_at_once(tmp_path):
         write_new_site("yard", [("1x", "0"), ("gate", "nothing.txt")], tmp_path)
     assert len(info.value.problems) == 2
     assert not (tmp_path / "yard.yaml").exists()
+
+
+def test_the_message_constants_are_the_site_taxonomy():
+    from perception_nodes.msg import Detection
+
+    assert [Detection.CLASS_CAR, Detection.CLASS_TRUCK, Detection.CLASS_PERSON, Detection.CLASS_BICYCLE,
+            Detection.CLASS_OTHER] == [int(c) for c in SiteClass]

@@ -17,6 +17,14 @@ def bench_world(args) -> int:
     return 0
 
 
+def bench_qos(args) -> int:
+    """Image QoS combinations between processes: connected or not, and the share of frames delivered."""
+    from perception_nodes.ros.qos_bench import bench_image_qos
+
+    emit(bench_image_qos(args.duration))
+    return 0
+
+
 def add_parsers(sub, add_scene_args):
     bench = sub.add_parser("bench", help="benchmarks; the last stdout line is JSON")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
@@ -25,4 +33,8 @@ def add_parsers(sub, add_scene_args):
     world.add_argument("--frames", type=int, default=60)
     world.add_argument("--conversions", type=int, default=200)
     world.set_defaults(func=bench_world)
+    qos = bench_sub.add_parser("qos", help="image QoS between processes: which publisher/subscriber combinations "
+                                          "connect and what share of 640x480 frames each delivers")
+    qos.add_argument("--duration", type=float, default=8.0, help="seconds measured per publisher QoS")
+    qos.set_defaults(func=bench_qos)
     return bench_sub

@@ -204,6 +204,7 @@ class DetectorNode(LifecycleNode):
 
         self._entities.append(self.create_service(SwapModel, "~/swap_model", self._swap,
                                                   callback_group=MutuallyExclusiveCallbackGroup()))
+        self.get_logger().info(f"model registry {registry.manifest}")
         self.get_logger().info(f"configured with {self.runtime.primary.ref} for cameras {self.cameras} "
                                f"({self.runtime.primary.streams} CPU stream(s) per batch; classes "
                                f"{self.runtime.primary.class_map.describe()})")

@@ -21,6 +21,7 @@ import numpy as np
 
 from perception_nodes.errors import SourceError
 
+STREAM_TIMEOUT_MS = 5000  # a network stream silent this long counts as lost (reopened with backoff)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
@@ -80,7 +81,12 @@ class OpenCVSource(FrameSource):
         target: int | str = int(self.target) if self.target.isdigit() else self.target
         if self.is_file and not Path(self.target).is_file():
             raise SourceError(f"video file {self.target} does not exist")
-        capture = cv2.VideoCapture(target)
+        if isinstance(target, str) and "://" in target:
+            # A stream that stalls must not block the capture thread forever: FFmpeg gives up after these.
+            capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+                                                                cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+        else:
+            capture = cv2.VideoCapture(target)
         if not capture.isOpened():
             raise SourceError(f"OpenCV could not open {self.target!r}")
         capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # newest frame, not a backlog
