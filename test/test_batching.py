@@ -99,3 +99,29 @@ def test_gathering_ends_when_a_waiting_camera_delivers_again():
     assert slots.put("cam0", 2) is True  # cam0 again before cam1: the worker is behind, it runs now
     worker.join(timeout=2.0)
     assert not worker.is_alive() and got == [[("cam0", 2)]]
+
+
+def test_priorities_weigh_the_wait_and_no_camera_starves():
+    """More cameras wait than a pass takes: a priority-3 camera's frame counts as having waited 3 times as long,
+    so it goes ahead of a low-priority frame that waited less than 3 times as long, but not of one that waited
+    longer still."""
+    clock = FakeClock()
+    slots = FrameSlots(clock=clock, priorities={"gate": 3})
+    slots.put("yard", "y1")
+    clock.now += 0.1
+    slots.put("gate", "g1")
+    clock.now += 0.1  # yard waited 0.2 s, gate 0.1 s (weighted 0.3 s)
+    assert slots.take(max_batch=1) == [("gate", "g1")]
+    slots.put("gate", "g2")
+    clock.now += 0.05  # yard waited 0.25 s, gate 0.05 s (weighted 0.15 s): the yard's turn
+    assert slots.take(max_batch=1) == [("yard", "y1")]
+    served = {"gate": 0, "yard": 0}
+    for _ in range(40):  # both cameras always have a frame waiting; one frame per pass
+        for cam in ("gate", "yard"):
+            slots.put(cam, cam)
+        clock.now += 0.1
+        (cam, _), = slots.take(max_batch=1)
+        served[cam] += 1
+    assert served["gate"] > served["yard"] > 0, served
+    with pytest.raises(ValueError):
+        FrameSlots(priorities={"gate": 0})

@@ -105,7 +105,8 @@ def test_a_site_of_real_sources_runs_recovers_and_respawns(ros_context, domain_i
     node.create_subscription(NodeHealth, HEALTH_TOPIC, lambda m: health.__setitem__(m.node_name, m), qos.HEALTH)
     executor.add_node(node)
     policy = RespawnPolicy(initial_delay_s=0.5, max_delay_s=2.0, max_restarts=3, window_s=300.0)
-    runner = GraphRunner(specs, domain_id=domain_id, output=io.StringIO(), respawn=policy)
+    log = io.StringIO()
+    runner = GraphRunner(specs, domain_id=domain_id, output=log, respawn=policy)
 
     def run_until(condition, timeout):
         deadline = time.monotonic() + timeout
@@ -140,7 +141,8 @@ def test_a_site_of_real_sources_runs_recovers_and_respawns(ros_context, domain_i
         outage = time.monotonic()
         server.start()
         assert run_until(lambda: frames["street"] and frames["street"][-1] > outage + 0.5
-                         and health["/street/camera"].level == NodeHealth.LEVEL_OK, 60.0)
+                         and health["/street/camera"].level == NodeHealth.LEVEL_OK, 60.0), \
+            (health["/street/camera"].message, server.process.poll(), log.getvalue()[-3000:])
         # 3. A camera and the detector are killed: both are respawned, the rest of the site runs on.
         processes = {e.spec.fully_qualified_name: e.process for e in runner.processes}
         killed = time.monotonic()
@@ -148,10 +150,10 @@ def test_a_site_of_real_sources_runs_recovers_and_respawns(ros_context, domain_i
             os.kill(processes[name].pid, signal.SIGKILL)
         assert run_until(lambda: frames["dock"][-1] > killed + 2.0, 30.0)  # the dock camera kept publishing
         assert run_until(lambda: all(t and t[-1][0] > killed + 1.0 for t in tracks.values())
-                         and counter("/gate/camera", "respawns") == 1, 180.0), \
+                         and counter("/gate/camera", "respawns") == 1 and counter("/detector", "respawns") == 1,
+                         180.0), \
             ({c: t[-1][0] - killed for c, t in tracks.items() if t}, runner.restarts)
         assert runner.restarts == {"/gate/camera": 1, "/detector": 1} and not runner.given_up
-        assert counter("/detector", "respawns") == 1
     finally:
         runner.stop()
         server.stop()

@@ -150,6 +150,9 @@ class CameraNode(Node):
                 try:
                     self._source.open()
                     opened = True
+                    if backoff.failures or self.counters.snapshot().extra.get("source_lost"):
+                        self.get_logger().info(f"{self._source.describe()} open again after {backoff.failures} "
+                                               f"failed attempt(s)")
                     backoff.succeeded()
                     self._status = (self._NodeHealth.LEVEL_OK, "")
                     start = time.monotonic()
@@ -193,6 +196,7 @@ class CameraNode(Node):
                 last_index = -1
                 self.counters.count("source_lost")
                 self._status = (self._NodeHealth.LEVEL_WARN, f"{self._source.describe()} delivered no frame; reopening")
+                self.log.warn("lost", f"{self._source.describe()} delivered no frame; reopening")
                 continue
             try:
                 self._publish(frame, stamp_ns)
