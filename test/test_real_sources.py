@@ -81,8 +81,15 @@ def test_a_site_of_real_sources_runs_recovers_and_respawns(ros_context, domain_i
     server.start()
     manifest = write_new_site("yard", [("dock", str(images)), ("gate", str(video)),
                                        ("street", f"tcp://127.0.0.1:{port}")], tmp_path / "sites")[-1]
+    # The dock camera publishes BEST_EFFORT, as most camera drivers do; the detector subscribes to match.
+    import yaml
+
+    body = yaml.safe_load(manifest.read_text())
+    body["cameras"][0]["image_qos"] = "sensor_data"
+    manifest.write_text(yaml.safe_dump(body, sort_keys=False))
     site = load_manifest(manifest)
     assert [c.source.type.value for c in site.cameras] == ["images", "video", "stream"]
+    assert site.camera("dock").image_qos.value == "sensor_data"
     specs = build_graph(site, stages=("cameras", "detection", "tracking"))
     for spec in specs:
         if spec.executable == "camera":
@@ -98,7 +105,8 @@ def test_a_site_of_real_sources_runs_recovers_and_respawns(ros_context, domain_i
         frames[cam].append(time.monotonic())
 
     for cam in SIZES:
-        node.create_subscription(Image, f"/{cam}/image_raw", lambda m, c=cam: on_image(c, m), qos.IMAGE)
+        node.create_subscription(Image, f"/{cam}/image_raw", lambda m, c=cam: on_image(c, m),
+                                 qos.image_profile(site.camera(cam).image_qos.value))
         node.create_subscription(TrackArray, f"/{cam}/tracks", lambda m, c=cam: tracks[c].append(
             (time.monotonic(), m)), qos.RESULTS)
         node.create_subscription(DetectionArray, f"/{cam}/detections", detections[cam].append, qos.RESULTS)
