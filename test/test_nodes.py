@@ -63,6 +63,38 @@ def test_synthetic_camera_publishes_image_info_and_ground_truth(ros_context, exe
         camera.close()
 
 
+def test_synthetic_frames_are_stamped_with_their_scene_time(ros_context, executor):
+    """A synthetic frame's stamp is its scene time mapped onto the node's clock (opened + index / fps), not the
+    moment rendering finished: stamps differ by whole frame periods, and the ground truth carries the same stamp."""
+    from sensor_msgs.msg import Image
+
+    from perception_nodes.msg import DetectionArray
+    from perception_nodes.ros import qos
+
+    rclpy, context = ros_context
+    camera = _camera(ros_context, scene="overlap2", camera_id="cam_east")  # the scene's 10 Hz
+    probe = rclpy.create_node("probe", context=context)
+    images, truth = [], {}
+    probe.create_subscription(Image, "/test_cam/image_raw", images.append, qos.IMAGE)
+    probe.create_subscription(DetectionArray, "/test_cam/ground_truth/detections",
+                              lambda m: truth.__setitem__((m.header.stamp.sec, m.header.stamp.nanosec), m), qos.RESULTS)
+    executor.add_node(camera)
+    executor.add_node(probe)
+    try:
+        assert spin_until(executor, lambda: len(images) >= 8, 30.0)
+        stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in images]
+        period_ns = 100_000_000
+        steps = [(s - stamps[0]) / period_ns for s in stamps]
+        assert all(abs(step - round(step)) < 1e-5 for step in steps), steps  # whole frame periods apart
+        assert all(round(b) > round(a) for a, b in zip(steps, steps[1:]))
+        now = camera.get_clock().now().nanoseconds
+        assert 0 <= now - stamps[-1] < 2_000_000_000  # on the node's clock, recent
+        spin_until(executor, lambda: (images[-1].header.stamp.sec, images[-1].header.stamp.nanosec) in truth, 5.0)
+        assert (images[-1].header.stamp.sec, images[-1].header.stamp.nanosec) in truth
+    finally:
+        camera.close()
+
+
 def test_camera_parameters_are_validated_on_set(ros_context, executor):
     camera = _camera(ros_context, scene="overlap2", camera_id="cam_south")
     try:

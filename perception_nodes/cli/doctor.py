@@ -65,6 +65,21 @@ def _tf2_msgs():
     return f"tf2_msgs/TFMessage from {Path(sys.modules[TFMessage.__module__].__file__).parents[2]}"
 
 
+def _vision_msgs():
+    from vision_msgs.msg import Detection2DArray
+
+    return f"vision_msgs/Detection2DArray from {Path(sys.modules[Detection2DArray.__module__].__file__).parents[2]}"
+
+
+def _sites():
+    from perception_nodes.site.manifest import available_sites, load_manifest
+
+    names = available_sites()
+    for name in names:
+        load_manifest(name)  # ManifestError lists every problem
+    return f"{len(names)} site manifests valid: {', '.join(names)}"
+
+
 def _scenes():
     from perception_nodes.world.scene import available_scenes, load_scene
 
@@ -109,7 +124,9 @@ def run(_args) -> int:
         _check("rclpy", _rclpy, "run 'make setup' (installs the ROS 2 Kilted wheels) and '. tools/env.sh'"),
         _check("interfaces", _interfaces, "run 'make setup' (colcon build) and source install/setup.bash"),
         _check("tf2_msgs", _tf2_msgs, "run 'make setup' (builds compat/tf2_msgs when ROS has none)"),
+        _check("vision_msgs", _vision_msgs, "run 'make setup' (builds compat/vision_msgs when ROS has none)"),
         _check("opencv", _opencv, "pip install -r requirements.txt (opencv-python-headless)"),
+        _check("sites", _sites, "fix the manifest named in the detail (config/sites/; perception site check NAME)"),
         _check("scenes", _scenes, "fix the scene file named in the detail (config/scenes/)"),
         _check("models", _models, "restore the model files listed in models/manifest.yaml (git checkout models/)"),
     ])
