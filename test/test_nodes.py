@@ -73,15 +73,30 @@ def test_synthetic_frames_are_stamped_with_their_scene_time(ros_context, executo
 
     rclpy, context = ros_context
     camera = _camera(ros_context, scene="overlap2", camera_id="cam_east")  # the scene's 10 Hz
+    read = camera._source.read
+    calls = [0]
+
+    def slow_now_and_then(index=None):  # every fifth render takes 4.5 frame periods more, as under load
+        calls[0] += 1
+        if calls[0] % 5 == 0:
+            time.sleep(0.45)
+        return read(index)
+
+    camera._source.read = slow_now_and_then
     probe = rclpy.create_node("probe", context=context)
-    images, truth = [], {}
-    probe.create_subscription(Image, "/test_cam/image_raw", images.append, qos.IMAGE)
+    images, truth, receipts = [], {}, []
+
+    def on_image(msg):
+        receipts.append(probe.get_clock().now().nanoseconds)
+        images.append(msg)
+
+    probe.create_subscription(Image, "/test_cam/image_raw", on_image, qos.IMAGE)
     probe.create_subscription(DetectionArray, "/test_cam/ground_truth/detections",
                               lambda m: truth.__setitem__((m.header.stamp.sec, m.header.stamp.nanosec), m), qos.RESULTS)
     executor.add_node(camera)
     executor.add_node(probe)
     try:
-        assert spin_until(executor, lambda: len(images) >= 8, 30.0)
+        assert spin_until(executor, lambda: len(images) >= 16, 30.0)
         stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in images]
         period_ns = 100_000_000
         steps = [(s - stamps[0]) / period_ns for s in stamps]
@@ -89,6 +104,9 @@ def test_synthetic_frames_are_stamped_with_their_scene_time(ros_context, executo
         assert all(round(b) > round(a) for a, b in zip(steps, steps[1:]))
         now = camera.get_clock().now().nanoseconds
         assert 0 <= now - stamps[-1] < 2_000_000_000  # on the node's clock, recent
+        # No frame is stamped in the future: each arrived after its stamp (a late render skips frames instead).
+        assert all(receipt >= stamp for receipt, stamp in zip(receipts, stamps)), \
+            [(r - s) / 1e6 for r, s in zip(receipts, stamps)]
         spin_until(executor, lambda: (images[-1].header.stamp.sec, images[-1].header.stamp.nanosec) in truth, 5.0)
         assert (images[-1].header.stamp.sec, images[-1].header.stamp.nanosec) in truth
     finally:

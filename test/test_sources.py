@@ -85,3 +85,32 @@ def test_sleep_until_returns_early_when_stopped():
     started = time.monotonic()
     assert sleep_until(time.monotonic() + 5.0, stop) is True
     assert time.monotonic() - started < 2.0
+
+
+def test_scene_clock_never_renders_a_frame_ahead_of_its_time_and_skips_late_ones():
+    from perception_nodes.sources import SceneClock
+
+    clock = SceneClock(10.0)
+    clock.start(100.0)
+    assert clock.next(100.0) == (100.0, 0, 0)
+    assert clock.next(100.1) == (100.1, 1, 0)
+    when, index, skipped = clock.next(100.47)  # a slow render: frames 2 and 3 slipped by
+    assert (index, skipped) == (4, 2) and when == 100.47
+    # Woken at 100.52 after frame 4 (due 100.4): frame 5 is due at 100.5 -> render now.
+    assert clock.next(100.52) == (100.52, 5, 0)
+    # Woken again at 100.57 (a render finished early): frame 6 is due at 100.6, so wait for it, never render it early.
+    when, index, skipped = clock.next(100.57)
+    assert index == 6 and skipped == 0 and when == pytest.approx(100.6)
+    # Whatever the wake-up times, no frame is due after the moment it is rendered.
+    import random
+
+    rng = random.Random(3)
+    clock.start(0.0)
+    now = 0.0
+    for _ in range(500):
+        now += rng.choice([0.0, 0.01, 0.03, 0.09, 0.26, 0.45])
+        when, index, _ = clock.next(now)
+        assert when >= now and clock.stamp_s(index) <= when + 1e-9
+        now = when
+    with pytest.raises(ValueError):
+        SceneClock(0.0)

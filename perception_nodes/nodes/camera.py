@@ -17,7 +17,6 @@ Topics (relative, remap or namespace them):
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
 
@@ -34,7 +33,7 @@ from perception_nodes.ros.health import HealthReporter
 from perception_nodes.ros.logthrottle import ThrottledLogger
 from perception_nodes.ros.main import run_node
 from perception_nodes.ros.params import ParameterSet
-from perception_nodes.sources import Backoff, SourceType, make_source, sleep_until
+from perception_nodes.sources import Backoff, SceneClock, SourceType, make_source, sleep_until
 from perception_nodes.stats import NodeCounters
 
 
@@ -144,7 +143,6 @@ class CameraNode(Node):
         start = None
         start_clock_ns = 0
         next_deadline = time.monotonic()
-        last_index = -1
         while not self._stop.is_set():
             if not opened:
                 try:
@@ -157,6 +155,9 @@ class CameraNode(Node):
                     self._status = (self._NodeHealth.LEVEL_OK, "")
                     start = time.monotonic()
                     start_clock_ns = self.get_clock().now().nanoseconds
+                    if self._source.clocked:
+                        scene_clock = SceneClock(self._source.native_fps)
+                        scene_clock.start(start)
                     next_deadline = start
                 except (PerceptionError, OSError) as exc:
                     delay = backoff.failed()
@@ -175,14 +176,13 @@ class CameraNode(Node):
                     # Scene time follows wall time: frames rendered too late are skipped, never queued. The stamp
                     # is the frame's own time (its scene time mapped onto this node's clock at open), not the
                     # moment rendering finished, so latency measured from stamps includes rendering.
-                    index = int(math.floor((time.monotonic() - start) * self._source.native_fps))
-                    if last_index >= 0 and index > last_index + 1:
-                        self.counters.on_dropped(index - last_index - 1, "late")
-                    if index <= last_index:
-                        index = last_index + 1
+                    when, index, skipped = scene_clock.next(time.monotonic())
+                    if sleep_until(when, self._stop):  # never ahead of the frame's own time
+                        return
+                    if skipped:
+                        self.counters.on_dropped(skipped, "late")
                     frame = self._source.read(index)
-                    last_index = index
-                    stamp_ns = start_clock_ns + int(round(index * 1e9 / self._source.native_fps))
+                    stamp_ns = start_clock_ns + int(round(scene_clock.stamp_s(index) * 1e9))
                 else:
                     frame = self._source.read()
                     stamp_ns = self.get_clock().now().nanoseconds  # capture: the moment the frame was read
@@ -193,7 +193,6 @@ class CameraNode(Node):
             if frame is None:
                 self._source.close()
                 opened = False
-                last_index = -1
                 self.counters.count("source_lost")
                 self._status = (self._NodeHealth.LEVEL_WARN, f"{self._source.describe()} delivered no frame; reopening")
                 self.log.warn("lost", f"{self._source.describe()} delivered no frame; reopening")

@@ -12,6 +12,7 @@ retries ``open()`` with backoff. Sources never buffer more than one frame.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -195,6 +196,41 @@ def make_source(source_type: str, source: str, *, scene: str = "default", camera
     if kind is SourceType.VIDEO:
         return OpenCVSource(source, loop=loop, is_file=True)
     return OpenCVSource(source, loop=False)
+
+
+class SceneClock:
+    """Which frame a clocked source renders next, and from when: scene time follows wall time.
+
+    ``next(now)`` returns (when, index, skipped): render frame ``index`` at ``when``
+    (>= now). A frame whose time has passed is rendered at once; frames a slow
+    render let slip by are skipped (``skipped``), never queued; a frame whose time
+    has not come yet is waited for, so a frame is never rendered, or stamped,
+    ahead of its own time (``stamp_s(index)`` after the open).
+    """
+
+    def __init__(self, fps: float):
+        if fps <= 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        self.fps = float(fps)
+        self.started = 0.0
+        self.last = -1
+
+    def start(self, now: float) -> None:
+        self.started, self.last = now, -1
+
+    def stamp_s(self, index: int) -> float:
+        """Seconds after the open at which frame ``index`` was due."""
+        return index / self.fps
+
+    def next(self, now: float) -> tuple[float, int, int]:
+        index = int(math.floor((now - self.started) * self.fps + 1e-9))
+        when = now
+        if index <= self.last:
+            index = self.last + 1
+            when = max(now, self.started + self.stamp_s(index))
+        skipped = index - self.last - 1 if self.last >= 0 else 0
+        self.last = index
+        return when, index, skipped
 
 
 class Backoff:
