@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -91,55 +92,176 @@ class BagWriter:
         self.close()
 
 
-def _reader(path: Path):
+COMPRESSED_SUFFIXES = (".zstd", ".zst", ".lz4")
+STORAGE_BY_SUFFIX = {".mcap": "mcap", ".db3": "sqlite3"}
+DECODABLE_SERIALIZATIONS = ("cdr",)
+
+
+@dataclass
+class BagTopic:
+    name: str
+    msgtype: str
+    serialization: str
+    count: int  # messages the storage files hold
+    metadata_count: int | None = None  # what metadata.yaml says, when it says
+
+    @property
+    def decodable(self) -> bool:
+        return self.serialization in DECODABLE_SERIALIZATIONS
+
+
+def _metadata(folder: Path) -> dict | None:
+    """``rosbag2_bagfile_information`` of metadata.yaml (any version), or None when absent or unreadable."""
+    import yaml
+
+    path = folder / "metadata.yaml"
+    if not path.is_file():
+        return None
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        warnings.warn(f"{path} is unreadable ({exc}); reading the storage files without it", stacklevel=3)
+        return None
+    info = data.get("rosbag2_bagfile_information") if isinstance(data, dict) else None
+    return info if isinstance(info, dict) else None
+
+
+def storage_files(path: str | os.PathLike) -> list[Path]:
+    """The storage files of a bag: the file itself, or a folder's files (metadata.yaml's list, else *.mcap/*.db3).
+
+    Messages are read from these files' own records, never matched against metadata.yaml: rosbags' folder
+    reader yields nothing for a topic whose QoS in metadata.yaml differs from the storage file's record, which
+    real rosbag2 bags do."""
+    path = Path(path)
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        metadata = _metadata(path) or {}
+        listed = [str(p) for p in metadata.get("relative_file_paths") or []]
+        files = []
+        for rel in listed:  # versions 1-3 prefixed the bag folder's own name
+            candidates = [path / rel, path / Path(rel).name]
+            files.append(next((c for c in candidates if c.exists()), candidates[0]))
+        if not files:
+            files = sorted([*path.glob("*.mcap"), *path.glob("*.db3"), *path.glob("*.mcap.zstd"),
+                            *path.glob("*.db3.zstd")])
+    else:
+        raise BagError(f"bag {path} does not exist")
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        raise BagError(f"bag {path}: storage files missing: {missing}")
+    if not files:
+        raise BagError(f"bag {path} has no storage files (*.mcap, *.db3)")
+    compressed = [f.name for f in files if f.suffix in COMPRESSED_SUFFIXES]
+    if compressed:
+        raise BagError(f"bag {path}: compressed storage files {compressed} are not supported; decompress them "
+                       f"first (e.g. zstd -d)")
+    unknown = [f.name for f in files if f.suffix not in STORAGE_BY_SUFFIX]
+    if unknown:
+        raise BagError(f"bag {path}: unknown storage files {unknown} (mcap or sqlite3 .db3)")
+    return files
+
+
+def _open(file: Path):
     from rosbags.rosbag2 import Reader
 
-    if not path.exists():
-        raise BagError(f"bag {path} does not exist")
     try:
-        reader = Reader(path)
+        reader = Reader(file)
         reader.open()
-    except Exception as exc:  # rosbags raises several types for damaged bags
-        raise BagError(f"cannot open bag {path}: {exc}") from None
+    except Exception as exc:  # rosbags raises several types for damaged files
+        raise BagError(f"cannot open {file}: {exc}") from None
     return reader
 
 
+def _serialization(connection) -> str:
+    return str(getattr(connection.ext, "serialization_format", "") or "cdr")
+
+
+def read_topics(path: str | os.PathLike) -> dict[str, BagTopic]:
+    """Every topic of a bag with its type, serialization and message count (from the storage files)."""
+    topics: dict[str, BagTopic] = {}
+    for file in storage_files(path):
+        reader = _open(file)
+        try:
+            for connection in reader.connections:
+                topic = topics.setdefault(connection.topic, BagTopic(connection.topic, connection.msgtype,
+                                                                     _serialization(connection), 0))
+                topic.count += int(connection.msgcount)
+        finally:
+            reader.close()
+    folder = Path(path)
+    metadata = _metadata(folder) if folder.is_dir() else None
+    for entry in (metadata or {}).get("topics_with_message_count") or []:
+        name = (entry.get("topic_metadata") or {}).get("name")
+        if name in topics:
+            topics[name].metadata_count = int(entry.get("message_count", 0))
+    return topics
+
+
 def read_messages(path: str | os.PathLike, topics: list[str] | None = None) -> Iterator[BagMessage]:
-    """Messages of a bag in timestamp order, optionally of some topics only."""
-    reader = _reader(Path(path))
-    try:
-        connections = [c for c in reader.connections if not topics or c.topic in topics]
-        for connection, timestamp, data in reader.messages(connections=connections):
-            yield BagMessage(connection.topic, connection.msgtype, int(timestamp), bytes(data))
-    finally:
-        reader.close()
+    """Messages of a bag in timestamp order (across its storage files), optionally of some topics only.
+
+    Topics whose serialization is not CDR cannot be decoded: they are skipped with a warning, never the bag."""
+    import heapq
+
+    files = storage_files(path)
+    known = read_topics(path)
+    skipped = sorted(t.name for t in known.values() if not t.decodable and (not topics or t.name in topics))
+    if skipped:
+        warnings.warn(f"bag {path}: skipping topics that are not CDR-serialized: "
+                      f"{[(n, known[n].serialization) for n in skipped]}", stacklevel=2)
+
+    def from_file(file: Path) -> Iterator[BagMessage]:
+        reader = _open(file)
+        try:
+            wanted = [c for c in reader.connections if (not topics or c.topic in topics)
+                      and _serialization(c) in DECODABLE_SERIALIZATIONS]
+            if not wanted:
+                return
+            for connection, timestamp, data in reader.messages(connections=wanted):
+                yield BagMessage(connection.topic, connection.msgtype, int(timestamp), bytes(data))
+        finally:
+            reader.close()
+
+    yield from heapq.merge(*(from_file(f) for f in files), key=lambda m: m.timestamp_ns)
 
 
 def topic_types(path: str | os.PathLike) -> dict[str, str]:
-    reader = _reader(Path(path))
-    try:
-        return {c.topic: c.msgtype for c in reader.connections}
-    finally:
-        reader.close()
+    """Topic -> type of the topics that can be decoded (CDR)."""
+    return {name: t.msgtype for name, t in read_topics(path).items() if t.decodable}
 
 
 def bag_info(path: str | os.PathLike) -> dict:
-    """Summary like ``ros2 bag info``: duration, message count, per-topic type and count."""
-    reader = _reader(Path(path))
-    try:
-        topics = {}
-        for connection in reader.connections:
-            entry = topics.setdefault(connection.topic, {"type": connection.msgtype, "count": 0})
-            entry["count"] += connection.msgcount
-        return {
-            "path": str(path), "storage": "mcap", "messages": int(reader.message_count),
-            "start_ns": int(reader.start_time) if reader.message_count else 0,
-            "end_ns": int(reader.end_time) if reader.message_count else 0,
-            "duration_s": (reader.end_time - reader.start_time) / 1e9 if reader.message_count else 0.0,
-            "topics": topics,
-        }
-    finally:
-        reader.close()
+    """Summary like ``ros2 bag info``, from the storage files themselves: storage, serialization, per-topic type
+    and count (and metadata.yaml's count where it disagrees), duration."""
+    files = storage_files(path)
+    starts, ends, total = [], [], 0
+    for file in files:
+        reader = _open(file)
+        try:
+            if reader.message_count:
+                starts.append(int(reader.start_time))
+                ends.append(int(reader.end_time))
+            total += int(reader.message_count)
+        finally:
+            reader.close()
+    topics = read_topics(path)
+    start, end = (min(starts), max(ends)) if starts else (0, 0)
+    folder = Path(path)
+    metadata = _metadata(folder) if folder.is_dir() else None
+    storages = sorted({STORAGE_BY_SUFFIX[f.suffix] for f in files})
+    return {
+        "path": str(path), "storage": storages[0] if len(storages) == 1 else storages,
+        "files": [f.name for f in files], "messages": total, "start_ns": start, "end_ns": end,
+        "duration_s": (end - start) / 1e9 if total else 0.0,
+        "metadata_version": int(metadata["version"]) if metadata and "version" in metadata else None,
+        "topics": {name: {"type": t.msgtype, "count": t.count, "serialization": t.serialization,
+                          "decodable": t.decodable,
+                          **({"metadata_count": t.metadata_count}
+                             if t.metadata_count is not None and t.metadata_count != t.count else {})}
+                   for name, t in sorted(topics.items())},
+        "undecodable_topics": sorted(name for name, t in topics.items() if not t.decodable),
+    }
 
 
 def deserialize(message: BagMessage):

@@ -146,21 +146,32 @@ def image_to_bgr8(msg) -> np.ndarray:
     return np.ascontiguousarray(convert_color(array, msg.encoding, "bgr8"))
 
 
+COMPRESSION_FORMATS = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png", "bmp": ".bmp", "tiff": ".tiff", "tif": ".tiff"}
+
+
 def compress(array: np.ndarray, encoding: str, fmt: str = "jpeg", quality: int = 90, msg=None, header=None):
-    """Encode an 8-bit image into a CompressedImage (image_transport's format string)."""
+    """Encode an image into a CompressedImage (image_transport's format string ``"<encoding>; <fmt> compressed
+    <coded>"``). Colour goes into the file in OpenCV's BGR(A) order, as cv_bridge and image_transport write it,
+    so every image reader shows the right colours; jpeg takes 8-bit data, png and tiff 8 or 16-bit."""
     import cv2
 
-    if fmt not in ("jpeg", "png"):
-        raise ImageFormatError(f"unsupported compression format {fmt!r} (jpeg or png)")
+    if fmt not in COMPRESSION_FORMATS:
+        raise ImageFormatError(f"unsupported compression format {fmt!r} ({', '.join(COMPRESSION_FORMATS)})")
     info = encoding_info(encoding)
-    if fmt == "jpeg" and info.dtype != np.uint8:
-        raise ImageFormatError(f"jpeg needs 8-bit data, {encoding} is {info.dtype}")
-    if info.channels == 3 and encoding.startswith("rgb"):
-        array, coded = convert_color(array, encoding, "bgr8"), "bgr8"
+    if fmt in ("jpeg", "jpg", "bmp") and info.dtype != np.uint8:
+        raise ImageFormatError(f"{fmt} needs 8-bit data, {encoding} is {info.dtype}")
+    coded = encoding
+    if encoding.startswith("rgb"):  # rgb8, rgba8, rgb16, rgba16: swap to the file's BGR(A) order
+        coded = "bgr" + encoding[3:]
+        code = cv2.COLOR_RGBA2BGRA if info.channels == 4 else cv2.COLOR_RGB2BGR
+        array = cv2.cvtColor(np.ascontiguousarray(array), code)
+    if fmt in ("jpeg", "jpg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    elif fmt == "png":
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 3]
     else:
-        coded = encoding
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if fmt == "jpeg" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
-    ok, buffer = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", np.ascontiguousarray(array), params)
+        params = []
+    ok, buffer = cv2.imencode(COMPRESSION_FORMATS[fmt], np.ascontiguousarray(array), params)
     if not ok:
         raise ImageFormatError(f"OpenCV could not encode a {encoding} image as {fmt}")
     if msg is None:
@@ -189,8 +200,11 @@ def decompress(msg) -> tuple[np.ndarray, str]:
     if array.ndim == 2:
         encoding = original if original in ("mono8", "mono16", "16UC1", "8UC1") else ("mono16" if array.dtype == np.uint16 else "mono8")
         return array, encoding
+    depth = "16" if array.dtype == np.uint16 else "8"
     if array.shape[2] == 4:
-        return array, "bgra8"
-    if original == "rgb8":
-        return convert_color(array, "bgr8", "rgb8"), "rgb8"
-    return array, "bgr8"
+        if original.startswith("rgba"):
+            return cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA), f"rgba{depth}"
+        return array, f"bgra{depth}"
+    if original.startswith("rgb"):
+        return cv2.cvtColor(array, cv2.COLOR_BGR2RGB), f"rgb{depth}"
+    return array, f"bgr{depth}"

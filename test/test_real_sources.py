@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import numpy as np
@@ -50,18 +51,37 @@ def _make_sources(folder):
 
 
 class StreamServer:
-    """ffmpeg serving the video as an MPEG-TS stream on a loopback TCP port (480x360, real time, looped)."""
+    """ffmpeg serving the video as an MPEG-TS stream on a loopback TCP port (480x360, real time, looped), like a
+    network camera: while it is up, a client that drops (ffmpeg's TCP listener serves one client, then exits)
+    finds it listening again."""
 
     def __init__(self, video, port):
         self.video, self.port, self.process = video, port, None
+        self._up = threading.Event()
+        self._supervisor = None
 
-    def start(self):
-        self.process = subprocess.Popen(
+    def _spawn(self):
+        return subprocess.Popen(
             ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(self.video),
              "-vf", "scale=480:360", "-c:v", "mpeg4", "-q:v", "5", "-f", "mpegts",
              f"tcp://127.0.0.1:{self.port}?listen=1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+    def _supervise(self):
+        while self._up.is_set():
+            if self.process is None or self.process.poll() is not None:
+                self.process = self._spawn()
+            time.sleep(0.1)
+
+    def start(self):
+        self._up.set()
+        self.process = self._spawn()
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True)
+        self._supervisor.start()
+
     def stop(self):
+        self._up.clear()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5)
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
@@ -149,7 +169,7 @@ def test_a_site_of_real_sources_runs_recovers_and_respawns(ros_context, domain_i
         outage = time.monotonic()
         server.start()
         assert run_until(lambda: frames["street"] and frames["street"][-1] > outage + 0.5
-                         and health["/street/camera"].level == NodeHealth.LEVEL_OK, 60.0), \
+                         and health["/street/camera"].level == NodeHealth.LEVEL_OK, 120.0), \
             (health["/street/camera"].message, server.process.poll(), log.getvalue()[-3000:])
         # 3. A camera and the detector are killed: both are respawned, the rest of the site runs on.
         processes = {e.spec.fully_qualified_name: e.process for e in runner.processes}

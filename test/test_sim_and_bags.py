@@ -78,7 +78,9 @@ def test_bag_info_cli(sim_out):
     out, _ = sim_out
     info = last_json(run_cli("bag", "info", str(out / "bag")).stdout)
     assert info["messages"] == 72
-    assert info["topics"]["/cam_south/image_raw"] == {"type": "sensor_msgs/msg/Image", "count": 12}
+    assert info["topics"]["/cam_south/image_raw"] == {"type": "sensor_msgs/msg/Image", "count": 12,
+                                                      "serialization": "cdr", "decodable": True}
+    assert info["storage"] == "mcap" and info["undecodable_topics"] == []
     assert info == json.loads(json.dumps(bag_info(out / "bag")))
 
 
@@ -92,7 +94,10 @@ def test_corrupt_bag_and_sidecar_give_clear_errors(tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "metadata.yaml").write_text("rosbag2_bagfile_information: {version: 9, storage_identifier: mcap")
-    with pytest.raises(BagError, match="cannot open bag"):
+    with pytest.warns(UserWarning, match="unreadable"), pytest.raises(BagError, match="has no storage files"):
+        list(read_messages(bad))
+    (bad / "bad_0.mcap").write_bytes(b"\x89MCAP0\r\n truncated")
+    with pytest.warns(UserWarning), pytest.raises(BagError, match="cannot open .*bad_0.mcap"):
         list(read_messages(bad))
     with pytest.raises(BagError, match="does not exist"):
         bag_info(tmp_path / "missing")

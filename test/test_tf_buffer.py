@@ -124,11 +124,11 @@ def test_errors_unknown_frame_disconnected_and_extrapolation():
 
 def test_invalid_transforms_are_rejected():
     buffer = TransformBuffer()
-    with pytest.raises(TransformException, match="own parent"):
+    with pytest.raises(TransformException, match="TF_SELF_TRANSFORM"):
         buffer.set_transform(StampedTransform("a", "a", 0, (0, 0, 0), (0, 0, 0, 1)))
-    with pytest.raises(TransformException, match="invalid"):
+    with pytest.raises(TransformException, match="TF_NAN_INPUT"):
         buffer.set_transform(StampedTransform("a", "b", 0, (math.nan, 0, 0), (0, 0, 0, 1)))
-    with pytest.raises(TransformException, match="invalid"):
+    with pytest.raises(TransformException, match="TF_DENORMALIZED_QUATERNION: .* invalid quaternion"):
         buffer.set_transform(StampedTransform("a", "b", 0, (0, 0, 0), (0, 0, 0, 0)))
     buffer.set_transform(StampedTransform("a", "b", 0, (0, 0, 0), (0, 0, 0, 1)), static=True)
     with pytest.raises(TransformException, match="loop"):

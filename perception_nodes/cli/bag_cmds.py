@@ -1,6 +1,7 @@
 """`perception bag record|play|info` and `perception sim`."""
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -80,20 +81,31 @@ def run_play(args) -> int:
     thread.start()
     player = BagPlayer(node, args.bag, options).start()
     started = time.monotonic()
+    interrupted = False
     try:
         while not player.done.wait(0.2):
             pass
     except KeyboardInterrupt:
+        interrupted = True  # stopped on purpose: what was not played is not a failure
         player.stop()
     delivered = player.wait_for_delivery()  # exiting earlier would drop unacknowledged reliable samples
     executor.shutdown(timeout_sec=2.0)
     thread.join(timeout=5.0)  # no spinning thread may outlive the context
     node.destroy_node()
     rclpy.shutdown()
+    shortfall = player.shortfall()
+    for topic, counts in shortfall.items():
+        print(f"[play] {topic}: published {counts['published']} of {counts['in_bag']} messages ({counts['reason']})",
+              file=sys.stderr)
+    partial = bool(shortfall) and not args.allow_partial and not interrupted
     emit({"bag": args.bag, "published": player.published, "delivered": delivered,
+          "published_by_topic": player.published_by_topic, "short_topics": shortfall,
           "lockstep_timeouts": player.lockstep_timeouts, "subscribers_ready": player.subscribers_ready,
           "wall_s": round(time.monotonic() - started, 3)})
-    return 0
+    if partial:
+        print(f"perception bag play: published fewer messages than the bag holds on {sorted(shortfall)}; "
+              f"--allow-partial accepts that", file=sys.stderr)
+    return 1 if partial else 0
 
 
 def run_sim(args) -> int:
@@ -129,6 +141,9 @@ def add_parsers(sub) -> None:
                       help="publish the next FRAME_TOPIC message only after ANSWER_TOPIC answered the previous one")
     play.add_argument("--lockstep-timeout", type=float, default=5.0)
     play.add_argument("--delay", type=float, default=0.5, help="seconds to wait for subscribers before the first message")
+    play.add_argument("--allow-partial", action="store_true",
+                      help="exit 0 even when some topics published fewer messages than the bag holds (a topic whose "
+                           "type or serialization cannot be played, a failed publish)")
     play.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
                       help="after --delay, play once every played topic has N matched subscriptions (0: don't wait)")
     play.add_argument("--wait-for-subscribers-timeout", type=float, default=30.0, metavar="S",

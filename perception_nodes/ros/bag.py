@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from perception_nodes.bagio import BagWriter, read_messages, topic_types
+from perception_nodes.bagio import BagWriter, read_messages, read_topics
 from perception_nodes.errors import BagError
 from perception_nodes.ros import qos
 from perception_nodes.ros.typenames import message_class
@@ -105,19 +105,38 @@ class BagPlayer:
         self.options = options or PlaybackOptions()
         if self.options.rate <= 0:
             raise BagError(f"playback rate must be > 0, got {self.options.rate}")
-        types = topic_types(path)
-        selected = [t for t in types if not self.options.topics or t in self.options.topics]
+        topics = read_topics(path)
         if self.options.topics:
-            missing = set(self.options.topics) - set(types)
+            missing = set(self.options.topics) - set(topics)
             if missing:
-                raise BagError(f"topics not in the bag: {sorted(missing)}; the bag has {sorted(types)}")
+                raise BagError(f"topics not in the bag: {sorted(missing)}; the bag has {sorted(topics)}")
+        selected = [t for t in topics if not self.options.topics or t in self.options.topics]
+        # Topics that cannot be played are listed and skipped, never the whole bag: a serialization other than
+        # CDR, or a type this environment does not have.
+        self.unplayable: dict[str, str] = {}
         self._publishers = {}
         for topic in selected:
+            info = topics[topic]
+            if not info.decodable:
+                self.unplayable[topic] = f"serialization {info.serialization!r} (only CDR is played)"
+                continue
+            try:
+                cls = message_class(info.msgtype)
+            except BagError as exc:
+                self.unplayable[topic] = str(exc)
+                continue
             profile = qos.LATCHED if topic in LATCHED_TOPICS else QoSProfile(
                 reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100)
             out = self.options.remap.get(topic, topic)
-            self._publishers[topic] = node.create_publisher(message_class(types[topic]), out, profile)
-        self._topics = selected
+            self._publishers[topic] = node.create_publisher(cls, out, profile)
+        for topic, reason in self.unplayable.items():
+            node.get_logger().warning(f"not playing {topic}: {reason}")
+        self._topic_counts = {t: topics[t].count for t in selected}
+        self._topics = [t for t in selected if t in self._publishers]
+        self.read: dict[str, int] = {t: 0 for t in selected}
+        self.published_by_topic: dict[str, int] = {t: 0 for t in selected}
+        self.publish_errors = 0
+        self.passes = 0
         self._clock_pub = None
         if self.options.publish_clock:
             from rosgraph_msgs.msg import Clock
@@ -217,5 +236,25 @@ class BagPlayer:
                     return
             if self._clock_pub is not None:
                 self._publish_clock(message.timestamp_ns)
-            self._publishers[message.topic].publish(message.data)
+            self.read[message.topic] += 1
+            try:
+                self._publishers[message.topic].publish(message.data)
+            except Exception as exc:  # noqa: BLE001 - one bad message must not end the playback
+                self.publish_errors += 1
+                self._node.get_logger().error(f"publishing a message of {message.topic} failed: {exc}")
+                continue
             self.published += 1
+            self.published_by_topic[message.topic] += 1
+        self.passes += 1
+
+    def shortfall(self) -> dict[str, dict]:
+        """Topics that published fewer messages than the bag holds for the passes played: read and published
+        counts, and why (a topic that could not be played at all, or messages that failed to publish)."""
+        out = {}
+        for topic, expected in self._topic_counts.items():
+            held = expected * max(self.passes, 1)
+            published = self.published_by_topic.get(topic, 0)
+            if published < held:
+                out[topic] = {"in_bag": held, "read": self.read.get(topic, 0), "published": published,
+                              "reason": self.unplayable.get(topic, "publish failed or playback stopped")}
+        return out

@@ -6,11 +6,14 @@ __path__ = extend_path(__path__, __name__)  # noqa: F821 - source tree + install
 from perception_nodes.tf.buffer import (
     ConnectivityException,
     ExtrapolationException,
+    InvalidArgumentException,
     LookupException,
     StampedTransform,
+    TimeoutException,
     TransformBuffer,
     TransformException,
+    Velocity,
 )
 
-__all__ = ["TransformBuffer", "StampedTransform", "TransformException", "LookupException", "ConnectivityException",
-           "ExtrapolationException"]
+__all__ = ["TransformBuffer", "StampedTransform", "Velocity", "TransformException", "LookupException",
+           "ConnectivityException", "ExtrapolationException", "InvalidArgumentException", "TimeoutException"]
