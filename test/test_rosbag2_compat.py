@@ -62,7 +62,7 @@ def _write_bag(folder: Path, storage: str, version: int) -> Path:
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
-@pytest.mark.parametrize("version", [5, 8, 9])
+@pytest.mark.parametrize("version", [4, 5, 8, 9])
 def test_no_message_is_lost_whatever_the_metadata_qos(tmp_path, storage, version):
     from rosbags.rosbag2 import Reader
 
