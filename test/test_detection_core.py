@@ -174,3 +174,19 @@ def test_a_class_map_the_model_cannot_satisfy_refuses_the_model():
                               lambda ref, imgsz: LoadedModel(ref, 640, ["car"], _FakeDetector()), log=lambda m: None)
     with pytest.raises(ModelError, match="does not have"):
         runtime.start()
+
+
+def test_fallback_chain_tries_each_model_in_order():
+    """OpenVINO -> ONNX Runtime -> torch: the first that loads serves, and the reason is kept."""
+    tried = []
+
+    def loader(ref, imgsz):
+        tried.append(ref)
+        if ref in ("ov@1", "onnx@1"):
+            raise ModelError(f"{ref} cannot load here")
+        return LoadedModel(ref, 640, ["car"], _FakeDetector())
+
+    runtime = DetectorRuntime(RuntimeConfig(model="ov@1", fallback_model="onnx@1, pt@1"), loader, log=lambda m: None)
+    runtime.start()
+    assert tried == ["ov@1", "onnx@1", "pt@1"] and runtime.primary.ref == "pt@1"
+    assert runtime.fell_back and "ov@1 cannot load here" in runtime.fallback_reason and runtime.fallbacks == 1

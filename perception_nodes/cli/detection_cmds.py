@@ -6,6 +6,7 @@ import time
 from perception_nodes.cli.common import emit
 from perception_nodes.detection.dataset import EVAL_MIN_HEIGHT_PX, EVAL_MIN_VISIBILITY, EvalPolicy
 from perception_nodes.detection.registry import DEFAULT_DETECTOR as DEFAULT_MODEL
+from perception_nodes.errors import ConfigError
 from perception_nodes.evaluation.detection import evaluate_detection, evaluate_model, parse_seeds
 
 
@@ -14,7 +15,17 @@ def run_eval(args) -> int:
 
     entry, path = resolve_detector_model(args)
     result = evaluate_detection(path, entry.ref, args.scene, args.seed, parse_seeds(args.seeds), args.frame_step,
-                                args.imgsz or entry.input_size, EvalPolicy(args.min_visibility, args.min_height_px))
+                                args.imgsz or entry.input_size, EvalPolicy(args.min_visibility, args.min_height_px),
+                                entry=entry)
+    if args.record:  # the registry's figures come from this held-out evaluation, per class included
+        from perception_nodes.detection.registry import ModelRegistry
+
+        registry = ModelRegistry()
+        recorded = registry.resolve(entry.ref)
+        recorded.metrics = {"map50": result["map50"], "map50_95": result["map50_95"],
+                            "per_class": result["per_class"], "seeds": result["seeds"],
+                            "frame_step": result["frame_step"], "scene": result["scene"]}
+        registry.add(recorded)
     for name, values in result["per_class"].items():
         print(f"[eval] {name:8s} mAP@0.5 {values['map50']:.3f}  mAP@0.5:0.95 {values['map50_95']:.3f}")
     print(f"[eval] all      mAP@0.5 {result['map50']:.3f}  mAP@0.5:0.95 {result['map50_95']:.3f} "
@@ -45,29 +56,51 @@ def run_train(args) -> int:
 
 
 def run_export(args) -> int:
-    from perception_nodes.detection.export import export_onnx
+    from perception_nodes.detection.export import export_onnx, register_openvino
     from perception_nodes.detection.registry import ModelRegistry
 
     registry = ModelRegistry()
     source = registry.resolve(args.model)
     seeds = parse_seeds(args.eval_seeds)
-    evaluate = None if args.no_eval else (
-        lambda weights: evaluate_model(weights, args.scene, seeds, args.eval_frame_step, source.input_size))
     started = time.perf_counter()
-    entry = export_onnx(args.model, registry, evaluate)
-    print(f"[export] {source.ref} -> {entry.ref} ({entry.file.name}, {entry.file.stat().st_size / 1e6:.1f} MB)")
+    if args.format == "openvino":
+        evaluate = None if args.no_eval else (
+            lambda weights, entry: evaluate_model(weights, args.scene, seeds, args.eval_frame_step,
+                                                  source.input_size, entry=entry))
+        if args.precision == "int8":
+            from perception_nodes.detection.export import quantize_int8
+            from perception_nodes.evaluation.detection import calibration_frames
+
+            frames = calibration_frames(args.scene, parse_seeds(args.calibration_seeds), args.calibration_frames)
+            entry = quantize_int8(args.model, frames, registry, evaluate)
+        else:
+            entry = register_openvino(args.model, args.precision, registry, evaluate)
+    else:
+        evaluate = None if args.no_eval else (
+            lambda weights: evaluate_model(weights, args.scene, seeds, args.eval_frame_step, source.input_size))
+        entry = export_onnx(args.model, registry, evaluate)
+    print(f"[export] {source.ref} -> {entry.ref} ({entry.backend} {entry.precision}, {entry.file.name}, "
+          f"{entry.file.stat().st_size / 1e6:.1f} MB)")
     emit({"model": entry.ref, "source": source.ref, "file": str(entry.file), "sha256": entry.sha256,
+          "backend": entry.backend, "precision": entry.precision,
           "size_bytes": entry.file.stat().st_size, "metrics": entry.metrics, "source_metrics": source.metrics,
-          "wall_s": round(time.perf_counter() - started, 1)})
+          "eval_seeds": seeds, "wall_s": round(time.perf_counter() - started, 1)})
     return 0
 
 
 def add_parsers(sub, eval_sub, add_scene_args) -> None:
     export = sub.add_parser("export", help="export registered models to other runtimes")
     export_sub = export.add_subparsers(dest="export_command", required=True)
-    ex = export_sub.add_parser("detector", help="export a .pt detector to ONNX (dynamic batch) and register it "
-                                                "as <name>-onnx@<version>")
-    ex.add_argument("--model", default=DEFAULT_MODEL, help="name@version of a .pt entry in models/manifest.yaml")
+    ex = export_sub.add_parser("detector", help="export a .pt detector to ONNX (dynamic batch) as <name>-onnx@V, "
+                                                "or register an ONNX model's OpenVINO variant as <name>-ov-<precision>@V")
+    ex.add_argument("--model", default=DEFAULT_MODEL, help="name@version: a .pt entry (onnx), an -onnx entry (openvino)")
+    ex.add_argument("--format", choices=("onnx", "openvino"), default="onnx")
+    ex.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                    help="openvino: the inference precision (bf16 runs on CPUs with AVX512-BF16 or AMX; int8 is "
+                         "NNCF post-training quantisation on calibration frames)")
+    ex.add_argument("--calibration-seeds", default="100-102",
+                    help="int8: training seeds the calibration frames come from (never evaluation seeds)")
+    ex.add_argument("--calibration-frames", type=int, default=60, help="int8: calibration frames")
     ex.add_argument("--scene", default="default", help="scene for the export's own mAP check")
     ex.add_argument("--eval-seeds", default="200-201")
     ex.add_argument("--eval-frame-step", type=int, default=30)
@@ -103,6 +136,8 @@ def add_parsers(sub, eval_sub, add_scene_args) -> None:
     ev.add_argument("--imgsz", type=int, default=0, choices=range(0, 4097), metavar="PX",
                     help="inference input size (default 0: the model's, as the node runs it)")
     ev.add_argument("--frame-step", type=int, default=30)
+    ev.add_argument("--record", action="store_true",
+                    help="write the figures (per class too) into the model's registry entry (models/manifest.yaml)")
     ev.add_argument("--min-height-px", type=float, default=EVAL_MIN_HEIGHT_PX,
                     help="objects shorter than this are ignore regions (neither hits nor misses)")
     ev.add_argument("--min-visibility", type=float, default=EVAL_MIN_VISIBILITY,
@@ -113,8 +148,46 @@ def add_parsers(sub, eval_sub, add_scene_args) -> None:
         part for part in (getattr(a, "model_key", ""), f"imgsz{a.imgsz}" if a.imgsz else "") if part))
 
 
+def run_bench_backends(args) -> int:
+    """Every runtime variant of the model on the same frames; which one the site should run (selection.py)."""
+    from perception_nodes.cli.common import resolve_detector_model
+    from perception_nodes.detection.registry import ModelRegistry
+    from perception_nodes.detection.selection import Variant, choose_default
+    from perception_nodes.evaluation.detection import bench_backends, bench_frames, runtime_variants
+
+    registry = ModelRegistry()
+    entry, _ = resolve_detector_model(args, registry)
+    variants = [registry.verified_path(e.ref) for e in runtime_variants(registry, entry.ref)]
+    reference_entry = next((e for e, _ in variants if e.backend == "ultralytics" and e.file.suffix == ".onnx"), None)
+    if reference_entry is None:
+        raise ConfigError(f"{entry.ref} has no ONNX Runtime variant to measure the others against")
+    _, frames = bench_frames(args.scene, args.seed, args.frames)
+    flat = [frame for step in frames for frame in step]
+    results = bench_backends(variants, flat, rounds=args.rounds)
+    reference_fps = results[reference_entry.ref]["frames_per_s"]
+    candidates = {ref: Variant(ref, next(e for e, _ in variants if e.ref == ref).metrics, r["frames_per_s"])
+                  for ref, r in results.items()}
+    chosen = choose_default(candidates[reference_entry.ref],
+                            [v for ref, v in candidates.items() if ref != reference_entry.ref],
+                            tolerance=args.tolerance)
+    for ref, result in results.items():
+        result["vs_onnxruntime_fp32"] = result["frames_per_s"] / reference_fps
+        result["accuracy_violations"] = candidates[ref].violations
+        mark = "*" if ref == chosen.ref else " "
+        print(f"[bench] {mark} {ref:26s} {result['backend']:11s} {result['precision']:5s} "
+              f"{result['frames_per_s']:6.1f} frames/s  p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  "
+              f"x{result['vs_onnxruntime_fp32']:.2f}  {'; '.join(candidates[ref].violations) or 'accuracy kept'}")
+    print(f"[bench] fastest variant within {args.tolerance} of {reference_entry.ref}'s held-out mAP: {chosen.ref}")
+    emit({"model": entry.ref, "reference": reference_entry.ref, "frames": len(flat), "rounds": args.rounds,
+          "tolerance": args.tolerance, "variants": results, "chosen": chosen.ref,
+          "chosen_vs_onnxruntime_fp32": results[chosen.ref]["vs_onnxruntime_fp32"]})
+    return 0
+
+
 def run_bench(args) -> int:
     """Raw ultralytics vs the detector node through DDS on the same frames; batched vs single camera."""
+    if args.backends:
+        return run_bench_backends(args)
     from perception_nodes.cli.common import resolve_detector_model
     from perception_nodes.evaluation.detection import bench_frames
     from perception_nodes.ros.detector_bench import bench_detector
@@ -158,6 +231,12 @@ def add_bench_parser(bench_sub, add_scene_args) -> None:
     bench.add_argument("--stagger-ms", type=float, default=5.0,
                        help="gap between the cameras' frames of one step (cameras are not shutter-synchronised)")
     bench.add_argument("--verbose", action="store_true", help="report stalls (waits over 0.5 s) while streaming")
+    bench.add_argument("--backends", action="store_true",
+                       help="instead: every runtime variant of the model (ONNX Runtime, OpenVINO FP32/BF16/INT8) on the "
+                            "same frames, interleaved; and the fastest that keeps the FP32 model's accuracy")
+    bench.add_argument("--tolerance", type=float, default=0.005,
+                       help="--backends: largest mAP loss accepted against the ONNX Runtime FP32 model")
     bench.set_defaults(func=run_bench, result_variant=lambda a: "-".join(
-        part for part in (getattr(a, "model_key", ""), f"batch{a.max_batch}" if a.max_batch else "",
+        part for part in (getattr(a, "model_key", ""), "backends" if a.backends else "",
+                          f"batch{a.max_batch}" if a.max_batch else "",
                           f"streams{a.cpu_streams}" if a.cpu_streams else "") if part))

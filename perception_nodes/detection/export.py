@@ -43,3 +43,79 @@ def export_onnx(ref: str, registry: ModelRegistry | None = None, evaluate=None) 
                             entry.input_size, {k: metrics[k] for k in ("map50", "map50_95") if k in metrics}, entry.card)
     registry.add(onnx_entry)
     return onnx_entry
+
+
+OPENVINO_INFIX = "-ov-"
+
+
+def openvino_variant_name(name: str, precision: str) -> str:
+    """``yolov8n-lot-onnx`` + bf16 -> ``yolov8n-lot-ov-bf16``."""
+    base = name[: -len(ONNX_SUFFIX)] if name.endswith(ONNX_SUFFIX) else name
+    return f"{base}{OPENVINO_INFIX}{precision}"
+
+
+def register_openvino(ref: str, precision: str, registry: ModelRegistry | None = None, evaluate=None) -> ModelEntry:
+    """Register the OpenVINO variant of an ONNX entry at an inference precision (fp32 or bf16): the same ONNX file
+    (same sha256), read by OpenVINO Runtime and run at that precision; evaluated if asked (``evaluate(path,
+    entry)`` -> metrics), so its card holds its own accuracy."""
+    registry = registry or ModelRegistry()
+    entry, path = registry.verified_path(ref)
+    if path.suffix != ".onnx":
+        raise ModelError(f"{entry.ref} is {path.suffix}; the OpenVINO variants are made from an ONNX export "
+                         f"(perception export detector --model {entry.name.removesuffix(ONNX_SUFFIX)}@{entry.version})")
+    if precision not in ("fp32", "bf16"):
+        raise ModelError(f"precision {precision!r}: fp32 or bf16 (int8 needs a quantised model)")
+    variant = ModelEntry(openvino_variant_name(entry.name, precision), entry.version, path, entry.sha256,
+                         list(entry.classes), entry.input_size, {}, entry.card, backend="openvino",
+                         precision=precision)
+    metrics = evaluate(path, variant) if evaluate else dict(entry.metrics)
+    variant.metrics = {k: metrics[k] for k in ("map50", "map50_95", "per_class") if k in metrics}
+    registry.add(variant)
+    return variant
+
+
+def quantize_int8(ref: str, calibration_frames: list, registry: ModelRegistry | None = None, evaluate=None,
+                  preset: str = "mixed") -> ModelEntry:
+    """Post-training INT8 quantisation of an ONNX entry with NNCF (OpenVINO backend) on ``calibration_frames``
+    (BGR images from training seeds, never evaluation seeds). Written beside it as OpenVINO IR
+    (``<stem>-int8.xml`` + ``.bin``, both sha256-checked at load) and registered as ``<base>-ov-int8@V``;
+    evaluated if asked."""
+    registry = registry or ModelRegistry()
+    entry, path = registry.verified_path(ref)
+    if path.suffix != ".onnx":
+        raise ModelError(f"{entry.ref} is {path.suffix}; quantise its ONNX export")
+    try:
+        import nncf
+        import numpy as np
+        import openvino as ov
+    except ImportError as exc:
+        raise ModelError(f"INT8 quantisation needs nncf and openvino ({exc}); pip install nncf openvino") from None
+    from perception_nodes.detection.openvino_backend import letterbox
+
+    def transform(image):
+        square, _, _ = letterbox(image, entry.input_size)
+        return np.ascontiguousarray(square[:, :, ::-1].transpose(2, 0, 1), dtype=np.float32)[None] / 255.0
+
+    presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
+    # The head's box decoding (distribution focal loss, anchor arithmetic) and the class sigmoid stay in float:
+    # quantised, they shift every box.
+    ignored = nncf.IgnoredScope(types=["Sigmoid", "Softmax", "Add", "Subtract", "Multiply", "Divide"], validate=False)
+    try:
+        model = ov.Core().read_model(str(path))
+        quantized = nncf.quantize(model, nncf.Dataset(list(calibration_frames), transform), preset=presets[preset],
+                                  subset_size=len(calibration_frames), ignored_scope=ignored)
+    except Exception as exc:  # noqa: BLE001 - NNCF and OpenVINO raise many kinds
+        raise ModelError(f"quantising {entry.ref} failed: {type(exc).__name__}: {exc}") from None
+    target = path.with_name(path.stem + "-int8.xml")
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+        staged = Path(scratch) / target.name
+        ov.save_model(quantized, str(staged), compress_to_fp16=False)
+        os.replace(staged.with_suffix(".bin"), target.with_suffix(".bin"))  # weights first: the .xml names them
+        os.replace(staged, target)
+    variant = ModelEntry(openvino_variant_name(entry.name, "int8"), entry.version, target, sha256_of(target),
+                         list(entry.classes), entry.input_size, {}, entry.card, backend="openvino", precision="int8",
+                         extra_files={target.with_suffix(".bin").name: sha256_of(target.with_suffix(".bin"))})
+    metrics = evaluate(target, variant) if evaluate else {}
+    variant.metrics = {k: metrics[k] for k in ("map50", "map50_95", "per_class") if k in metrics}
+    registry.add(variant)
+    return variant

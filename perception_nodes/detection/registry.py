@@ -37,6 +37,9 @@ class ModelEntry:
     input_size: int
     metrics: dict = field(default_factory=dict)
     card: str = ""
+    backend: str = "ultralytics"  # ultralytics (.pt, .onnx through ONNX Runtime) or openvino (.onnx / .xml)
+    precision: str = "fp32"  # openvino: fp32, bf16 or int8 (the inference precision it runs at)
+    extra_files: dict = field(default_factory=dict)  # files the model needs beside `file` (OpenVINO IR .bin): sha256
 
     @property
     def ref(self) -> str:
@@ -66,7 +69,10 @@ class ModelRegistry:
                 try:
                     self.entries.append(ModelEntry(str(raw["name"]), str(raw["version"]), self.root / raw["file"],
                                                    str(raw["sha256"]), list(raw["classes"]), int(raw["input_size"]),
-                                                   dict(raw.get("metrics", {})), str(raw.get("card", ""))))
+                                                   dict(raw.get("metrics", {})), str(raw.get("card", "")),
+                                                   str(raw.get("backend", "ultralytics")),
+                                                   str(raw.get("precision", "fp32")),
+                                                   dict(raw.get("extra_files", {}) or {})))
                 except (KeyError, TypeError, ValueError):
                     raise ConfigError(f"{self.manifest}: model entry {i} needs name, version, file, sha256, classes, "
                                       "input_size") from None
@@ -85,10 +91,14 @@ class ModelRegistry:
         entry = self.resolve(ref)
         if not entry.file.is_file():
             raise ModelError(f"{entry.ref}: file {entry.file} is missing")
-        actual = sha256_of(entry.file)
-        if actual != entry.sha256:
-            raise ModelError(f"{entry.ref}: sha256 of {entry.file} is {actual[:12]}..., the manifest says "
-                             f"{entry.sha256[:12]}...; refusing to load a different model")
+        for path, expected in [(entry.file, entry.sha256)] + [(entry.file.parent / name, digest)
+                                                              for name, digest in entry.extra_files.items()]:
+            if not path.is_file():
+                raise ModelError(f"{entry.ref}: file {path} is missing")
+            actual = sha256_of(path)
+            if actual != expected:
+                raise ModelError(f"{entry.ref}: sha256 of {path} is {actual[:12]}..., the manifest says "
+                                 f"{expected[:12]}...; refusing to load a different model")
         return entry, entry.file
 
     def add(self, entry: ModelEntry) -> None:
@@ -96,7 +106,10 @@ class ModelRegistry:
         self.entries = [e for e in self.entries if e.ref != entry.ref] + [entry]
         data = {"models": [{"name": e.name, "version": e.version, "file": os.path.relpath(e.file, self.root),
                             "sha256": e.sha256, "classes": e.classes, "input_size": e.input_size,
-                            "metrics": e.metrics, "card": e.card} for e in self.entries]}
+                            "metrics": e.metrics, "card": e.card,
+                            **({"backend": e.backend, "precision": e.precision} if e.backend != "ultralytics"
+                               else {}), **({"extra_files": e.extra_files} if e.extra_files else {})}
+                           for e in self.entries]}
         atomic_write_yaml(self.manifest, data, "# Model registry: perception_nodes loads models by name@version and "
                                                "checks sha256.\n")
 

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from perception_nodes.boxes import iou_matrix
-from perception_nodes.detection.registry import ModelError, ModelRegistry
+from perception_nodes.detection.registry import ModelEntry, ModelError, ModelRegistry
 from perception_nodes.errors import ConfigError
 from perception_nodes.taxonomy import ClassMap
 
@@ -43,7 +43,7 @@ class LoadedModel:
 @dataclass
 class RuntimeConfig:
     model: str
-    fallback_model: str = ""  # another name@version; empty: none
+    fallback_model: str = ""  # name@version, or several comma-separated tried in order; empty: none
     fallback_imgsz: int = 0  # or the primary at a smaller input size; 0: none
     imgsz: int = 0  # 0: the model's input size
     conf: float = 0.25
@@ -60,15 +60,32 @@ class RuntimeConfig:
     unmapped: str = "drop"  # taxonomy.UnmappedPolicy for model classes the map leaves out
 
 
-def default_loader(registry: ModelRegistry, config: RuntimeConfig, log=print) -> Callable[[str, int], LoadedModel]:
+def make_detector(entry: ModelEntry, path, imgsz: int, conf: float = 0.25, iou: float = 0.7,
+                  classes: list[int] | None = None, device: str = "cpu", half: bool = False, cpu_streams: int = 1):
+    """The backend a registry entry names: OpenVINO Runtime (no torch), or ultralytics (.pt through torch,
+    .onnx through ONNX Runtime)."""
+    if entry.backend == "openvino":
+        from perception_nodes.detection.openvino_backend import OpenVINODetector
+
+        if device != "cpu":
+            raise ModelError(f"{entry.ref}: the OpenVINO backend runs on the CPU here, not {device}")
+        return OpenVINODetector(path, imgsz=imgsz, conf=conf, iou=iou, classes=classes, precision=entry.precision,
+                                cpu_streams=cpu_streams)
+    if entry.backend != "ultralytics":
+        raise ModelError(f"{entry.ref}: unknown backend {entry.backend!r} (ultralytics or openvino)")
     from perception_nodes.detection.backend import UltralyticsDetector
 
+    return UltralyticsDetector(path, imgsz=imgsz, conf=conf, iou=iou, classes=classes, device=device, half=half,
+                               cpu_streams=cpu_streams)
+
+
+def default_loader(registry: ModelRegistry, config: RuntimeConfig, log=print) -> Callable[[str, int], LoadedModel]:
     def load(ref: str, imgsz: int) -> LoadedModel:
         entry, path = registry.verified_path(ref)
         size = imgsz or config.imgsz or entry.input_size
-        detector = UltralyticsDetector(path, imgsz=size, conf=config.conf, iou=config.iou,
-                                       classes=list(config.classes) or None, device=config.device, half=config.half,
-                                       cpu_streams=config.cpu_streams)
+        detector = make_detector(entry, path, size, conf=config.conf, iou=config.iou,
+                                 classes=list(config.classes) or None, device=config.device, half=config.half,
+                                 cpu_streams=config.cpu_streams)
         if detector.streams_note:
             log(f"{entry.ref}: {detector.streams_note}")
         detector.warmup()
@@ -141,9 +158,9 @@ class DetectorRuntime:
                 self._log(f"shadow model not loaded: {exc}")
 
     def _fallback_options(self) -> list[tuple[str, int]]:
-        options = []
-        if self.config.fallback_model:
-            options.append((self.config.fallback_model, 0))
+        """Tried in order: each model of ``fallback_model`` (comma-separated, e.g. the OpenVINO variant's ONNX
+        Runtime and torch equivalents), then the primary at ``fallback_imgsz``."""
+        options = [(ref.strip(), 0) for ref in self.config.fallback_model.split(",") if ref.strip()]
         if self.config.fallback_imgsz:
             options.append((self.config.model, self.config.fallback_imgsz))  # the same model, smaller input
         return options

@@ -25,15 +25,18 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def evaluate_model(weights, scene_name: str, seeds: list[int], frame_step: int, imgsz: int, conf: float = 0.001,
-                   batch: int = 4, policy: EvalPolicy = EvalPolicy()) -> dict:
-    """mAP of a weights file on every ``frame_step``-th frame of the given seeds (all cameras)."""
+                   batch: int = 4, policy: EvalPolicy = EvalPolicy(), entry=None) -> dict:
+    """mAP of a weights file (through the backend its registry ``entry`` names; default ultralytics) on every
+    ``frame_step``-th frame of the given seeds (all cameras)."""
     from perception_nodes.detection.backend import UltralyticsDetector
+    from perception_nodes.detection.runtime import make_detector
     from perception_nodes.detection.dataset import coco_evaluate, coco_ground_truth, to_coco_detections
     from perception_nodes.world import World, load_scene
 
     # NMS IoU: the backend's default, which is also the detector node's (`iou` parameter, 0.7) and
     # ultralytics' own validation setting, so the figures describe what the node publishes.
-    detector = UltralyticsDetector(weights, imgsz=imgsz, conf=conf)
+    detector = make_detector(entry, weights, imgsz, conf=conf) if entry is not None else \
+        UltralyticsDetector(weights, imgsz=imgsz, conf=conf)
     images_all, annotations, categories, detections = [], [], None, []
     for seed in seeds:
         world = World(load_scene(scene_name, seed=seed))
@@ -69,14 +72,14 @@ def evaluate_model(weights, scene_name: str, seeds: list[int], frame_step: int, 
 
 
 def evaluate_detection(weights, model_ref: str, scene_name: str, seed: int | None, seeds: list[int],
-                       frame_step: int, imgsz: int, policy: EvalPolicy) -> dict:
+                       frame_step: int, imgsz: int, policy: EvalPolicy, entry=None) -> dict:
     """``perception eval detection``: mAP overall and per class; ``seed`` (when given) replaces ``seeds``."""
     from perception_nodes.world import load_scene
 
     scene = load_scene(scene_name, seed=seed)
     seeds = [scene.seed] if seed is not None else list(seeds)
     started = time.perf_counter()
-    result = evaluate_model(weights, scene_name, seeds, frame_step, imgsz, policy=policy)
+    result = evaluate_model(weights, scene_name, seeds, frame_step, imgsz, policy=policy, entry=entry)
     return {**result, "imgsz": imgsz, "model": model_ref, "scene": scene.name, "seeds": seeds,
             "frame_step": frame_step, "wall_s": round(time.perf_counter() - started, 1)}
 
@@ -89,3 +92,56 @@ def bench_frames(scene: str, seed: int | None, frames: int, cameras: int = 4) ->
     world = World(load_scene(scene, seed=seed))
     cams = [c.spec.id for c in world.cameras][:cameras]
     return cams, [[world.render(ci, f * 3)[0] for ci in range(len(cams))] for f in range(frames)]
+
+
+def runtime_variants(registry, ref: str) -> list:
+    """The registered runtime variants of a model: the same version of <base>, <base>-onnx, <base>-ov-<precision>."""
+    entry = registry.resolve(ref)
+    base = entry.name.split("-ov-")[0].removesuffix("-onnx")
+    names = {base, f"{base}-onnx"} | {f"{base}-ov-{p}" for p in ("fp32", "bf16", "int8")}
+    return [e for e in registry.entries if e.name in names and e.version == entry.version]
+
+
+def bench_backends(variants: list, frames: list[np.ndarray], rounds: int = 3, log=print) -> dict:
+    """Every variant on the same frames, one frame per call, in interleaved rounds (the CPU's speed drifts over
+    minutes; each round runs every variant once): frames/s, p50/p99 latency per frame. ``variants``: (entry, path)."""
+    from perception_nodes.detection.runtime import make_detector
+
+    detectors = {}
+    for entry, path in variants:
+        detector = make_detector(entry, path, entry.input_size, conf=0.25)
+        detector.warmup()
+        detectors[entry.ref] = (entry, detector)
+    latencies: dict[str, list[float]] = {ref: [] for ref in detectors}
+    for round_index in range(rounds):
+        for ref, (_, detector) in detectors.items():
+            for frame in frames:
+                began = time.perf_counter()
+                detector.predict([frame])
+                latencies[ref].append((time.perf_counter() - began) * 1000.0)
+        log(f"[bench] round {round_index + 1}/{rounds}: " + ", ".join(
+            f"{ref} {np.median(values[-len(frames):]):.1f} ms" for ref, values in latencies.items()))
+    results = {}
+    for ref, (entry, detector) in detectors.items():
+        values = np.asarray(latencies[ref])
+        results[ref] = {"backend": entry.backend, "precision": entry.precision, "file": entry.file.name,
+                        "frames_per_s": float(1000.0 / values.mean()), "p50_ms": float(np.percentile(values, 50)),
+                        "p99_ms": float(np.percentile(values, 99)), "note": getattr(detector, "streams_note", "")}
+        close = getattr(detector, "close", None)
+        if close:
+            close()
+    return results
+
+
+def calibration_frames(scene: str, seeds: list[int], count: int) -> list[np.ndarray]:
+    """``count`` frames spread over the seeds, cameras and scene time of a scene (for INT8 calibration)."""
+    from perception_nodes.world import World, load_scene
+
+    per_seed = max(1, -(-count // max(1, len(seeds))))
+    frames = []
+    for seed in seeds:
+        world = World(load_scene(scene, seed=seed))
+        cameras, total = len(world.cameras), world.scene.frame_count
+        for i in range(per_seed):
+            frames.append(world.render(i % cameras, (i * total) // per_seed)[0])
+    return frames[:count]

@@ -28,11 +28,11 @@ def evaluate_tracking(scene: str, seed: int | None, frames: int | None, detectio
     frames = frames or world.scene.frame_count
     detector, model_ref = None, None
     if detections == "detector":
-        from perception_nodes.detection.backend import UltralyticsDetector
+        from perception_nodes.detection.runtime import make_detector
 
         entry, path = model
         model_ref = entry.ref
-        backend = UltralyticsDetector(path, imgsz=entry.input_size, conf=det_conf)
+        backend = make_detector(entry, path, entry.input_size, conf=det_conf)
         detector = lambda image: backend.predict([image])[0]  # noqa: E731
     embedder = None
     if appearance == "hsv-hist":
