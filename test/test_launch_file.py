@@ -1,0 +1,70 @@
+"""launch/perception.launch.py's own logic, run here with minimal stand-ins for launch and launch_ros (neither is
+on PyPI): it builds the same graph as `perception up` from a site manifest or a scene, with respawn."""
+import importlib.util
+import sys
+import types
+
+import pytest
+
+from conftest import REPO
+from perception_nodes.graph import build_graph
+
+
+@pytest.fixture
+def launch_module(monkeypatch):
+    created = []
+
+    class LaunchConfiguration:
+        def __init__(self, name):
+            self.name = name
+
+        def perform(self, context):
+            return context[self.name]
+
+    class Recorder:
+        def __init__(self, *args, **kwargs):
+            self.args, self.kwargs = args, kwargs
+            created.append(self)
+
+    modules = {"launch": types.ModuleType("launch"), "launch.actions": types.ModuleType("launch.actions"),
+               "launch.substitutions": types.ModuleType("launch.substitutions"),
+               "launch_ros": types.ModuleType("launch_ros"), "launch_ros.actions": types.ModuleType("launch_ros.actions")}
+    modules["launch"].LaunchDescription = Recorder
+    modules["launch.actions"].DeclareLaunchArgument = Recorder
+    modules["launch.actions"].OpaqueFunction = Recorder
+    modules["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
+    modules["launch_ros.actions"].Node = Recorder
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    spec = importlib.util.spec_from_file_location("perception_launch", REPO / "launch" / "perception.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, created
+
+
+def _context(**overrides):
+    values = {"site": "", "scene": "default", "seed": "", "stages": "site,cameras,tracking,monitor", "namespace": "",
+              "params_file": "", "camera_rate_hz": "", "calibration_dir": "", "use_sim_time": "false",
+              "respawn": "true"}
+    return {**values, **overrides}
+
+
+def test_the_launch_file_declares_site_and_respawn(launch_module):
+    module, created = launch_module
+    module.generate_launch_description()
+    declared = {r.args[0] for r in created if r.args and isinstance(r.args[0], str)}
+    assert {"site", "scene", "seed", "stages", "respawn", "use_sim_time", "calibration_dir"} <= declared
+
+
+@pytest.mark.parametrize("site_arg", ["overlap2", ""])
+def test_the_launch_file_builds_perception_ups_graph(launch_module, site_arg):
+    module, _ = launch_module
+    nodes = module._nodes(_context(site=site_arg, scene="overlap2"))
+    specs = build_graph("overlap2", stages=("site", "cameras", "tracking", "monitor"))
+    assert [(n.kwargs["executable"], n.kwargs["namespace"], n.kwargs["name"]) for n in nodes] == \
+        [(s.executable, s.namespace, s.name) for s in specs]
+    for node, spec in zip(nodes, specs):
+        assert node.kwargs["parameters"][-1] == {**spec.parameters, "use_sim_time": False}
+        assert node.kwargs["respawn"] is True and node.kwargs["respawn_max_retries"] == 5
+    quiet = module._nodes(_context(site="overlap2", respawn="false"))
+    assert all(n.kwargs["respawn"] is False for n in quiet)
