@@ -311,6 +311,7 @@ class DetectorNode(LifecycleNode):
         self.counters.on_received()
         if self._slots.put(camera, msg):
             self.counters.on_dropped(1, "superseded")  # a newer frame replaces one never processed
+            self.counters.count(f"superseded_{camera}")  # per camera: who is losing frames under overload
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -351,6 +352,7 @@ class DetectorNode(LifecycleNode):
                     embeddings = self.embedder.embed(frames[index], np.asarray(rows).reshape(-1, 6)[:, :4]) \
                         if self.embedder is not None else None
                     detections = self._to_msg(cam, msg, rows, model, embeddings)
+                    self.counters.count(f"served_{cam}")
                     pubs[0].publish(detections)
                     pubs[3].publish(to_vision_msgs(detections))
                     if shadow is not None:
