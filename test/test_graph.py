@@ -398,3 +398,20 @@ def test_detector_finds_most_ground_truth_objects(ros_context, executor, domain_
         found += int(np.sum(iou.max(axis=1, initial=0.0) >= 0.5))
         total += len(gt)
     assert total > 20 and found / total >= 0.6, (found, total)
+
+
+def test_bench_pipeline_reports_every_stage_from_the_stamps(domain_id):
+    """perception bench pipeline on the two-camera site with the shipped detector: every camera's tracks arrive,
+    ages grow stage by stage (image, then detections, then tracks: the stamps are capture times), and every process
+    of the graph has its memory measured."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id))
+    proc = run_cli("bench", "pipeline", "--scene", "overlap2", "--duration", "4", env=env, timeout=240)
+    result = last_json(proc.stdout)
+    assert set(result["cameras"]) == {"cam_south", "cam_east"} and not result["failed_nodes"]
+    for cam, stats in result["cameras"].items():
+        image, det, tracks = (stats[k]["p50"] for k in ("capture_to_image_ms", "capture_to_detections_ms",
+                                                        "capture_to_tracks_ms"))
+        assert 0 <= image <= det <= tracks, (cam, stats)
+        assert stats["track_rate_hz"] > 0
+    assert len(result["memory_mb"]) == 7 and all(mb > 20 for mb in result["memory_mb"].values())
+    assert result["breakdown"]["detector_pass_p50_ms"] > 0

@@ -82,6 +82,7 @@ def run_demo(args) -> int:
         print(f"[demo] {cam}: {stats['frames']} frames at {stats['rate_hz']} Hz, "
               f"latency p50 {stats['latency_ms_p50']} ms, up to {stats['max_objects_in_frame']} objects in view, "
               f"{stats['track_messages']} track updates ({stats['track_rate_hz']} Hz) with "
-              f"{stats['distinct_track_ids']} track ids")
+              f"{stats['distinct_track_ids']} track ids, capture->tracks p50 {stats['capture_to_tracks_ms_p50']} ms "
+              f"p99 {stats['capture_to_tracks_ms_p99']} ms")
     emit({**result, "site": args.site_path, "scene": args.scene})
     return 0 if result["ok"] else 1

@@ -28,16 +28,19 @@ class GraphObserver:
         self.gt_counts: dict[str, set] = {}
         self.track_msgs: dict[str, int] = {}
         self.track_ids: dict[str, set] = {}
+        self.track_age_ms: dict[str, list[float]] = {}
         for spec in specs:
             if spec.executable != "camera":
                 continue
             cam = spec.parameters["camera_id"]
             self.frames[cam], self.latency_ms[cam], self.gt_counts[cam] = 0, [], set()
             ns = spec.namespace.rstrip("/")
-            self.node.create_subscription(Image, f"{ns}/image_raw", lambda m, c=cam: self._on_image(c, m), qos.IMAGE)
+            # The camera's own image QoS: a RELIABLE subscription never matches a BEST_EFFORT camera.
+            image_qos = qos.image_profile(spec.parameters.get("image_qos", "reliable"))
+            self.node.create_subscription(Image, f"{ns}/image_raw", lambda m, c=cam: self._on_image(c, m), image_qos)
             self.node.create_subscription(DetectionArray, f"{ns}/ground_truth/detections",
                                           lambda m, c=cam: self._on_gt(c, m), qos.RESULTS)
-            self.track_msgs[cam], self.track_ids[cam] = 0, set()
+            self.track_msgs[cam], self.track_ids[cam], self.track_age_ms[cam] = 0, set(), []
             self.node.create_subscription(TrackArray, f"{ns}/tracks", lambda m, c=cam: self._on_tracks(c, m), qos.RESULTS)
 
     def _on_image(self, cam, msg) -> None:
@@ -55,8 +58,10 @@ class GraphObserver:
 
     def _on_tracks(self, cam, msg) -> None:
         now = self.node.get_clock().now().nanoseconds
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self.lock:
             self.track_msgs[cam] += 1
+            self.track_age_ms[cam].append((now - stamp) / 1e6)  # capture -> tracks: the stamp is the capture time
             self.track_ids[cam].update(t.track_id for t in msg.tracks)
             span = self.track_first_last.setdefault(cam, [now, now])
             span[1] = now
@@ -72,7 +77,7 @@ class GraphObserver:
         with self.lock:
             for cam in self.frames:
                 self.frames[cam], self.latency_ms[cam], self.gt_counts[cam] = 0, [], set()
-                self.track_msgs[cam], self.track_ids[cam] = 0, set()
+                self.track_msgs[cam], self.track_ids[cam], self.track_age_ms[cam] = 0, set(), []
             self.first_last.clear()
             self.track_first_last.clear()
 
@@ -81,10 +86,13 @@ class GraphObserver:
             cameras = {}
             for cam, count in self.frames.items():
                 lat = np.asarray(self.latency_ms[cam]) if self.latency_ms[cam] else np.zeros(1)
+                ages = np.asarray(self.track_age_ms[cam]) if self.track_age_ms[cam] else np.zeros(1)
                 cameras[cam] = {"frames": count, "rate_hz": round(message_rate(count, self.first_last.get(cam)), 2),
                                 "track_rate_hz": round(message_rate(self.track_msgs[cam], self.track_first_last.get(cam)), 2),
                                 "latency_ms_p50": round(float(np.percentile(lat, 50)), 2),
                                 "latency_ms_p95": round(float(np.percentile(lat, 95)), 2),
+                                "capture_to_tracks_ms_p50": round(float(np.percentile(ages, 50)), 1),
+                                "capture_to_tracks_ms_p99": round(float(np.percentile(ages, 99)), 1),
                                 "max_objects_in_frame": max(self.gt_counts[cam], default=0),
                                 "track_messages": self.track_msgs[cam], "distinct_track_ids": len(self.track_ids[cam])}
             return cameras
