@@ -15,7 +15,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from perception_nodes.graph import DEFAULT_STAGES, STAGES, build_graph
+from perception_nodes.graph import DEFAULT_STAGES, STAGES, build_graph, write_members_file
 from perception_nodes.runner import RespawnPolicy
 
 
@@ -35,18 +35,27 @@ def _nodes(context):
                         stages=tuple(s for s in arg("stages").split(",") if s),
                         namespace=arg("namespace"), params_file=arg("params_file") or None,
                         camera_rate_hz=float(rate) if rate else None,
-                        calibration_dir=arg("calibration_dir") or None)
+                        calibration_dir=arg("calibration_dir") or None,
+                        group_trackers=arg("group_trackers").lower() in ("1", "true", "yes"))
     use_sim_time = arg("use_sim_time").lower() in ("1", "true", "yes")
     respawn = arg("respawn").lower() in ("1", "true", "yes")
     policy = RespawnPolicy()
-    return [
-        Node(package="perception_nodes", executable=spec.executable, name=spec.name, namespace=spec.namespace,
-             parameters=[*spec.params_files, {**spec.parameters, "use_sim_time": use_sim_time}],
-             remappings=spec.remappings, output="screen", emulate_tty=True,
-             respawn=respawn and spec.respawn, respawn_delay=policy.initial_delay_s,
-             respawn_max_retries=policy.max_restarts)
-        for spec in specs
-    ]
+    respawning = {"respawn": respawn, "respawn_delay": policy.initial_delay_s,
+                  "respawn_max_retries": policy.max_restarts}
+    actions = []
+    for spec in specs:
+        if spec.members:  # several nodes in one process: their names and parameters travel in the members file
+            members = write_members_file(spec, tempfile.mkdtemp(prefix="perception-container-"),
+                                         {"use_sim_time": use_sim_time})
+            actions.append(Node(package="perception_nodes", executable="container", arguments=["--members", members],
+                                output="screen", emulate_tty=True, **respawning))
+            continue
+        actions.append(Node(package="perception_nodes", executable=spec.executable, name=spec.name,
+                            namespace=spec.namespace,
+                            parameters=[*spec.params_files, {**spec.parameters, "use_sim_time": use_sim_time}],
+                            remappings=spec.remappings, output="screen", emulate_tty=True,
+                            **{**respawning, "respawn": respawn and spec.respawn}))
+    return actions
 
 
 def generate_launch_description():
@@ -72,6 +81,8 @@ def generate_launch_description():
                                           "CameraInfo; empty: the manifest's calibration_dir."),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="Use /clock (e.g. from bag playback) instead of the system clock."),
+        DeclareLaunchArgument("group_trackers", default_value="false",
+                              description="Run the per-camera trackers in one container process (less memory)."),
         DeclareLaunchArgument("respawn", default_value="true",
                               description="Restart a node that exits (the rest of the site keeps running)."),
         OpaqueFunction(function=_nodes),

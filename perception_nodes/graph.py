@@ -46,6 +46,8 @@ class NodeSpec:
     remappings: list[tuple[str, str]] = field(default_factory=list)
     # Restart the process when it exits while the graph runs (launch_ros `respawn`, the runner's RespawnPolicy).
     respawn: bool = True
+    # executable "container": the nodes this one process runs (nodes/container.py), each with its own spec.
+    members: list["NodeSpec"] = field(default_factory=list)
 
     @property
     def fully_qualified_name(self) -> str:
@@ -128,10 +130,11 @@ def detector_overrides(site: SiteManifest, model: str) -> dict:
 
 def build_graph(site: str | os.PathLike | SiteManifest, seed: int | None = None, stages=DEFAULT_STAGES,
                 namespace: str = "", params_file: str | None = None, camera_rate_hz: float | None = None,
-                calibration_dir: str | None = None) -> list[NodeSpec]:
+                calibration_dir: str | None = None, group_trackers: bool = False) -> list[NodeSpec]:
     """Node specs for a site (a manifest, its path, or a name under config/sites/).
 
-    ``seed`` overrides the seed of the site's synthetic cameras; ``camera_rate_hz`` every camera's rate.
+    ``seed`` overrides the seed of the site's synthetic cameras; ``camera_rate_hz`` every camera's rate;
+    ``group_trackers`` runs the per-camera trackers in one container process.
     """
     unknown = set(stages) - set(STAGES)
     if unknown:
@@ -159,9 +162,34 @@ def build_graph(site: str | os.PathLike | SiteManifest, seed: int | None = None,
                               detector_overrides(manifest, model)))
     if "tracking" in stages:
         source = [] if "detection" in stages else [("detections", "ground_truth/detections")]
-        for cam in manifest.cameras:
-            specs.append(NodeSpec("tracker", "tracker", _join(namespace, cam.id), [params], {"camera_id": cam.id},
-                                  remappings=list(source)))
+        trackers = [NodeSpec("tracker", "tracker", _join(namespace, cam.id), [params], {"camera_id": cam.id},
+                             remappings=list(source)) for cam in manifest.cameras]
+        if group_trackers:
+            specs.append(NodeSpec("container", "tracker_container", _join(namespace), members=trackers))
+        else:
+            specs.extend(trackers)
     if "monitor" in stages:
         specs.append(NodeSpec("monitor", "monitor", _join(namespace), [params]))
     return specs
+
+
+def write_members_file(spec: NodeSpec, folder: str | os.PathLike, extra_parameters: dict | None = None) -> str:
+    """The member list of a container spec for nodes/container.py (``members.yaml`` in ``folder``), each member
+    with an overrides file for its parameters; the runner and the launch file both start containers from it."""
+    import yaml
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    members = []
+    for position, member in enumerate(spec.members):
+        files = list(member.params_files)
+        parameters = {**member.parameters, **(extra_parameters or {})}
+        if parameters:
+            overrides = folder / f"{position:02d}_{member.name}_overrides.yaml"
+            overrides.write_text(yaml.safe_dump({member.fully_qualified_name: {"ros__parameters": parameters}}))
+            files.append(str(overrides))
+        members.append({"executable": member.executable, "name": member.name, "namespace": member.namespace,
+                        "params_files": files, "remappings": [list(r) for r in member.remappings]})
+    path = folder / "members.yaml"
+    path.write_text(yaml.safe_dump({"members": members}))
+    return str(path)

@@ -27,7 +27,7 @@ from typing import Callable, TextIO
 
 import yaml
 
-from perception_nodes.graph import NodeSpec
+from perception_nodes.graph import NodeSpec, write_members_file
 from perception_nodes.rosenv import child_environment
 
 
@@ -109,6 +109,10 @@ class GraphRunner:
         return path
 
     def command_for(self, index: int, spec: NodeSpec) -> list[str]:
+        if spec.members:  # one process, several nodes: their names and parameters are in the members file
+            members = write_members_file(spec, os.path.join(self._tmpdir.name, f"{index:02d}_{spec.name}"),
+                                         {"use_sim_time": True} if self.use_sim_time else {})
+            return [sys.executable, "-m", "perception_nodes.nodes.container", "--members", members] + self.extra_args
         cmd = [sys.executable, "-m", f"perception_nodes.nodes.{spec.executable}", "--ros-args",
                "-r", f"__node:={spec.name}", "-r", f"__ns:={spec.namespace}"]
         for params_file in spec.params_files:

@@ -415,3 +415,28 @@ def test_bench_pipeline_reports_every_stage_from_the_stamps(domain_id):
         assert stats["track_rate_hz"] > 0
     assert len(result["memory_mb"]) == 7 and all(mb > 20 for mb in result["memory_mb"].values())
     assert result["breakdown"]["detector_pass_p50_ms"] > 0
+
+
+def test_grouped_trackers_run_in_one_process_each_as_itself(ros_context, executor, domain_id):
+    """--group-trackers: one container process runs both cameras' trackers; each keeps its name, namespace,
+    parameters (camera_id), topics and health report, fed from the synthetic cameras' ground truth."""
+    from perception_nodes.msg import NodeHealth, TrackArray
+    from perception_nodes.ros import qos
+    from perception_nodes.ros.health import HEALTH_TOPIC
+
+    rclpy, context = ros_context
+    specs = build_graph("overlap2", stages=("cameras", "tracking"), group_trackers=True)
+    assert [s.executable for s in specs] == ["camera", "camera", "container"]
+    tracks, health = {"cam_south": [], "cam_east": []}, {}
+    with GraphRunner(specs, domain_id=domain_id, output=io.StringIO()) as runner:
+        node = rclpy.create_node("container_probe", context=context)
+        for cam in tracks:
+            node.create_subscription(TrackArray, f"/{cam}/tracks", tracks[cam].append, qos.RESULTS)
+        node.create_subscription(NodeHealth, HEALTH_TOPIC, lambda m: health.__setitem__(m.node_name, m), qos.HEALTH)
+        executor.add_node(node)
+        assert spin_until(executor, lambda: all(len(v) >= 3 for v in tracks.values())
+                          and {"/cam_south/tracker", "/cam_east/tracker"} <= set(health), 60.0), \
+            ({k: len(v) for k, v in tracks.items()}, sorted(health))
+        assert runner.wait(0.1), runner.failures
+        assert len(runner.processes) == 3
+    assert all(m.camera_id == cam for cam, msgs in tracks.items() for m in msgs)

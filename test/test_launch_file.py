@@ -45,7 +45,7 @@ def launch_module(monkeypatch):
 def _context(**overrides):
     values = {"site": "", "scene": "default", "seed": "", "stages": "site,cameras,tracking,monitor", "namespace": "",
               "params_file": "", "camera_rate_hz": "", "calibration_dir": "", "use_sim_time": "false",
-              "respawn": "true"}
+              "respawn": "true", "group_trackers": "false"}
     return {**values, **overrides}
 
 
@@ -68,3 +68,15 @@ def test_the_launch_file_builds_perception_ups_graph(launch_module, site_arg):
         assert node.kwargs["respawn"] is True and node.kwargs["respawn_max_retries"] == 5
     quiet = module._nodes(_context(site="overlap2", respawn="false"))
     assert all(n.kwargs["respawn"] is False for n in quiet)
+
+
+def test_the_launch_file_starts_grouped_trackers_in_one_container(launch_module):
+    import yaml
+
+    module, _ = launch_module
+    nodes = module._nodes(_context(site="overlap2", group_trackers="true"))
+    containers = [n for n in nodes if n.kwargs["executable"] == "container"]
+    assert len(containers) == 1 and "name" not in containers[0].kwargs  # no process-wide rename of its nodes
+    members = yaml.safe_load(open(containers[0].kwargs["arguments"][1]))["members"]
+    assert [(m["name"], m["namespace"]) for m in members] == [("tracker", "/cam_south"), ("tracker", "/cam_east")]
+    assert not [n for n in nodes if n.kwargs["executable"] == "tracker"]

@@ -34,6 +34,8 @@ def add_graph_args(parser) -> None:
     parser.add_argument("--calibration-dir", default=None,
                         help="calibration folder for TF and CameraInfo (default: the manifest's calibration_dir)")
     parser.add_argument("--use-sim-time", action="store_true", help="nodes follow /clock")
+    parser.add_argument("--group-trackers", action="store_true",
+                        help="run the per-camera trackers in one container process (less memory)")
     parser.add_argument("--no-respawn", action="store_true",
                         help="do not restart a node that exits (default: restart with backoff, give up after "
                              f"{RespawnPolicy().max_restarts} restarts in {RespawnPolicy().window_s:.0f} s)")
@@ -45,7 +47,7 @@ def _specs(args):
     args.site_path = resolve_site(args, tempfile.mkdtemp(prefix="perception-site-"))
     return build_graph(args.site_path, seed=args.seed, stages=tuple(s for s in args.stages.split(",") if s),
                        namespace=args.namespace, params_file=args.params_file, camera_rate_hz=args.camera_rate_hz,
-                       calibration_dir=args.calibration_dir)
+                       calibration_dir=args.calibration_dir, group_trackers=args.group_trackers)
 
 
 def run_up(args) -> int:
