@@ -35,7 +35,7 @@ def bench_pipeline(args) -> int:
 
     site = resolve_site(args, tempfile.mkdtemp(prefix="perception-site-"))
     specs = build_graph(site, seed=args.seed, stages=("site", "cameras", "detection", "tracking", "monitor"),
-                        group_trackers=args.group_trackers)
+                        group_trackers=args.group_trackers, params_file=args.params_file)
     result = measure(specs, duration_s=args.duration, startup_timeout_s=args.startup_timeout)
     for cam, stats in result["cameras"].items():
         tracks = stats["capture_to_tracks_ms"]
@@ -69,5 +69,6 @@ def add_parsers(sub, add_scene_args):
     pipeline.add_argument("--duration", type=float, default=20.0, help="seconds measured once tracks arrive")
     pipeline.add_argument("--startup-timeout", type=float, default=120.0)
     pipeline.add_argument("--group-trackers", action="store_true", help="the trackers in one container process")
+    pipeline.add_argument("--params-file", default=None, help="parameters YAML (default: config/perception.yaml)")
     pipeline.set_defaults(func=bench_pipeline)
     return bench_sub
