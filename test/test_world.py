@@ -156,3 +156,39 @@ def test_unknown_scene_and_broken_yaml(tmp_path):
     path.write_text("cameras: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_scene(path)
+
+
+def test_vectorised_faces_match_the_face_by_face_rule():
+    """The renderer's faces (back faces, faces behind the near plane and decal tops left out; Lambert shade) are
+    those of the plain per-face rule, for every part of a scene's actors seen from every camera."""
+    import numpy as np
+
+    from perception_nodes.geometry import matrix_from_rpy
+    from perception_nodes.world.render import _CORNERS, _DECALS, _FACES, LIGHT_DIRECTION, NEAR_PLANE_M
+
+    world = World(load_scene("default", seed=11))
+    for camera_index, camera in enumerate(world.cameras):
+        renderer = world.renderer(camera_index)
+        cam_pos = camera.T_map_optical.t
+        for actor in world.actors[:8]:
+            R, t = matrix_from_rpy(0, 0, 0.7), np.array([actor.path[0][0], actor.path[0][1], 1.0])
+            for part in actor.parts:
+                expected = []
+                corners = _CORNERS * np.asarray(part.size) + np.asarray(part.center)
+                points = corners @ R.T + t
+                optical = camera.to_optical(points)
+                for indices, normal in _FACES:
+                    if part.kind in _DECALS and normal[2] != 0:
+                        continue
+                    n_world = R @ np.asarray(normal, dtype=np.float64)
+                    if np.dot(n_world, cam_pos - points[list(indices)].mean(axis=0)) <= 0:
+                        continue
+                    if np.any(optical[list(indices), 2] < NEAR_PLANE_M):
+                        continue
+                    shade = 0.55 + 0.45 * max(0.0, float(np.dot(n_world, LIGHT_DIRECTION)))
+                    expected.append((camera.project_pinhole(optical[list(indices)]),
+                                     tuple(float(c) * shade for c in part.color)))
+                got = renderer._part_faces(part, R, t, cam_pos)
+                assert len(got) == len(expected)
+                for (pixels, color), (want_pixels, want_color) in zip(got, expected):
+                    assert np.array_equal(pixels, want_pixels) and color == want_color

@@ -29,6 +29,9 @@ _FACES = (  # (corner indices in winding order, normal in the part frame)
     ((1, 3, 7, 5), (0, 0, 1)), ((0, 4, 6, 2), (0, 0, -1)),
 )
 _DECALS = ("plate", "stripe", "window")
+_FACE_INDICES = np.array([indices for indices, _ in _FACES])
+_FACE_NORMALS = np.array([normal for _, normal in _FACES], dtype=np.float64)
+_SIDE_FACES = _FACE_NORMALS[:, 2] == 0
 
 
 @dataclass
@@ -134,23 +137,26 @@ class CameraRenderer:
 
     # -- per frame --------------------------------------------------------------------
     def _part_faces(self, part: Part, R: np.ndarray, t: np.ndarray, cam_pos: np.ndarray):
+        # One pass over the part's 8 corners and 6 faces (vectorised; the same arithmetic per face as face by
+        # face, so frames are identical to the per-face loop's).
         corners = _CORNERS * np.asarray(part.size) + np.asarray(part.center)
         world = corners @ R.T + t
         optical = self.camera.to_optical(world)
+        normals = _FACE_NORMALS @ R.T
+        centers = world[_FACE_INDICES].mean(axis=1)
+        facing = np.einsum("ij,ij->i", normals, cam_pos - centers) > 0
+        in_front = np.all(optical[_FACE_INDICES, 2] >= NEAR_PLANE_M, axis=1)
+        visible = facing & in_front
+        if part.kind in _DECALS:
+            visible &= _SIDE_FACES  # decals only cover side faces; their tops would poke through the body
+        if not visible.any():
+            return []
+        pixels = self.camera.project_pinhole(optical)
+        light = normals @ LIGHT_DIRECTION
         faces = []
-        for indices, normal in _FACES:
-            if part.kind in _DECALS and normal[2] != 0:
-                continue  # decals only cover side faces; their tops would poke through the body
-            n_world = R @ np.asarray(normal, dtype=np.float64)
-            face_center = world[list(indices)].mean(axis=0)
-            if np.dot(n_world, cam_pos - face_center) <= 0:
-                continue  # back face
-            z = optical[list(indices), 2]
-            if np.any(z < NEAR_PLANE_M):
-                continue
-            pixels = self.camera.project_pinhole(optical[list(indices)])
-            shade = 0.55 + 0.45 * max(0.0, float(np.dot(n_world, LIGHT_DIRECTION)))
-            faces.append((pixels, tuple(float(c) * shade for c in part.color)))
+        for face in np.flatnonzero(visible):
+            shade = 0.55 + 0.45 * max(0.0, float(light[face]))
+            faces.append((pixels[_FACE_INDICES[face]], tuple(float(c) * shade for c in part.color)))
         return faces
 
     def render(self, actors_at_t, frame_index: int, time_s: float):
@@ -237,7 +243,10 @@ class CameraRenderer:
         cam_index = [c.id for c in scene.cameras].index(self.camera.spec.id)
         rng = np.random.default_rng([scene.seed, cam_index, frame_index])
         noise = rng.standard_normal(image.shape, dtype=np.float32)
+        # In place, in the same order and types as image * gain + noise * sigma, clipped (identical frames).
         out = image.astype(np.float32)
         out *= gain
-        out += noise * scene.noise_sigma
-        return np.clip(out, 0, 255).astype(np.uint8)
+        noise *= np.float32(scene.noise_sigma)
+        out += noise
+        np.clip(out, 0, 255, out=out)
+        return out.astype(np.uint8)
