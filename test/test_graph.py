@@ -409,10 +409,12 @@ def test_bench_pipeline_reports_every_stage_from_the_stamps(domain_id):
     result = last_json(proc.stdout)
     assert set(result["cameras"]) == {"cam_south", "cam_east"} and not result["failed_nodes"]
     for cam, stats in result["cameras"].items():
-        image, det, tracks = (stats[k]["p50"] for k in ("capture_to_image_ms", "capture_to_detections_ms",
-                                                        "capture_to_tracks_ms"))
-        assert 0 <= image <= det <= tracks, (cam, stats)
+        image, det = stats["capture_to_image_ms"]["p50"], stats["capture_to_detections_ms"]["p50"]
+        assert 0 <= image <= det, (cam, stats)  # a frame is older at the detector's output than on arrival
         assert stats["track_rate_hz"] > 0
+    # Frame by frame, each stage adds time (the stages' own percentiles cover different frames).
+    assert result["breakdown"]["image_to_detections_p50_ms"] > 0
+    assert result["breakdown"]["detections_to_tracks_p50_ms"] >= 0
     assert len(result["memory_mb"]) == 7 and all(mb > 20 for mb in result["memory_mb"].values())
     assert result["breakdown"]["detector_pass_p50_ms"] > 0
 

@@ -65,18 +65,21 @@ def bench_pipeline(specs, duration_s: float = 20.0, startup_timeout_s: float = 1
     node = rclpy.create_node("pipeline_bench")
     lock = threading.Lock()
     ages = {stage: {c: [] for c in cameras} for stage in ("image", "detections", "tracks")}
+    by_stamp = {stage: {} for stage in ("image", "detections", "tracks")}  # (camera, stamp) -> age, to pair stages
     track_times = {c: [] for c in cameras}
     health: dict[str, object] = {}
     counting = threading.Event()
 
     def on(stage, cam, msg):
         now = node.get_clock().now().nanoseconds
-        age_ms = (now - (msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)) / 1e6
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        age_ms = (now - stamp) / 1e6
         with lock:
             if stage == "tracks":
                 track_times[cam].append(now / 1e9)
             if counting.is_set():
                 ages[stage][cam].append(age_ms)
+                by_stamp[stage][(cam, stamp)] = age_ms
 
     for spec in specs:
         if spec.executable != "camera":
@@ -132,10 +135,10 @@ def bench_pipeline(specs, duration_s: float = 20.0, startup_timeout_s: float = 1
     breakdown = {
         "capture_to_image_p50_ms": _pooled(ages["image"]),
         "detector_pass_p50_ms": round(float(detector.processing_ms_p50), 1) if detector else None,
-        "image_to_detections_p50_ms": _difference(_pooled(ages["detections"]), _pooled(ages["image"])),
+        "image_to_detections_p50_ms": _paired(by_stamp["image"], by_stamp["detections"]),
         "tracker_update_p50_ms": round(float(np.median([m.processing_ms_p50 for m in trackers])), 2)
         if trackers else None,
-        "detections_to_tracks_p50_ms": _difference(_pooled(ages["tracks"]), _pooled(ages["detections"])),
+        "detections_to_tracks_p50_ms": _paired(by_stamp["detections"], by_stamp["tracks"]),
     }
     return {"cameras": per_camera, "breakdown": breakdown, "memory_mb": memory,
             "memory_total_mb": round(sum(memory.values()), 1), "duration_s": duration_s,
@@ -148,5 +151,8 @@ def _pooled(by_camera: dict) -> float | None:
     return round(float(np.median(values)), 1) if values else None
 
 
-def _difference(later: float | None, earlier: float | None) -> float | None:
-    return round(later - earlier, 1) if later is not None and earlier is not None else None
+def _paired(earlier: dict, later: dict) -> float | None:
+    """Median of (later stage's age - earlier stage's age) over the frames both stages delivered: the time the
+    stage in between added, frame by frame (the two stages' own percentiles cover different frames)."""
+    differences = [later[key] - earlier[key] for key in earlier.keys() & later.keys()]
+    return round(float(np.median(differences)), 1) if differences else None
