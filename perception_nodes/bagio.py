@@ -132,12 +132,17 @@ def storage_files(path: str | os.PathLike) -> list[Path]:
     Messages are read from these files' own records, never matched against metadata.yaml: rosbags' folder
     reader yields nothing for a topic whose QoS in metadata.yaml differs from the storage file's record, which
     real rosbag2 bags do."""
-    path = Path(path)
+    return _locate(Path(path))[0]
+
+
+def _locate(path: Path) -> tuple[list[Path], dict | None]:
+    """(storage files, metadata.yaml's information or None), reading metadata.yaml once."""
+    metadata = None
     if path.is_file():
         files = [path]
     elif path.is_dir():
-        metadata = _metadata(path) or {}
-        listed = [str(p) for p in metadata.get("relative_file_paths") or []]
+        metadata = _metadata(path)
+        listed = [str(p) for p in (metadata or {}).get("relative_file_paths") or []]
         files = []
         for rel in listed:  # versions 1-3 prefixed the bag folder's own name
             candidates = [path / rel, path / Path(rel).name]
@@ -159,7 +164,7 @@ def storage_files(path: str | os.PathLike) -> list[Path]:
     unknown = [f.name for f in files if f.suffix not in STORAGE_BY_SUFFIX]
     if unknown:
         raise BagError(f"bag {path}: unknown storage files {unknown} (mcap or sqlite3 .db3)")
-    return files
+    return files, metadata
 
 
 def _open(file: Path):
@@ -177,25 +182,44 @@ def _serialization(connection) -> str:
     return str(getattr(connection.ext, "serialization_format", "") or "cdr")
 
 
-def read_topics(path: str | os.PathLike) -> dict[str, BagTopic]:
-    """Every topic of a bag with its type, serialization and message count (from the storage files)."""
+@dataclass
+class _Scan:
+    files: list[Path]
+    metadata: dict | None
+    topics: dict[str, BagTopic]
+    messages: int
+    start_ns: int
+    end_ns: int
+
+
+def _scan(path: str | os.PathLike) -> _Scan:
+    """Every storage file opened once: topics (type, serialization, count), message count and time span."""
+    files, metadata = _locate(Path(path))
     topics: dict[str, BagTopic] = {}
-    for file in storage_files(path):
+    starts, ends, total = [], [], 0
+    for file in files:
         reader = _open(file)
         try:
             for connection in reader.connections:
                 topic = topics.setdefault(connection.topic, BagTopic(connection.topic, connection.msgtype,
                                                                      _serialization(connection), 0))
                 topic.count += int(connection.msgcount)
+            if reader.message_count:
+                starts.append(int(reader.start_time))
+                ends.append(int(reader.end_time))
+            total += int(reader.message_count)
         finally:
             reader.close()
-    folder = Path(path)
-    metadata = _metadata(folder) if folder.is_dir() else None
     for entry in (metadata or {}).get("topics_with_message_count") or []:
         name = (entry.get("topic_metadata") or {}).get("name")
         if name in topics:
             topics[name].metadata_count = int(entry.get("message_count", 0))
-    return topics
+    return _Scan(files, metadata, topics, total, min(starts, default=0), max(ends, default=0))
+
+
+def read_topics(path: str | os.PathLike) -> dict[str, BagTopic]:
+    """Every topic of a bag with its type, serialization and message count (from the storage files)."""
+    return _scan(path).topics
 
 
 def read_messages(path: str | os.PathLike, topics: list[str] | None = None) -> Iterator[BagMessage]:
@@ -204,18 +228,15 @@ def read_messages(path: str | os.PathLike, topics: list[str] | None = None) -> I
     Topics whose serialization is not CDR cannot be decoded: they are skipped with a warning, never the bag."""
     import heapq
 
-    files = storage_files(path)
-    known = read_topics(path)
-    skipped = sorted(t.name for t in known.values() if not t.decodable and (not topics or t.name in topics))
-    if skipped:
-        warnings.warn(f"bag {path}: skipping topics that are not CDR-serialized: "
-                      f"{[(n, known[n].serialization) for n in skipped]}", stacklevel=2)
-
     def from_file(file: Path) -> Iterator[BagMessage]:
         reader = _open(file)
         try:
-            wanted = [c for c in reader.connections if (not topics or c.topic in topics)
-                      and _serialization(c) in DECODABLE_SERIALIZATIONS]
+            chosen = [c for c in reader.connections if not topics or c.topic in topics]
+            skipped = sorted({(c.topic, _serialization(c)) for c in chosen
+                              if _serialization(c) not in DECODABLE_SERIALIZATIONS})
+            if skipped:
+                warnings.warn(f"bag {path}: skipping topics that are not CDR-serialized: {skipped}", stacklevel=2)
+            wanted = [c for c in chosen if _serialization(c) in DECODABLE_SERIALIZATIONS]
             if not wanted:
                 return
             for connection, timestamp, data in reader.messages(connections=wanted):
@@ -223,44 +244,25 @@ def read_messages(path: str | os.PathLike, topics: list[str] | None = None) -> I
         finally:
             reader.close()
 
-    yield from heapq.merge(*(from_file(f) for f in files), key=lambda m: m.timestamp_ns)
-
-
-def topic_types(path: str | os.PathLike) -> dict[str, str]:
-    """Topic -> type of the topics that can be decoded (CDR)."""
-    return {name: t.msgtype for name, t in read_topics(path).items() if t.decodable}
+    yield from heapq.merge(*(from_file(f) for f in storage_files(path)), key=lambda m: m.timestamp_ns)
 
 
 def bag_info(path: str | os.PathLike) -> dict:
     """Summary like ``ros2 bag info``, from the storage files themselves: storage, serialization, per-topic type
     and count (and metadata.yaml's count where it disagrees), duration."""
-    files = storage_files(path)
-    starts, ends, total = [], [], 0
-    for file in files:
-        reader = _open(file)
-        try:
-            if reader.message_count:
-                starts.append(int(reader.start_time))
-                ends.append(int(reader.end_time))
-            total += int(reader.message_count)
-        finally:
-            reader.close()
-    topics = read_topics(path)
-    start, end = (min(starts), max(ends)) if starts else (0, 0)
-    folder = Path(path)
-    metadata = _metadata(folder) if folder.is_dir() else None
-    storages = sorted({STORAGE_BY_SUFFIX[f.suffix] for f in files})
+    scan = _scan(path)
+    storages = sorted({STORAGE_BY_SUFFIX[f.suffix] for f in scan.files})
     return {
         "path": str(path), "storage": storages[0] if len(storages) == 1 else storages,
-        "files": [f.name for f in files], "messages": total, "start_ns": start, "end_ns": end,
-        "duration_s": (end - start) / 1e9 if total else 0.0,
-        "metadata_version": int(metadata["version"]) if metadata and "version" in metadata else None,
+        "files": [f.name for f in scan.files], "messages": scan.messages, "start_ns": scan.start_ns,
+        "end_ns": scan.end_ns, "duration_s": (scan.end_ns - scan.start_ns) / 1e9 if scan.messages else 0.0,
+        "metadata_version": int(scan.metadata["version"]) if scan.metadata and "version" in scan.metadata else None,
         "topics": {name: {"type": t.msgtype, "count": t.count, "serialization": t.serialization,
                           "decodable": t.decodable,
                           **({"metadata_count": t.metadata_count}
                              if t.metadata_count is not None and t.metadata_count != t.count else {})}
-                   for name, t in sorted(topics.items())},
-        "undecodable_topics": sorted(name for name, t in topics.items() if not t.decodable),
+                   for name, t in sorted(scan.topics.items())},
+        "undecodable_topics": sorted(name for name, t in scan.topics.items() if not t.decodable),
     }
 
 

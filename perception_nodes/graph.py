@@ -97,8 +97,7 @@ def _require_model(params_file: str, model: str = "", manifest: str = "") -> str
     return ref
 
 
-def camera_parameters(camera, site: SiteManifest, seed: int | None = None,
-                      camera_rate_hz: float | None = None) -> dict:
+def camera_parameters(camera, seed: int | None = None, camera_rate_hz: float | None = None) -> dict:
     """The camera node's parameters for one manifest camera."""
     source = camera.source
     params = {"source_type": source.type.value, "camera_id": camera.id, "loop": bool(source.loop),
@@ -152,7 +151,7 @@ def build_graph(site: str | os.PathLike | SiteManifest, seed: int | None = None,
                               {"calibration_dir": str(calibration)}))
     if "cameras" in stages:
         for cam in manifest.cameras:
-            overrides = camera_parameters(cam, manifest, seed, camera_rate_hz)
+            overrides = camera_parameters(cam, seed, camera_rate_hz)
             if calibration_dir:
                 overrides["camera_info_url"] = f"file://{calibration / f'{cam.id}.yaml'}"
             specs.append(NodeSpec("camera", "camera", _join(namespace, cam.id), [params], overrides))
@@ -183,13 +182,24 @@ def write_members_file(spec: NodeSpec, folder: str | os.PathLike, extra_paramete
     members = []
     for position, member in enumerate(spec.members):
         files = list(member.params_files)
-        parameters = {**member.parameters, **(extra_parameters or {})}
-        if parameters:
-            overrides = folder / f"{position:02d}_{member.name}_overrides.yaml"
-            overrides.write_text(yaml.safe_dump({member.fully_qualified_name: {"ros__parameters": parameters}}))
-            files.append(str(overrides))
+        overrides = write_overrides(member, folder / f"{position:02d}_{member.name}_overrides.yaml",
+                                    extra_parameters)
+        if overrides:
+            files.append(overrides)
         members.append({"executable": member.executable, "name": member.name, "namespace": member.namespace,
                         "params_files": files, "remappings": [list(r) for r in member.remappings]})
     path = folder / "members.yaml"
     path.write_text(yaml.safe_dump({"members": members}))
+    return str(path)
+
+
+def write_overrides(spec: NodeSpec, path: str | os.PathLike, extra_parameters: dict | None = None) -> str | None:
+    """A params file (ros__parameters under the node's full name) with the spec's parameter overrides and
+    ``extra_parameters``; None when there are none."""
+    import yaml
+
+    parameters = {**spec.parameters, **(extra_parameters or {})}
+    if not parameters:
+        return None
+    Path(path).write_text(yaml.safe_dump({spec.fully_qualified_name: {"ros__parameters": parameters}}))
     return str(path)

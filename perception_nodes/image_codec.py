@@ -119,25 +119,14 @@ def numpy_to_image(array: np.ndarray, encoding: str, msg=None, header=None):
     return msg
 
 
-_COLOR_CONVERSIONS = {
-    ("rgb8", "bgr8"): "COLOR_RGB2BGR", ("bgr8", "rgb8"): "COLOR_BGR2RGB",
-    ("rgba8", "bgr8"): "COLOR_RGBA2BGR", ("bgra8", "bgr8"): "COLOR_BGRA2BGR",
-    ("mono8", "bgr8"): "COLOR_GRAY2BGR", ("bgr8", "mono8"): "COLOR_BGR2GRAY",
-    ("rgb8", "mono8"): "COLOR_RGB2GRAY", ("mono8", "rgb8"): "COLOR_GRAY2RGB",
-    ("bgra8", "rgb8"): "COLOR_BGRA2RGB", ("rgba8", "rgb8"): "COLOR_RGBA2RGB",
-}
-
-
 def convert_color(array: np.ndarray, source: str, target: str) -> np.ndarray:
-    """Convert between colour encodings (cv_bridge's cvtColor subset)."""
+    """Convert between encodings with cv_bridge's rules (``cv_bridge.convert_encoding``: colour orders, 8/16-bit
+    depth scaling, YUV 4:2:2 and Bayer sources); ImageFormatError when the conversion makes no sense."""
     if source == target:
         return array
-    code = _COLOR_CONVERSIONS.get((source, target))
-    if code is None:
-        raise ImageFormatError(f"no conversion from {source} to {target}")
-    import cv2
+    from perception_nodes.cv_bridge import convert_encoding  # one conversion table, cv_bridge's
 
-    return cv2.cvtColor(np.ascontiguousarray(array), getattr(cv2, code))
+    return convert_encoding(array, source, target)
 
 
 def image_to_bgr8(msg) -> np.ndarray:

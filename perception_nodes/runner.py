@@ -25,9 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
-import yaml
-
-from perception_nodes.graph import NodeSpec, write_members_file
+from perception_nodes.graph import NodeSpec, write_members_file, write_overrides
 from perception_nodes.rosenv import child_environment
 
 
@@ -98,15 +96,8 @@ class GraphRunner:
 
     # -- commands -----------------------------------------------------------------------
     def _overrides_file(self, index: int, spec: NodeSpec) -> str | None:
-        parameters = dict(spec.parameters)
-        if self.use_sim_time:
-            parameters["use_sim_time"] = True
-        if not parameters:
-            return None
-        path = os.path.join(self._tmpdir.name, f"{index:02d}_{spec.name}.yaml")
-        with open(path, "w") as handle:
-            yaml.safe_dump({spec.fully_qualified_name: {"ros__parameters": parameters}}, handle)
-        return path
+        return write_overrides(spec, os.path.join(self._tmpdir.name, f"{index:02d}_{spec.name}.yaml"),
+                               {"use_sim_time": True} if self.use_sim_time else {})
 
     def command_for(self, index: int, spec: NodeSpec) -> list[str]:
         if spec.members:  # one process, several nodes: their names and parameters are in the members file

@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
-import os
 import sys
 
 from perception_nodes.errors import ConfigError
 from perception_nodes.fileio import read_yaml_mapping
-from perception_nodes.rosenv import configure_dds
+from perception_nodes.ros.main import run_nodes
 
 
 def node_class(executable: str):
@@ -53,42 +52,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="run several perception_nodes nodes in one process")
     parser.add_argument("--members", required=True, help="YAML list of the member nodes")
     args, ros_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    configure_dds(os.environ)
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-
     try:
         members = read_yaml_mapping(args.members, "container members").get("members") or []
+        if not members:
+            raise ConfigError(f"{args.members} lists no members")
+        factories = [lambda m=member: node_class(m["executable"])(cli_args=member_arguments(m)) for member in members]
     except ConfigError as exc:
         print(f"[container] fatal: {exc}", file=sys.stderr, flush=True)
         return 1
-    if not members:
-        print(f"[container] fatal: {args.members} lists no members", file=sys.stderr, flush=True)
-        return 1
-    rclpy.init(args=[sys.argv[0], *ros_args])
-    nodes, code = [], 0
-    try:
-        executor = SingleThreadedExecutor()
-        for member in members:
-            node = node_class(member["executable"])(cli_args=member_arguments(member))
-            nodes.append(node)
-            executor.add_node(node)
-        print(f"[container] running {[n.get_fully_qualified_name() for n in nodes]}", flush=True)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as exc:  # noqa: BLE001 - a member that cannot start: report it, the runner restarts us
-        print(f"[container] fatal: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        code = 1
-    finally:
-        for node in nodes:
-            close = getattr(node, "close", None)
-            if close:
-                close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return code
+    names = [f"{(m.get('namespace') or '').rstrip('/')}/{m['name']}" for m in members]
+    print(f"[container] running {names}", flush=True)
+    return run_nodes(factories, [sys.argv[0], *ros_args])
 
 
 if __name__ == "__main__":

@@ -24,23 +24,31 @@ def run_node(factory: Callable[[], Node], args=None, threads: int = 1) -> int:
     A node that fails while starting (bad parameters, missing files) logs the
     reason and exits 1, so the runner and ``ros2 launch`` report it.
     """
+    return run_nodes([factory], args, threads)
+
+
+def run_nodes(factories: list[Callable[[], Node]], args=None, threads: int = 1) -> int:
+    """``run_node`` for several nodes in one process and one executor (nodes/container.py): all are built, then
+    spun together; if one fails to start, the process exits 1 with the reason and every node is closed."""
     configure_dds(os.environ)
     rclpy.init(args=args if args is not None else sys.argv)
-    node = None
+    nodes: list[Node] = []
     code = 0
     try:
-        node = factory()
         executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
-        executor.add_node(node)
+        for factory in factories:
+            node = factory()
+            nodes.append(node)
+            executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # noqa: BLE001 - report any start-up failure with its reason
-        name = node.get_name() if node else "node"
+        name = nodes[-1].get_name() if nodes else "node"
         print(f"[{name}] fatal: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         code = 1
     finally:
-        if node is not None:
+        for node in nodes:
             close = getattr(node, "close", None)
             if close:
                 close()

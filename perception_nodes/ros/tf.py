@@ -39,17 +39,20 @@ def to_msg(transform: StampedTransform):
 
 
 class TransformListener:
-    """Fills ``buffer`` from /tf and /tf_static; bad transforms are counted and logged, not fatal."""
+    """Fills a core ``buffer`` from /tf and /tf_static. A transform that is invalid (empty or equal frame ids, NaN,
+    a non-unit quaternion) is counted, logged (throttled) and ignored, never raised."""
 
-    def __init__(self, node: Node, buffer: TransformBuffer, callback_group=None):
+    def __init__(self, node: Node, buffer: TransformBuffer, callback_group=None, qos: QoSProfile | None = None,
+                 static_qos: QoSProfile | None = None):
         from tf2_msgs.msg import TFMessage
 
         self.buffer = buffer
+        self.node = node
         self.rejected = 0
-        self._logger = node.get_logger()
-        node.create_subscription(TFMessage, "/tf", lambda m: self._on(m, False), TF_QOS, callback_group=callback_group)
-        node.create_subscription(TFMessage, "/tf_static", lambda m: self._on(m, True), TF_STATIC_QOS,
-                                 callback_group=callback_group)
+        self.tf_sub = node.create_subscription(TFMessage, "/tf", lambda m: self._on(m, False), qos or TF_QOS,
+                                               callback_group=callback_group)
+        self.tf_static_sub = node.create_subscription(TFMessage, "/tf_static", lambda m: self._on(m, True),
+                                                      static_qos or TF_STATIC_QOS, callback_group=callback_group)
 
     def _on(self, msg, static: bool) -> None:
         for transform in msg.transforms:
@@ -57,20 +60,46 @@ class TransformListener:
                 self.buffer.set_transform(to_stamped(transform), static=static)
             except TransformException as exc:
                 self.rejected += 1
-                self._logger.warning(f"ignored transform: {exc}")
+                self.node.get_logger().warning(f"ignored transform: {exc}", throttle_duration_sec=5.0)
+
+    def unregister(self) -> None:
+        self.node.destroy_subscription(self.tf_sub)
+        self.node.destroy_subscription(self.tf_static_sub)
 
 
-class StaticTransformBroadcaster:
-    """Latches the full set of static transforms on /tf_static (as tf2_ros does: one message, all edges)."""
+class TransformBroadcaster:
+    """Publishes dynamic transforms on /tf (tf2_ros.TransformBroadcaster): ``sendTransform`` takes
+    TransformStamped messages, ``send`` StampedTransforms."""
 
-    def __init__(self, node: Node):
+    def __init__(self, node: Node, qos: QoSProfile | int | None = None, topic: str = "/tf"):
         from tf2_msgs.msg import TFMessage
 
         self._msg_type = TFMessage
-        self._publisher = node.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
-        self._edges: dict[str, object] = {}
+        self.pub_tf = node.create_publisher(TFMessage, topic, qos if qos is not None else TF_QOS)
+
+    def sendTransform(self, transform) -> None:  # noqa: N802 - tf2_ros's name
+        self.pub_tf.publish(self._msg_type(transforms=_as_list(transform)))
+
+    send_transform = sendTransform
 
     def send(self, transforms: list[StampedTransform]) -> None:
-        for transform in transforms:
-            self._edges[transform.child] = to_msg(transform)
-        self._publisher.publish(self._msg_type(transforms=list(self._edges.values())))
+        self.sendTransform([to_msg(t) for t in transforms])
+
+
+class StaticTransformBroadcaster(TransformBroadcaster):
+    """Latches every static transform sent so far on /tf_static, all in one message (as tf2_ros does)."""
+
+    def __init__(self, node: Node, qos: QoSProfile | int | None = None):
+        super().__init__(node, qos if qos is not None else TF_STATIC_QOS, topic="/tf_static")
+        self._net: dict[str, object] = {}
+
+    def sendTransform(self, transform) -> None:  # noqa: N802 - tf2_ros's name
+        for item in _as_list(transform):
+            self._net[item.child_frame_id] = item
+        self.pub_tf.publish(self._msg_type(transforms=list(self._net.values())))
+
+    send_transform = sendTransform
+
+
+def _as_list(transform) -> list:
+    return list(transform) if isinstance(transform, (list, tuple)) else [transform]

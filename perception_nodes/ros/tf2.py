@@ -18,7 +18,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.time import Time
 
-from perception_nodes.ros.tf import TF_QOS, TF_STATIC_QOS, to_msg, to_stamped
+from perception_nodes.ros.tf import StaticTransformBroadcaster, TransformBroadcaster, to_msg, to_stamped
+from perception_nodes.ros.tf import TransformListener as CoreListener
 from perception_nodes.tf.buffer import (
     ConnectivityException,
     ExtrapolationException,
@@ -27,6 +28,7 @@ from perception_nodes.tf.buffer import (
     TimeoutException,
     TransformBuffer,
     TransformException,
+    strip_frame_id,
 )
 
 __all__ = ["Buffer", "TransformListener", "TransformBroadcaster", "StaticTransformBroadcaster",
@@ -104,8 +106,9 @@ class Buffer:
 
         velocity = self.core.lookup_velocity(tracking_frame, observation_frame, _ns(time),
                                              _seconds(averaging_interval))
-        msg = VelocityStamped(body_frame_id=tracking_frame.lstrip("/"), reference_frame_id=observation_frame.lstrip("/"))
-        msg.header.frame_id = observation_frame.lstrip("/")
+        tracking, observation = strip_frame_id(tracking_frame), strip_frame_id(observation_frame)
+        msg = VelocityStamped(body_frame_id=tracking, reference_frame_id=observation)
+        msg.header.frame_id = observation
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(velocity.stamp_ns, 1_000_000_000)
         (msg.velocity.linear.x, msg.velocity.linear.y, msg.velocity.linear.z) = velocity.linear
         (msg.velocity.angular.x, msg.velocity.angular.y, msg.velocity.angular.z) = velocity.angular
@@ -167,20 +170,15 @@ class Buffer:
 
 
 class TransformListener:
-    """tf2_ros.TransformListener(buffer, node): fills the buffer from /tf and /tf_static. A transform that is
-    invalid (empty or equal frame ids, NaN, a non-unit quaternion) is logged and ignored, never raised."""
+    """tf2_ros.TransformListener(buffer, node): fills the buffer from /tf and /tf_static (ros/tf.py's listener on
+    the buffer's core); invalid transforms are logged and ignored, never raised."""
 
     def __init__(self, buffer: Buffer, node: Node, *, spin_thread: bool = False, qos: QoSProfile | None = None,
                  static_qos: QoSProfile | None = None):
-        from tf2_msgs.msg import TFMessage
-
         self.buffer = buffer
         self.node = node
-        self.rejected = 0
+        self._listener = CoreListener(node, buffer.core, qos=qos, static_qos=static_qos)
         self._executor = None
-        self.tf_sub = node.create_subscription(TFMessage, "/tf", lambda m: self._on(m, False), qos or TF_QOS)
-        self.tf_static_sub = node.create_subscription(TFMessage, "/tf_static", lambda m: self._on(m, True),
-                                                      static_qos or TF_STATIC_QOS)
         if spin_thread:  # tf2_ros: a dedicated node spun on its own thread; here the subscriptions' node
             import threading
 
@@ -190,55 +188,15 @@ class TransformListener:
             self._executor.add_node(node)
             threading.Thread(target=self._executor.spin, daemon=True).start()
 
-    def _on(self, msg, static: bool) -> None:
-        authority = "default_authority"
-        for transform in msg.transforms:
-            try:
-                self.buffer.core.set_transform(to_stamped(transform), static=static, authority=authority)
-            except TransformException as exc:
-                self.rejected += 1
-                self.node.get_logger().warning(f"ignored transform: {exc}", throttle_duration_sec=5.0)
+    @property
+    def rejected(self) -> int:
+        """Invalid transforms ignored so far."""
+        return self._listener.rejected
 
     def unregister(self) -> None:
-        self.node.destroy_subscription(self.tf_sub)
-        self.node.destroy_subscription(self.tf_static_sub)
+        self._listener.unregister()
         if self._executor is not None:
             self._executor.shutdown()
-
-
-class TransformBroadcaster:
-    """tf2_ros.TransformBroadcaster(node): publishes dynamic transforms on /tf."""
-
-    def __init__(self, node: Node, qos: QoSProfile | int | None = None):
-        from tf2_msgs.msg import TFMessage
-
-        self._msg_type = TFMessage
-        self.pub_tf = node.create_publisher(TFMessage, "/tf", qos if qos is not None else TF_QOS)
-
-    def sendTransform(self, transform) -> None:  # noqa: N802 - tf2_ros's name
-        transforms = list(transform) if isinstance(transform, (list, tuple)) else [transform]
-        self.pub_tf.publish(self._msg_type(transforms=transforms))
-
-    send_transform = sendTransform
-
-
-class StaticTransformBroadcaster:
-    """tf2_ros.StaticTransformBroadcaster(node): latches every static transform sent so far on /tf_static
-    (one message holding all of them, as tf2_ros keeps it)."""
-
-    def __init__(self, node: Node, qos: QoSProfile | int | None = None):
-        from tf2_msgs.msg import TFMessage
-
-        self._msg_type = TFMessage
-        self.pub_tf = node.create_publisher(TFMessage, "/tf_static", qos if qos is not None else TF_STATIC_QOS)
-        self._net: dict[str, object] = {}
-
-    def sendTransform(self, transform) -> None:  # noqa: N802 - tf2_ros's name
-        for item in (list(transform) if isinstance(transform, (list, tuple)) else [transform]):
-            self._net[item.child_frame_id] = item
-        self.pub_tf.publish(self._msg_type(transforms=list(self._net.values())))
-
-    send_transform = sendTransform
 
 
 USING_TF2_ROS = False

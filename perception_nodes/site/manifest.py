@@ -517,12 +517,13 @@ def load_manifest(name_or_path: str | os.PathLike) -> SiteManifest:
         _names(cameras, "cameras", "id", problems)
     if cameras and (calibration_dir / "site.yaml").is_file():
         try:
-            listed = read_yaml_mapping(calibration_dir / "site.yaml", "site file").get("cameras") or []
+            site_file = read_yaml_mapping(calibration_dir / "site.yaml", "site file")
+            listed = site_file.get("cameras") or []
             ids = [c.id for c in cameras]
             if sorted(map(str, listed)) != sorted(ids):
                 problems.add("calibration_dir", f"{calibration_dir}/site.yaml lists cameras {listed}, the manifest "
                              f"{ids}", "list the same cameras in both (the TF tree is built from site.yaml)")
-            site_frame = read_yaml_mapping(calibration_dir / "site.yaml", "site file").get("map_frame", "map")
+            site_frame = site_file.get("map_frame", "map")
             if str(site_frame) != map_frame:
                 problems.add("map_frame", f"{map_frame!r} differs from {calibration_dir}/site.yaml's "
                              f"{site_frame!r}", "use one map frame in both")
