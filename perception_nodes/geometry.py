@@ -151,3 +151,29 @@ class Transform:
         M = np.eye(4)
         M[:3, :3], M[:3, 3] = self.R, self.t
         return M
+
+
+def point_in_polygon(point, polygon) -> bool:
+    """Whether a 2D point lies inside a simple polygon (even-odd rule; points on an edge may go either way)."""
+    x, y = float(point[0]), float(point[1])
+    inside = False
+    n = len(polygon)
+    for i in range(n):
+        (x1, y1), (x2, y2) = polygon[i], polygon[(i + 1) % n]
+        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+            inside = not inside
+    return inside
+
+
+def points_in_polygon(points: np.ndarray, polygon) -> np.ndarray:
+    """Vectorised :func:`point_in_polygon` over (N, 2) points."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    x, y = points[:, 0], points[:, 1]
+    inside = np.zeros(len(points), dtype=bool)
+    poly = np.asarray(polygon, dtype=np.float64)
+    for (x1, y1), (x2, y2) in zip(poly, np.roll(poly, -1, axis=0)):
+        crosses = (y1 > y) != (y2 > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_at = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+        inside ^= crosses & (x < x_at)
+    return inside

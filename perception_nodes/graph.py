@@ -11,6 +11,8 @@ Layout for a site with cameras cam0..camN under namespace NS (default: none):
   /NS/detector             one detector for all cameras: <camera_id>/image_raw -> <camera_id>/detections
   /NS/<camera_id>/tracker  per-camera tracker detections -> tracks (without the detection stage it
                            tracks the synthetic camera's ground_truth/detections)
+  /NS/localizer            every camera's tracks, CameraInfo and TF -> objects (map frame, global ids),
+                           site_state, site_events, markers
   /NS/monitor              health aggregator  -> /diagnostics, ~/get_health
 Calibration comes from the manifest's calibration_dir unless calibration_dir is
 given: the site publisher builds the TF tree from it and every camera reads its
@@ -28,7 +30,7 @@ from perception_nodes.paths import package_path
 from perception_nodes.site.manifest import SiteManifest, load_manifest
 from perception_nodes.sources import SourceType
 
-STAGES = ("site", "cameras", "detection", "tracking", "monitor")
+STAGES = ("site", "cameras", "detection", "tracking", "localization", "monitor")
 # What runs when no stages are named: everything.
 DEFAULT_STAGES = STAGES
 DEFAULT_PARAMS_FILE = "perception.yaml"
@@ -167,6 +169,10 @@ def build_graph(site: str | os.PathLike | SiteManifest, seed: int | None = None,
             specs.append(NodeSpec("container", "tracker_container", _join(namespace), members=trackers))
         else:
             specs.extend(trackers)
+    if "localization" in stages:
+        specs.append(NodeSpec("localizer", "localizer", _join(namespace), [params],
+                              {"site": str(manifest.path), "cameras": [c.id for c in manifest.cameras],
+                               "map_frame": manifest.map_frame}))
     if "monitor" in stages:
         specs.append(NodeSpec("monitor", "monitor", _join(namespace), [params]))
     return specs

@@ -127,12 +127,22 @@ class Landmark:
 
 
 @dataclass(frozen=True)
+class Marking:
+    """A line painted on the ground (stall separators, lane edges): calibration health checks cameras against
+    them."""
+
+    name: str
+    polyline: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
 class SemanticMap:
     zones: tuple[Zone, ...] = ()
     stalls: tuple[Stall, ...] = ()
     lanes: tuple[Lane, ...] = ()
     gates: tuple[Gate, ...] = ()
     landmarks: tuple[Landmark, ...] = ()
+    markings: tuple[Marking, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,6 +196,7 @@ map:                             # the semantic map, metres in map_frame
   lanes:     [{name: N, polyline: [[x, y], ...], direction: forward|backward|both}]
   gates:     [{name: N, kind: entrance|exit|both, segment: [[x, y], [x, y]]}]
   landmarks: [{name: N, position: [x, y, z], kind: pillar}]
+  markings: [{name: N, polyline: [[x, y], [x, y], ...]}]   # painted ground lines (calibration health)
 """
 
 
@@ -352,9 +363,10 @@ def _semantic_map(data, problems: _Problems) -> SemanticMap:
     if not isinstance(data, dict):
         problems.add("map", "must be a mapping with zones, stalls, lanes, gates, landmarks")
         return SemanticMap()
-    unknown = set(data) - {"zones", "stalls", "lanes", "gates", "landmarks"}
+    unknown = set(data) - {"zones", "stalls", "lanes", "gates", "landmarks", "markings"}
     if unknown:
-        problems.add("map", f"unknown keys {sorted(unknown)}", "known: zones, stalls, lanes, gates, landmarks")
+        problems.add("map", f"unknown keys {sorted(unknown)}",
+                     "known: zones, stalls, lanes, gates, landmarks, markings")
 
     def entries(name):
         value = data.get(name) or []
@@ -392,7 +404,10 @@ def _semantic_map(data, problems: _Problems) -> SemanticMap:
             problems.add(f"{k}.position", "must be [x, y] or [x, y, z] in metres")
             xyz = (0.0, 0.0, 0.0)
         landmarks.append(Landmark(str(e.get("name", "")) or f"landmark{i}", xyz, str(e.get("kind", "pillar"))))
-    semantic = SemanticMap(zones, stalls, lanes, tuple(gates), tuple(landmarks))
+    markings = tuple(Marking(str(e.get("name", "")) or f"marking{i}",
+                             _points(e.get("polyline"), f"{k}.polyline", problems, 2))
+                     for i, (k, e) in enumerate(entries("markings")))
+    semantic = SemanticMap(zones, stalls, lanes, tuple(gates), tuple(landmarks), markings)
     _names(list(zones), "map.zones", "name", problems)
     _names(list(stalls), "map.stalls", "id", problems)
     _names(list(lanes), "map.lanes", "name", problems)

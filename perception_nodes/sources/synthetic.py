@@ -146,17 +146,13 @@ def site_manifest_for_scene(scene: Scene, calibration_dir: str, map_frame: str =
     half_w, half_h = scene.lot_size[0] / 2.0, scene.lot_size[1] / 2.0
     zones = [{"name": "lot", "kind": "parking",
               "polygon": [[-half_w, -half_h], [half_w, -half_h], [half_w, half_h], [-half_w, half_h]]}]
-    stalls = []
     for row, (x0, y0, width, count) in enumerate(scene.parking_rows):
         depth = 5.0 if y0 >= 0 else -5.0
-        name = f"row{row}"
-        zones.append({"name": name, "kind": "parking",
+        zones.append({"name": f"row{row}", "kind": "parking",
                       "polygon": [[x0, y0], [x0 + width * count, y0], [x0 + width * count, y0 + depth],
                                   [x0, y0 + depth]]})
-        for i in range(count):
-            left, right = round(x0 + i * width, 3), round(x0 + (i + 1) * width, 3)
-            stalls.append({"id": f"{name}_{i:02d}", "zone": name,
-                           "polygon": [[left, y0], [right, y0], [right, y0 + depth], [left, y0 + depth]]})
+    stalls = [{"id": stall.id, "zone": f"row{stall.row}", "polygon": [list(p) for p in stall.polygon]}
+              for stall in scene.stalls]
     for w, path in enumerate(scene.walkways):
         for s, (a, b) in enumerate(zip(path, path[1:])):
             zones.append({"name": f"walkway{w}_{s}", "kind": "walkway", "polygon": _rectangle_along(a, b, 2.0)})
@@ -173,6 +169,12 @@ def site_manifest_for_scene(scene: Scene, calibration_dir: str, map_frame: str =
             gates.append({"name": f"lane{i}_{end}", "kind": "both", "segment": segment})
     landmarks = [{"name": f"pillar{i}", "position": [m.position[0], m.position[1], 0.0], "kind": "pillar"}
                  for i, m in enumerate(scene.landmarks)]
+    # The white stall separators the renderer paints (x0 + k * width across each row's depth).
+    markings = []
+    for row, (x0, y0, width, count) in enumerate(scene.parking_rows):
+        depth = 5.0 if y0 >= 0 else -5.0
+        markings += [{"name": f"row{row}_line{k:02d}", "polyline": [[x0 + k * width, y0], [x0 + k * width, y0 + depth]]}
+                     for k in range(count + 1)]
     return {"schema_version": 1, "site": scene.name, "description": f"Synthetic scene '{scene.name}': "
             f"{scene.description}", "map_frame": map_frame, "calibration_dir": calibration_dir,
             "cameras": [{"id": c.id, "source": f"synthetic:{_scene_reference(scene)}", "rate_hz": 0.0, "image_qos": "reliable",
@@ -180,7 +182,7 @@ def site_manifest_for_scene(scene: Scene, calibration_dir: str, map_frame: str =
             "detector": {"class_map": {"car": "car", "truck": "truck", "person": "person", "bicycle": "bicycle"},
                          "unmapped": "drop"},
             "map": _rounded({"zones": zones, "stalls": stalls, "lanes": lanes, "gates": gates,
-                             "landmarks": landmarks})}
+                             "landmarks": landmarks, "markings": markings})}
 
 
 def _rounded(value, digits: int = 3):

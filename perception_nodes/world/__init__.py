@@ -9,7 +9,7 @@ from pkgutil import extend_path
 
 __path__ = extend_path(__path__, __name__)  # noqa: F821 - source tree + install space (see the package __init__)
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -66,14 +66,45 @@ class World:
         return [ObjectState(a.global_id, a.class_id, a.class_name, p, v, yaw, a.size)
                 for a, p, yaw, v in self.states(frame_index)]
 
-    def renderer(self, camera_index: int) -> CameraRenderer:
-        if camera_index not in self._renderers:
-            self._renderers[camera_index] = CameraRenderer(self.scene, self.cameras[camera_index])
-        return self._renderers[camera_index]
+    def renderer(self, camera_index: int, bumped: bool = False) -> CameraRenderer:
+        key = (camera_index, bumped)
+        if key not in self._renderers:
+            camera = self.bumped_camera(camera_index) if bumped else self.cameras[camera_index]
+            self._renderers[key] = CameraRenderer(self.scene, camera)
+        return self._renderers[key]
+
+    def is_bumped(self, camera_index: int, frame_index: int) -> bool:
+        """Whether the scene's camera bump has moved this camera by this frame."""
+        bump = self.scene.camera_bump
+        return bump is not None and self.cameras[camera_index].spec.id == bump.camera and \
+            self.time_of(frame_index) >= bump.time_s
+
+    def bumped_camera(self, camera_index: int) -> CameraModel:
+        """The camera as the bump left it (the calibration files keep the pose before)."""
+        bump = self.scene.camera_bump
+        spec = self.cameras[camera_index].spec
+        return CameraModel(replace(spec, yaw_deg=spec.yaw_deg + bump.yaw_deg, pitch_deg=spec.pitch_deg + bump.pitch_deg,
+                                   roll_deg=spec.roll_deg + bump.roll_deg))
+
+    def true_camera(self, camera_index: int, frame_index: int) -> CameraModel:
+        """The camera's actual pose at a frame (bumped or not)."""
+        return self.bumped_camera(camera_index) if self.is_bumped(camera_index, frame_index) else \
+            self.cameras[camera_index]
+
+    def stall_occupancy(self, frame_index: int) -> dict[str, int | None]:
+        """Per stall id: the global id of the vehicle whose footprint centre is in it, else None."""
+        from perception_nodes.geometry import point_in_polygon
+
+        vehicles = [(a.global_id, p[:2]) for a, p, _, _ in self.states(frame_index) if a.class_name in ("car", "truck")]
+        out = {}
+        for stall in self.scene.stalls:
+            out[stall.id] = next((gid for gid, xy in vehicles if point_in_polygon(xy, stall.polygon)), None)
+        return out
 
     def render(self, camera_index: int, frame_index: int) -> tuple[np.ndarray, list[GroundTruthBox]]:
         """(bgr8 image, ground-truth boxes) of one camera at one frame."""
         if not 0 <= camera_index < len(self.cameras):
             raise IndexError(f"camera index {camera_index} out of range (scene has {len(self.cameras)})")
         states = [(a, p, yaw) for a, p, yaw, _ in self.states(frame_index)]
-        return self.renderer(camera_index).render(states, frame_index, self.time_of(frame_index))
+        renderer = self.renderer(camera_index, self.is_bumped(camera_index, frame_index))
+        return renderer.render(states, frame_index, self.time_of(frame_index))

@@ -1,8 +1,10 @@
 """Moving objects of the synthetic world: classes, appearance and motion.
 
 Everything is derived from the scene seed, so a (scene, seed) pair always yields
-the same actors. Actors follow polylines (vehicles on lanes, people and bicycles
-on walkways) at a constant speed, entering at one end and leaving at the other.
+the same actors. Through traffic follows polylines (vehicles on lanes, people and
+bicycles on walkways) at a constant speed, entering at one end and leaving at the
+other. Actors with ``keyframes`` (a parking lot's life, ``world/parking.py``)
+follow timed waypoints instead: they stop, wait, reverse and start again.
 """
 from __future__ import annotations
 
@@ -46,6 +48,11 @@ class Actor:
     lateral_offset: float
     speed: float
     enter_time: float
+    # Timed waypoints (K, 3): t (s), x, y (m) of the footprint centre, linearly interpolated; the actor is present
+    # from the first to the last. ``reverse[k]`` marks segment k as driven backwards (the heading stays opposite
+    # to the motion); a segment without motion keeps the previous heading.
+    keyframes: np.ndarray | None = None
+    reverse: tuple[bool, ...] = ()
 
     @property
     def class_id(self) -> int:
@@ -57,6 +64,8 @@ class Actor:
 
     def state(self, t: float):
         """(present, position (3,), yaw, velocity (3,)) at time t. Position is the footprint centre at z = height/2."""
+        if self.keyframes is not None:
+            return self._keyframe_state(t)
         s = (t - self.enter_time) * self.speed
         if s < 0 or s > self.path_length:
             return False, None, 0.0, None
@@ -71,6 +80,42 @@ class Actor:
         yaw = float(np.arctan2(direction[1], direction[0]))
         velocity = np.array([direction[0] * self.speed, direction[1] * self.speed, 0.0])
         return True, np.array([xy[0], xy[1], self.size[2] / 2.0]), yaw, velocity
+
+    @property
+    def time_span(self) -> tuple[float, float]:
+        """(first, last) time the actor is in the world."""
+        if self.keyframes is not None:
+            return float(self.keyframes[0, 0]), float(self.keyframes[-1, 0])
+        return self.enter_time, self.enter_time + self.path_length / max(self.speed, 1e-9)
+
+    def _keyframe_state(self, t: float):
+        frames = self.keyframes
+        if t < frames[0, 0] or t > frames[-1, 0]:
+            return False, None, 0.0, None
+        k = int(min(max(np.searchsorted(frames[:, 0], t, side="right") - 1, 0), len(frames) - 2))
+        (t0, x0, y0), (t1, x1, y1) = frames[k], frames[k + 1]
+        fraction = 0.0 if t1 <= t0 else (t - t0) / (t1 - t0)
+        xy = np.array([x0 + (x1 - x0) * fraction, y0 + (y1 - y0) * fraction])
+        velocity = np.zeros(3)
+        if t1 > t0:
+            velocity[:2] = [(x1 - x0) / (t1 - t0), (y1 - y0) / (t1 - t0)]
+        return True, np.array([xy[0], xy[1], self.size[2] / 2.0]), self._heading(k), velocity
+
+    def _heading(self, segment: int) -> float:
+        """Heading on a keyframe segment: along its motion (opposite when reversing), else the last one's."""
+        frames = self.keyframes
+        for k in range(segment, -1, -1):
+            dx, dy = frames[k + 1, 1:] - frames[k, 1:]
+            if dx * dx + dy * dy > 1e-12:
+                yaw = float(np.arctan2(dy, dx))
+                if k < len(self.reverse) and self.reverse[k]:
+                    yaw = float(np.arctan2(-dy, -dx))
+                return yaw
+        for k in range(segment + 1, len(frames) - 1):  # parked from the start: the way it will leave
+            dx, dy = frames[k + 1, 1:] - frames[k, 1:]
+            if dx * dx + dy * dy > 1e-12:
+                return float(np.arctan2(-dy, -dx) if k < len(self.reverse) and self.reverse[k] else np.arctan2(dy, dx))
+        return 0.0
 
 
 def _plate_parts(rng: np.random.Generator, length: float, width: float, global_id: int) -> list[Part]:
@@ -175,4 +220,8 @@ def generate_actors(scene: Scene) -> list[Actor]:
         lateral = float(rng.uniform(-1.2, 1.2)) if class_name in ("car", "truck") else float(rng.uniform(-1.0, 1.0))
         gid = len(actors) + 1
         actors.append(Actor(gid, class_name, size, make_parts(class_name, size, rng, gid), path, lateral, speed, enter))
+    if scene.parking is not None:
+        from perception_nodes.world.parking import parking_actors
+
+        actors.extend(parking_actors(scene, first_id=len(actors) + 1))
     return actors

@@ -49,6 +49,54 @@ class Landmark:
 
 
 @dataclass(frozen=True)
+class ParkingSpec:
+    """A parking lot's life (opt-in per scene, ``parking:`` in the scene file; ``world/parking.py``).
+
+    Vehicles drive in along a lane, wait at the entry gate (a queue forms when they come close together),
+    drive to a free stall, park for a dwell time, reverse out and leave; ``initially_parked`` stalls are taken
+    at the start. A share of the parked cars' drivers walk from the car to the nearest walkway and away.
+    """
+
+    vehicles: int = 10               # arrivals during the scene
+    initially_parked: int = 4        # stalls taken at t = 0 (their vehicles leave during the scene or stay)
+    dwell_s: tuple[float, float] = (8.0, 40.0)
+    gate_wait_s: float = 2.0         # stop at the entry gate (barrier) before driving on
+    truck_share: float = 0.15
+    drivers_walk: float = 0.5        # share of arriving cars whose driver gets out and walks away
+    approach_speed: float = 4.0      # m/s on the lane
+    manoeuvre_speed: float = 1.5     # m/s into and out of a stall
+
+
+@dataclass(frozen=True)
+class CameraBump:
+    """One camera knocked off its calibrated pose at ``time_s`` (the TF tree keeps the calibrated pose)."""
+
+    camera: str
+    time_s: float
+    yaw_deg: float = 0.0
+    pitch_deg: float = 0.0
+    roll_deg: float = 0.0
+
+    @property
+    def magnitude_deg(self) -> float:
+        return math.sqrt(self.yaw_deg ** 2 + self.pitch_deg ** 2 + self.roll_deg ** 2)
+
+
+@dataclass(frozen=True)
+class Stall:
+    """A parking stall painted on the lot: id (as the site manifest names it), row, corner polygon (m)."""
+
+    id: str
+    row: int
+    polygon: tuple[tuple[float, float], ...]
+
+    @property
+    def center(self) -> tuple[float, float]:
+        xs, ys = zip(*self.polygon)
+        return sum(xs) / len(xs), sum(ys) / len(ys)
+
+
+@dataclass(frozen=True)
 class Scene:
     name: str
     description: str
@@ -69,6 +117,20 @@ class Scene:
     noise_sigma: float
     scripted_actors: tuple[dict, ...] = field(default_factory=tuple)
     source_path: str = ""
+    parking: ParkingSpec | None = None
+    camera_bump: CameraBump | None = None
+
+    @property
+    def stalls(self) -> tuple[Stall, ...]:
+        """The painted stalls of the parking rows: 5 m deep, away from the lane (as the renderer paints them)."""
+        out = []
+        for row, (x0, y0, width, count) in enumerate(self.parking_rows):
+            depth = 5.0 if y0 >= 0 else -5.0
+            for i in range(count):
+                left, right = round(x0 + i * width, 3), round(x0 + (i + 1) * width, 3)
+                out.append(Stall(f"row{row}_{i:02d}", row,
+                                 ((left, y0), (right, y0), (right, y0 + depth), (left, y0 + depth))))
+        return tuple(out)
 
     @property
     def frame_count(self) -> int:
@@ -159,10 +221,30 @@ def _camera(data: dict, index: int) -> CameraSpec:
     )
 
 
+def _merged(base: dict, over: dict) -> dict:
+    """``over`` laid on ``base``: mappings merge key by key, everything else (lists included) is replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_scene_data(path: Path, seen: tuple = ()) -> dict:
+    """A scene file's mapping, with ``extends: OTHER`` (a scene name or a path beside it) resolved first."""
+    data = read_yaml_mapping(path, "scene file")
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    base_path = path.parent / f"{base}.yaml" if (path.parent / f"{base}.yaml").is_file() else resolve_scene_path(base)
+    if base_path.resolve() in seen or base_path.resolve() == path.resolve():
+        raise ConfigError(f"{path}: 'extends: {base}' makes a cycle")
+    return _merged(_read_scene_data(base_path, seen + (path.resolve(),)), data)
+
+
 def load_scene(name_or_path: str | os.PathLike | None = None, seed: int | None = None) -> Scene:
     """Load and validate a scene by name (config/scenes/NAME.yaml) or path."""
     path = resolve_scene_path(name_or_path)
-    data = read_yaml_mapping(path, "scene file")
+    data = _read_scene_data(path)
     where = str(path)
     lot = data.get("lot", {}) or {}
     lighting = data.get("lighting", {}) or {}
@@ -204,4 +286,39 @@ def load_scene(name_or_path: str | os.PathLike | None = None, seed: int | None =
     )
     if not scene.lanes and not scene.walkways and scene.actor_count:
         raise ConfigError(f"{where}: actors need at least one lane or walkway")
+    if data.get("parking") is not None:
+        scene = replace(scene, parking=_parking(data["parking"], f"{where}: parking", scene))
+    if data.get("camera_bump") is not None:
+        scene = replace(scene, camera_bump=_camera_bump(data["camera_bump"], f"{where}: camera_bump", ids))
     return scene
+
+
+def _parking(data, where: str, scene: Scene) -> ParkingSpec:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: must be a mapping (vehicles, initially_parked, dwell_s, ...)")
+    if not scene.parking_rows or not scene.lanes:
+        raise ConfigError(f"{where}: needs lot.parking_rows and lot.lanes")
+    dwell = data.get("dwell_s", ParkingSpec.dwell_s)
+    if not (isinstance(dwell, (list, tuple)) and len(dwell) == 2 and 0 < float(dwell[0]) <= float(dwell[1])):
+        raise ConfigError(f"{where}: 'dwell_s' must be [min, max] seconds with 0 < min <= max")
+    spec = ParkingSpec(
+        vehicles=int(_number(data, "vehicles", where, ParkingSpec.vehicles, 0, 500)),
+        initially_parked=int(_number(data, "initially_parked", where, ParkingSpec.initially_parked, 0, 500)),
+        dwell_s=(float(dwell[0]), float(dwell[1])),
+        gate_wait_s=_number(data, "gate_wait_s", where, ParkingSpec.gate_wait_s, 0, 60),
+        truck_share=_number(data, "truck_share", where, ParkingSpec.truck_share, 0, 1),
+        drivers_walk=_number(data, "drivers_walk", where, ParkingSpec.drivers_walk, 0, 1),
+        approach_speed=_number(data, "approach_speed", where, ParkingSpec.approach_speed, 0.5, 20),
+        manoeuvre_speed=_number(data, "manoeuvre_speed", where, ParkingSpec.manoeuvre_speed, 0.2, 5),
+    )
+    if spec.initially_parked > len(scene.stalls):
+        raise ConfigError(f"{where}: initially_parked {spec.initially_parked} exceeds the {len(scene.stalls)} stalls")
+    return spec
+
+
+def _camera_bump(data, where: str, camera_ids: list[str]) -> CameraBump:
+    if not isinstance(data, dict) or data.get("camera") not in camera_ids:
+        raise ConfigError(f"{where}: needs 'camera' (one of {camera_ids}), 'time_s' and yaw/pitch/roll in degrees")
+    return CameraBump(str(data["camera"]), _number(data, "time_s", where, None, 0),
+                      _number(data, "yaw_deg", where, 0.0, -30, 30), _number(data, "pitch_deg", where, 0.0, -30, 30),
+                      _number(data, "roll_deg", where, 0.0, -30, 30))

@@ -1,0 +1,414 @@
+"""Localization evaluation on the synthetic world: map positions, global identities, stalls, zone events.
+
+The pipeline under test is the one the nodes run, without ROS: per-camera
+detections (noisy ground truth or the registered detector) -> our per-camera
+tracker -> lifting through the *calibrated* cameras (the TF tree's poses; a
+bumped camera really moved) -> the map tracker -> scene understanding.
+
+Scoring on the ground plane, as AI City Track 1 and Metropolis RTLS score:
+- ground truth per frame = objects visible (>= 25 %, >= 12 px) in at least one
+  camera; present objects nobody sees are ignore regions (a prediction matching
+  one is removed, as MOTChallenge does with ignore boxes);
+- similarity = max(0, 1 - d / 2 m) (zero at 2 m, 0.5 at 1 m) for trackeval's
+  HOTA (DetA, AssA, LocA) and motmetrics' IDF1 / ID switches (match within 2 m);
+- position error of matched pairs, by class and range band (distance to the
+  nearest camera that sees the object), per camera (each camera's lifted boxes
+  against the object their box belongs to) and fused, and fused where two or
+  more cameras see the object;
+- ID switches at handovers: switches where the object's set of cameras changed;
+- stall occupancy accuracy over stalls x frames, outside 2 s after a true change;
+- zone events (enter/exit, same zone, within 1 s, the predicted object mapped
+  to the true one it matched most often) precision/recall/F1; the truth uses the
+  same debounce on the true positions.
+A baseline (greedy nearest neighbour on the map, no appearance, no bindings) and
+ablations run on the identical observation stream in the same run.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from perception_nodes.evaluation.mot import GT_MIN_HEIGHT_PX, GT_MIN_VISIBILITY, NoiseModel, noisy_detections
+from perception_nodes.localization.fusion import AssociationMode, ExistenceState, FusionParams
+from perception_nodes.localization.lifting import CameraGeometry
+from perception_nodes.localization.localizer import Localizer, LocalizerConfig, TrackBatch
+from perception_nodes.localization.scene_state import EventKind, SceneParams, SceneUnderstanding
+
+MATCH_DISTANCE_M = 2.0
+RANGE_BANDS = ((0, 15), (15, 30), (30, 60), (60, 1e9))
+SETTLE_S = 2.0
+EVENT_WINDOW_S = 1.0
+
+
+@dataclass
+class CameraMessage:
+    """One camera's confirmed tracks at one frame, with each box's true object (0: none) for scoring."""
+
+    camera_id: str
+    camera_index: int
+    stamp: float
+    track_ids: np.ndarray
+    boxes: np.ndarray       # (N, 4) xyxy
+    classes: np.ndarray
+    scores: np.ndarray
+    embeddings: np.ndarray | None
+    truth_ids: np.ndarray   # (N,) matched ground-truth id per box (IoU >= 0.5), 0 when none
+
+
+@dataclass
+class Recording:
+    """Everything a localizer run needs, computed once and fed to every variant."""
+
+    scene: object
+    frames: int
+    fps: float
+    messages: list[list[CameraMessage]] = field(default_factory=list)   # per frame: camera messages
+    truth: list[dict] = field(default_factory=list)   # per frame: {gid: (xy, class, cameras seeing it, range)}
+    ignore: list[np.ndarray] = field(default_factory=list)   # per frame: (I, 2) present-but-unseen objects
+    occupancy: list[dict] = field(default_factory=list)
+    true_positions: list[tuple] = field(default_factory=list)  # per frame (ids, classes, xy, velocity)
+
+
+def camera_geometry(spec, angle_sigma_rad: float = 0.002) -> CameraGeometry:
+    """The localizer's view of a camera from its calibration (the synthetic camera's *calibrated* pose)."""
+    from perception_nodes.calibration import CameraCalibration
+    from perception_nodes.geometry import Transform, camera_body_transform
+
+    calib = CameraCalibration.from_camera_spec(spec)
+    e = calib.extrinsics
+    T = camera_body_transform(e["position"], e["yaw_deg"], e["pitch_deg"], e["roll_deg"]) @ Transform.body_from_optical()
+    return CameraGeometry(spec.id, calib.width, calib.height, calib.K, calib.D, T, angle_sigma_rad)
+
+
+def record(scene_name: str, seed: int | None, frames: int | None, detections: str, model=None,
+           appearance: str = "hsv-hist", det_conf: float = 0.1, log=print) -> Recording:
+    """Render the scene, run detections and the per-camera trackers, keep ground truth for scoring."""
+    from perception_nodes.boxes import iou_matrix
+    from perception_nodes.tracking.tracker import ByteTracker, TrackState
+    from perception_nodes.world import World, load_scene
+
+    world = World(load_scene(scene_name, seed=seed))
+    frames = min(frames or world.scene.frame_count, world.scene.frame_count)
+    detector = None
+    if detections == "detector":
+        from perception_nodes.detection.runtime import make_detector
+
+        entry, path = model
+        backend = make_detector(entry, path, entry.input_size, conf=det_conf)
+        detector = lambda image: backend.predict([image])[0]  # noqa: E731
+    embedder = None
+    if appearance == "hsv-hist":
+        from perception_nodes.reid.appearance import ColorHistogramEmbedder
+
+        embedder = ColorHistogramEmbedder()
+    rng = np.random.default_rng([world.scene.seed, 0x10C])
+    noise = NoiseModel()
+    trackers = [ByteTracker() for _ in world.cameras]
+    rec = Recording(world.scene, frames, world.scene.fps)
+    started = time.perf_counter()
+    positions = [cam.T_map_optical.t for cam in world.cameras]
+    for index in range(frames):
+        stamp = world.time_of(index)
+        states = world.states(index)
+        by_id = {a.global_id: (a, p, v) for a, p, _, v in states}
+        seen: dict[int, list[int]] = {}
+        messages = []
+        for ci, cam in enumerate(world.cameras):
+            image, boxes = world.render(ci, index)
+            tracked = [b for b in boxes if b.visible_fraction >= GT_MIN_VISIBILITY and
+                       b.bbox[3] - b.bbox[1] >= GT_MIN_HEIGHT_PX]
+            for b in tracked:
+                seen.setdefault(b.global_id, []).append(ci)
+            dets = np.asarray(detector(image) if detector else noisy_detections(boxes, rng, cam.size, noise),
+                              dtype=np.float64).reshape(-1, 6)
+            emb = embedder.embed(image, dets[:, :4]) if embedder is not None and len(dets) else None
+            _, tracks = trackers[ci].update(dets, stamp, emb)
+            shown = [t for t in tracks if t.state == TrackState.CONFIRMED]
+            tboxes = np.array([t.box_xyxy for t in shown], dtype=np.float64).reshape(-1, 4)
+            truth_ids = np.zeros(len(shown), dtype=int)
+            if len(shown) and boxes:
+                gt_boxes = np.array([b.bbox for b in boxes])
+                iou = iou_matrix(tboxes, gt_boxes)
+                best = iou.argmax(axis=1)
+                ok = iou[np.arange(len(shown)), best] >= 0.5
+                truth_ids[ok] = [boxes[k].global_id for k in best[ok]]
+            embeddings = None
+            if shown and all(t.embedding is not None for t in shown):
+                embeddings = np.array([t.embedding for t in shown])
+            messages.append(CameraMessage(cam.spec.id, ci, stamp, np.array([t.track_id for t in shown], dtype=int),
+                                          tboxes, np.array([t.class_id for t in shown], dtype=int),
+                                          np.array([t.score for t in shown]), embeddings, truth_ids))
+        truth = {}
+        for gid, cams in seen.items():
+            actor, p, _ = by_id[gid]
+            rng_m = min(float(np.linalg.norm(p[:2] - positions[c][:2])) for c in cams)
+            truth[gid] = (p[:2].copy(), actor.class_id, tuple(sorted(cams)), rng_m)
+        rec.messages.append(messages)
+        rec.truth.append(truth)
+        rec.ignore.append(np.array([p[:2] for a, p, _, _ in states if a.global_id not in seen]).reshape(-1, 2))
+        rec.occupancy.append(world.stall_occupancy(index))
+        rec.true_positions.append(([a.global_id for a, _, _, _ in states], [a.class_id for a, _, _, _ in states],
+                                   np.array([p[:2] for _, p, _, _ in states]).reshape(-1, 2),
+                                   np.array([v[:2] for _, _, _, v in states]).reshape(-1, 2)))
+        if index and index % 100 == 0:
+            log(f"[eval] {index}/{frames} frames ({time.perf_counter() - started:.0f} s)")
+    return rec
+
+
+@dataclass
+class Variant:
+    name: str
+    params: FusionParams
+    use_heading: bool = True
+    use_appearance: bool = True
+
+
+def default_variants() -> list[Variant]:
+    return [
+        Variant("ours", FusionParams()),
+        Variant("no_appearance", FusionParams(reid_max_distance=0.0), use_appearance=False),
+        Variant("no_bindings", FusionParams(use_bindings=False)),
+        Variant("box_bottom_lift", FusionParams(), use_heading=False),
+        Variant("baseline_nearest", FusionParams(association=AssociationMode.NEAREST, reid_max_distance=0.0,
+                                                 use_bindings=False), use_appearance=False),
+    ]
+
+
+def run_variant(rec: Recording, variant: Variant, site_map, cameras: list[CameraGeometry],
+                message_order_seed: int = 5):
+    """Feed the recording to one localizer variant (the node's core); per frame (objects, stall states)."""
+    localizer = Localizer(site_map, LocalizerConfig(fusion=variant.params, use_heading=variant.use_heading,
+                                                    use_appearance=variant.use_appearance))
+    order_rng = np.random.default_rng(message_order_seed)
+    outputs, lifted_per_frame, events, update_times = [], [], [], []
+    for messages in rec.messages:
+        lifted_frame = []
+        # Cameras are not shutter-synchronised in a real site: their messages arrive in any order.
+        for k in order_rng.permutation(len(messages)):
+            msg = messages[k]
+            started = time.perf_counter()
+            report = localizer.fuse(cameras[msg.camera_index], TrackBatch(
+                msg.camera_id, msg.stamp, msg.track_ids, msg.boxes, msg.classes, msg.scores, msg.embeddings))
+            update_times.append(time.perf_counter() - started)
+            lifted_frame.append((msg, report.lifted))
+        stamp = messages[0].stamp
+        snapshot = localizer.snapshot(stamp)
+        events.extend(localizer.update_scene(stamp, snapshot))
+        outputs.append((snapshot, {s: (st.occupied, st.global_id) for s, st in localizer.scene.stalls.items()}))
+        lifted_per_frame.append(lifted_frame)
+    return outputs, lifted_per_frame, events, update_times, localizer.tracker.counters
+
+
+def _match(truth_xy: np.ndarray, pred_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from scipy.optimize import linear_sum_assignment
+
+    if len(truth_xy) == 0 or len(pred_xy) == 0:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros((len(truth_xy), len(pred_xy)))
+    d = np.linalg.norm(truth_xy[:, None] - pred_xy[None], axis=2)
+    rows, cols = linear_sum_assignment(d)
+    ok = d[rows, cols] < MATCH_DISTANCE_M
+    return rows[ok], cols[ok], d
+
+
+def _percentiles(values) -> dict:
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return {"p50": None, "p95": None, "rmse": None, "n": 0}
+    return {"p50": round(float(np.percentile(values, 50)), 3), "p95": round(float(np.percentile(values, 95)), 3),
+            "rmse": round(float(np.sqrt(np.mean(values ** 2))), 3), "n": int(len(values))}
+
+
+def score_variant(rec: Recording, outputs, lifted_per_frame, events, site_map, class_names) -> dict:
+    """The metrics of one variant's outputs (see the module docstring)."""
+    import motmetrics as mm
+    from trackeval.metrics import HOTA
+
+    acc = mm.MOTAccumulator(auto_id=True)
+    data = {"gt_ids": [], "tracker_ids": [], "similarity_scores": [], "num_gt_dets": 0, "num_tracker_dets": 0}
+    gt_map, tr_map = {}, {}
+    fused_errors, overlap_errors = [], []
+    by_class: dict[str, list] = {}
+    by_band: dict[str, list] = {}
+    pred_to_truth: dict[int, dict[int, int]] = {}
+    last_assignment: dict[int, tuple[int, tuple]] = {}   # truth id -> (pred id, cameras)
+    handover_switches = 0
+    for f, (snapshot, _) in enumerate(outputs):
+        truth = rec.truth[f]
+        t_ids = np.array(list(truth.keys()), dtype=int)
+        t_xy = np.array([truth[g][0] for g in t_ids]).reshape(-1, 2)
+        # Scored as MOT evaluations score trackers: what is observed now. Coasting objects are published
+        # (marked COASTING) but not scored, as a per-camera tracker's lost tracks are not.
+        preds = [o for o in snapshot if o.state == ExistenceState.CONFIRMED]
+        p_xy = np.array([o.xy for o in preds]).reshape(-1, 2)
+        p_ids = np.array([o.global_id for o in preds], dtype=int)
+        # Predictions on present-but-unseen objects are neither hits nor false positives.
+        if len(p_xy) and len(rec.ignore[f]):
+            targets = np.vstack([t_xy, rec.ignore[f]])
+            r, c, _ = _match(targets, p_xy)
+            drop = c[r >= len(t_xy)]
+            keep = np.ones(len(p_xy), bool)
+            keep[drop] = False
+            p_xy, p_ids = p_xy[keep], p_ids[keep]
+        d = np.linalg.norm(t_xy[:, None] - p_xy[None], axis=2) if len(t_xy) and len(p_xy) else \
+            np.zeros((len(t_xy), len(p_xy)))
+        similarity = np.maximum(0.0, 1.0 - d / MATCH_DISTANCE_M)
+        acc.update(list(t_ids), list(p_ids), np.where(d < MATCH_DISTANCE_M, d, np.nan))
+        data["gt_ids"].append(np.array([gt_map.setdefault(int(g), len(gt_map)) for g in t_ids], dtype=int))
+        data["tracker_ids"].append(np.array([tr_map.setdefault(int(p), len(tr_map)) for p in p_ids], dtype=int))
+        data["similarity_scores"].append(similarity)
+        data["num_gt_dets"] += len(t_ids)
+        data["num_tracker_dets"] += len(p_ids)
+        rows, cols, _ = _match(t_xy, p_xy)
+        for r, c in zip(rows, cols):
+            gid = int(t_ids[r])
+            err = float(d[r, c])
+            _, cls, cams, rng_m = truth[gid]
+            fused_errors.append(err)
+            if len(cams) >= 2:
+                overlap_errors.append(err)
+            by_class.setdefault(class_names[cls], []).append(err)
+            band = next(f"{lo}-{hi if hi < 1e9 else 'inf'}m" for lo, hi in RANGE_BANDS if lo <= rng_m < hi)
+            by_band.setdefault(band, []).append(err)
+            pid = int(p_ids[c])
+            counts = pred_to_truth.setdefault(pid, {})
+            counts[gid] = counts.get(gid, 0) + 1
+            previous = last_assignment.get(gid)
+            if previous is not None and previous[0] != pid and previous[1] != cams:
+                handover_switches += 1
+            last_assignment[gid] = (pid, cams)
+    data["num_gt_ids"], data["num_tracker_ids"], data["num_timesteps"] = len(gt_map), len(tr_map), len(outputs)
+    hota = HOTA().eval_sequence(data)
+    summary = mm.metrics.create().compute(acc, metrics=["idf1", "mota", "num_switches"])
+    per_camera = _per_camera_errors(rec, lifted_per_frame)
+    occupancy = _occupancy_accuracy(rec, outputs)
+    event_scores = _event_scores(rec, events, site_map, pred_to_truth)
+    return {
+        "hota": round(float(np.mean(hota["HOTA"])), 4), "deta": round(float(np.mean(hota["DetA"])), 4),
+        "assa": round(float(np.mean(hota["AssA"])), 4), "loca": round(float(np.mean(hota["LocA"])), 4),
+        "idf1": round(float(summary["idf1"].iloc[0]), 4), "mota": round(float(summary["mota"].iloc[0]), 4),
+        "id_switches": int(summary["num_switches"].iloc[0]), "id_switches_at_handover": handover_switches,
+        "position_error_m": _percentiles(fused_errors), "position_error_overlap_m": _percentiles(overlap_errors),
+        "position_error_by_class_m": {k: _percentiles(v) for k, v in sorted(by_class.items())},
+        "position_error_by_range_m": {k: _percentiles(v) for k, v in by_band.items()},
+        "position_error_per_camera_m": per_camera,
+        "occupancy_accuracy": occupancy, **event_scores,
+    }
+
+
+def _per_camera_errors(rec: Recording, lifted_per_frame) -> dict:
+    """Single-camera lifting error: each camera's lifted boxes against the true object their box belongs to,
+    by class, within 30 m of the camera and overall."""
+    from perception_nodes.world.scene import CLASS_NAMES
+
+    out: dict[str, dict] = {}
+    for f, frame in enumerate(lifted_per_frame):
+        truth = rec.truth[f]
+        for msg, lifted in frame:
+            for i, gid in enumerate(msg.truth_ids):
+                if gid == 0 or gid not in truth or not lifted.valid[i]:
+                    continue
+                xy, cls, _, _ = truth[gid]
+                err = float(np.linalg.norm(lifted.xy[i] - xy))
+                cam = out.setdefault(msg.camera_id, {})
+                cam.setdefault("all", []).append(err)
+                if lifted.range_m[i] <= 30.0:
+                    cam.setdefault(f"{CLASS_NAMES[cls]}_within_30m", []).append(err)
+    return {cam: {k: _percentiles(v) for k, v in sorted(groups.items())} for cam, groups in sorted(out.items())}
+
+
+def _occupancy_accuracy(rec: Recording, outputs) -> float | None:
+    """Share of (stall, frame) pairs whose occupied/free state is right, outside SETTLE_S after a true change
+    (and the first SETTLE_S of the run)."""
+    if not rec.occupancy or not rec.occupancy[0]:
+        return None
+    settle_frames = int(round(SETTLE_S * rec.fps))
+    last_change = {s: 0 for s in rec.occupancy[0]}
+    right = total = 0
+    for f, (_, stalls) in enumerate(outputs):
+        for stall_id, gid in rec.occupancy[f].items():
+            if f and (gid is None) != (rec.occupancy[f - 1][stall_id] is None):
+                last_change[stall_id] = f
+            if f - last_change[stall_id] < settle_frames:
+                continue
+            total += 1
+            right += int(stalls.get(stall_id, (False, 0))[0] == (gid is not None))
+    return round(right / total, 4) if total else None
+
+
+def _event_scores(rec: Recording, events, site_map, pred_to_truth) -> dict:
+    """Zone enter/exit events against the truth's (the same debounce on true positions)."""
+    truth_scene = SceneUnderstanding(site_map, SceneParams())
+    truth_events = []
+    for f, (ids, classes, xy, velocity) in enumerate(rec.true_positions):
+        seen = rec.truth[f]
+        keep = [k for k, g in enumerate(ids) if g in seen]  # the truth of what a camera could see
+        truth_events.extend(truth_scene.update(f / rec.fps, [ids[k] for k in keep], [classes[k] for k in keep],
+                                               xy[keep], velocity[keep]))
+    kinds = (EventKind.ZONE_ENTER, EventKind.ZONE_EXIT)
+    truth_events = [e for e in truth_events if e.kind in kinds]
+    predicted = [e for e in events if e.kind in kinds]
+    mapping = {pid: max(c.items(), key=lambda kv: kv[1])[0] for pid, c in pred_to_truth.items()}
+    used = set()
+    hits = 0
+    for e in predicted:
+        gid = mapping.get(e.global_id)
+        best = None
+        for k, t in enumerate(truth_events):
+            if k in used or t.kind != e.kind or t.place != e.place or t.global_id != gid:
+                continue
+            dt = abs(t.stamp - e.stamp)
+            if dt <= EVENT_WINDOW_S and (best is None or dt < best[0]):
+                best = (dt, k)
+        if best is not None:
+            used.add(best[1])
+            hits += 1
+    precision = hits / len(predicted) if predicted else None
+    recall = hits / len(truth_events) if truth_events else None
+    f1 = (2 * precision * recall / (precision + recall)) if precision and recall else (0.0 if predicted or truth_events else None)
+    return {"event_precision": None if precision is None else round(precision, 4),
+            "event_recall": None if recall is None else round(recall, 4),
+            "event_f1": None if f1 is None else round(f1, 4), "events_true": len(truth_events),
+            "events_predicted": len(predicted)}
+
+
+def evaluate_localization(scene: str, seed: int | None, frames: int | None, detections: str, model=None,
+                          appearance: str = "hsv-hist", log=print, variants: list[Variant] | None = None) -> dict:
+    """``perception eval localization``: ours, the ablations and the nearest-neighbour baseline on one stream."""
+    from perception_nodes.site.manifest import load_manifest
+    from perception_nodes.sources.synthetic import site_manifest_for_scene
+    from perception_nodes.world.scene import CLASS_NAMES
+
+    started = time.perf_counter()
+    rec = record(scene, seed, frames, detections, model, appearance, log=log)
+    log(f"[eval] recorded {rec.frames} frames x {len(rec.scene.cameras)} cameras ({detections}) in "
+        f"{time.perf_counter() - started:.0f} s")
+    site_map = _site_map(rec.scene)
+    cameras = [camera_geometry(spec) for spec in rec.scene.cameras]
+    results = {}
+    for variant in variants or default_variants():
+        outputs, lifted, events, update_times, counters = run_variant(rec, variant, site_map, cameras)
+        results[variant.name] = score_variant(rec, outputs, lifted, events, site_map, CLASS_NAMES)
+        results[variant.name]["update_ms_p50"] = round(float(np.percentile(update_times, 50)) * 1e3, 3)
+        results[variant.name]["counters"] = counters
+        log(f"[eval] {variant.name}: HOTA {results[variant.name]['hota']:.3f} IDF1 {results[variant.name]['idf1']:.3f} "
+            f"p50 {results[variant.name]['position_error_m']['p50']} m")
+    ours = results.pop("ours")
+    baseline = results.pop("baseline_nearest")
+    return {**ours, "scene": rec.scene.name, "seed": rec.scene.seed, "frames": rec.frames, "detections": detections,
+            "model": model[0].ref if model else None, "appearance": appearance,
+            "cameras": len(rec.scene.cameras), "baseline": baseline, "ablations": results,
+            "hota_vs_baseline": round(ours["hota"] / baseline["hota"], 4) if baseline["hota"] else None}
+
+
+def _site_map(scene):
+    """The semantic map the site manifest of a synthetic scene carries (what the localizer node loads)."""
+    import tempfile
+    from pathlib import Path
+
+    from perception_nodes.site.manifest import load_manifest
+    from perception_nodes.sources.synthetic import write_site_for_scene
+
+    with tempfile.TemporaryDirectory() as folder:
+        return load_manifest(write_site_for_scene(scene, Path(folder))).map

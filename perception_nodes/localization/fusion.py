@@ -1,0 +1,518 @@
+"""Map-frame multi-camera tracking: one identity per physical object across every camera (pure numpy/scipy).
+
+Each camera's tracks arrive as lifted ground-plane observations (``lifting.py``)
+with their own stamp; cameras are not synchronised. The fuser keeps one
+constant-velocity Kalman filter per object in the map (state x, y, vx, vy; time
+from the stamps) and, per camera message:
+
+1. predicts every object to the message's stamp (an out-of-order message, older
+   than the filter time by at most ``max_out_of_order_s``, is shifted forward
+   along the object's velocity instead, its covariance grown by the process
+   noise over the lag; older ones are dropped and counted);
+2. keeps the (camera, track) -> object bindings of earlier messages while they
+   stay inside a loose Mahalanobis gate (the per-camera tracker already knows
+   the identity; the fuser only has to agree with it);
+3. associates the remaining observations with the remaining objects by the
+   Hungarian method on the Mahalanobis distance plus an appearance term, gated
+   by distance, class and appearance; an object another track of the same
+   camera holds in this message is not a candidate;
+4. hands still-unmatched observations over to objects no camera sees now, or
+   revives recently removed ones (re-entry), when the appearance matches and
+   the travel from where the object was last seen is plausible in the time
+   elapsed (class speed limits);
+5. starts tentative objects from what is left.
+
+Matched observations update their objects one camera at a time (sequential
+Kalman updates = covariance-weighted multi-view fusion). Objects no camera has
+updated for ``coast_after_s`` coast (marked, velocity damped so they never run
+away); they are removed after ``max_coast_s`` (longer for stationary
+vehicles, which parked cars behind others are).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+from perception_nodes.taxonomy import SiteClass
+
+
+class ExistenceState(IntEnum):
+    """An object's existence state; 0 is never a valid state of a published object."""
+
+    UNKNOWN = 0
+    TENTATIVE = 1
+    CONFIRMED = 2
+    COASTING = 3
+
+
+class UpdateResult(IntEnum):
+    FUSED = 0
+    FUSED_OUT_OF_ORDER = 1
+    DROPPED_LATE = 2
+    RESET = 3
+
+
+class AssociationMode(str):
+    FULL = "full"
+    NEAREST = "nearest"
+
+
+VEHICLES = (int(SiteClass.CAR), int(SiteClass.TRUCK))
+MAX_SPEED = {int(SiteClass.CAR): 15.0, int(SiteClass.TRUCK): 12.0, int(SiteClass.PERSON): 3.0,
+             int(SiteClass.BICYCLE): 9.0, int(SiteClass.OTHER): 15.0}
+ACCEL_SIGMA = {int(SiteClass.CAR): 2.0, int(SiteClass.TRUCK): 1.5, int(SiteClass.PERSON): 1.0,
+               int(SiteClass.BICYCLE): 1.5, int(SiteClass.OTHER): 2.0}
+
+
+@dataclass
+class FusionParams:
+    """Association, lifecycle and noise settings of the map tracker."""
+
+    association: str = AssociationMode.FULL  # "nearest": the baseline (greedy nearest neighbour, no appearance)
+    gate_chi2: float = 13.8          # Mahalanobis gate for new associations (2 dof, 99.9 %)
+    continuity_chi2: float = 60.0    # a binding is kept while inside this looser gate
+    nearest_gate_m: float = 2.5      # baseline: largest distance of a nearest-neighbour match
+    appearance_weight: float = 6.0   # cost units (chi2) per unit of cosine distance
+    appearance_gate: float = 0.5     # larger cosine distances never associate
+    use_bindings: bool = True
+    reid_max_distance: float = 0.2   # handover / re-entry: largest cosine distance
+    reid_memory_s: float = 60.0      # how long a removed object can come back under its id
+    handover_slack_m: float = 4.0    # travel allowance beyond class speed x elapsed time
+    min_hits: int = 2                # observations (of confirmed camera tracks) before an object is confirmed
+    coast_after_s: float = 0.6
+    max_coast_s: float = 3.0
+    max_coast_stationary_s: float = 20.0  # a vehicle that was standing still (parked, queued)
+    stationary_speed: float = 0.5    # m/s
+    tentative_max_age_s: float = 1.0
+    max_out_of_order_s: float = 0.5
+    reset_backwards_s: float = 2.0
+    embedding_momentum: float = 0.9
+    velocity_damping_s: float = 1.0  # coasting velocity decays with this time constant
+    new_object_min_score: float = 0.3
+    initial_speed_sigma: float = 3.0
+
+
+@dataclass
+class Observation:
+    """One camera track lifted to the ground at one stamp."""
+
+    camera_id: str
+    track_id: int
+    xy: np.ndarray
+    cov: np.ndarray
+    class_id: int
+    score: float = 1.0
+    embedding: np.ndarray | None = None
+    truncated: int = 0
+    range_m: float = 0.0
+
+
+@dataclass
+class MapObject:
+    """What the fuser knows of one object besides its filter state."""
+
+    global_id: int
+    created: float
+    last_update: float
+    class_scores: dict[int, float] = field(default_factory=dict)
+    hits: int = 0
+    confirmed: bool = False
+    embedding: np.ndarray | None = None
+    last_seen_by: dict[str, float] = field(default_factory=dict)   # camera -> stamp
+    tracks: dict[str, int] = field(default_factory=dict)           # camera -> its track id
+    heading: float = 0.0
+    heading_known: bool = False
+    stationary_since: float | None = None
+    score: float = 0.0
+
+    @property
+    def class_id(self) -> int:
+        return max(self.class_scores.items(), key=lambda kv: kv[1])[0] if self.class_scores else int(SiteClass.OTHER)
+
+
+@dataclass
+class ObjectState:
+    """An object predicted to a common time (what the localizer publishes)."""
+
+    global_id: int
+    class_id: int
+    state: ExistenceState
+    xy: np.ndarray
+    velocity: np.ndarray
+    cov: np.ndarray           # 4x4 of (x, y, vx, vy)
+    heading: float
+    heading_known: bool
+    last_seen: float
+    contributors: dict[str, int]
+    confidence: float
+    embedding: np.ndarray | None
+
+
+def _classes_compatible(a: int, b: int) -> bool:
+    if a == b or int(SiteClass.OTHER) in (a, b):
+        return True
+    return a in VEHICLES and b in VEHICLES  # detectors confuse cars and trucks; the votes settle it
+
+
+def _inv2(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse and determinant of (..., 2, 2) matrices."""
+    a, b, c, d = S[..., 0, 0], S[..., 0, 1], S[..., 1, 0], S[..., 1, 1]
+    det = a * d - b * c
+    safe = np.where(np.abs(det) > 1e-12, det, 1e-12)
+    inv = np.stack([np.stack([d, -b], -1), np.stack([-c, a], -1)], -2) / safe[..., None, None]
+    return inv, det
+
+
+def _cosine_distance(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
+    if a is None or b is None or len(a) != len(b):
+        return None
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na < 1e-9 or nb < 1e-9:
+        return None
+    return 1.0 - float(a @ b) / (na * nb)
+
+
+class MapTracker:
+    """Fuses per-camera observations into map objects with global ids (see the module docstring)."""
+
+    def __init__(self, params: FusionParams | None = None):
+        self.params = params or FusionParams()
+        self.reset()
+        self.counters: dict[str, int] = {}
+
+    def reset(self) -> None:
+        self.time: float | None = None
+        self.X = np.zeros((0, 4))
+        self.P = np.zeros((0, 4, 4))
+        self.objects: list[MapObject] = []
+        self.bindings: dict[tuple[str, int], int] = {}   # (camera, track id) -> global id
+        self.removed: list[tuple[MapObject, np.ndarray, float]] = []  # (object, last xy, removed at)
+        self.next_id = 1
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    # -- prediction ----------------------------------------------------------------------
+    def _process_noise(self, dt: float) -> np.ndarray:
+        q = np.array([ACCEL_SIGMA.get(o.class_id, 2.0) ** 2 for o in self.objects])
+        dt2, dt3, dt4 = dt * dt, dt ** 3, dt ** 4
+        Q = np.zeros((len(q), 4, 4))
+        for i, j, v in ((0, 0, dt4 / 4), (1, 1, dt4 / 4), (0, 2, dt3 / 2), (2, 0, dt3 / 2), (1, 3, dt3 / 2),
+                        (3, 1, dt3 / 2), (2, 2, dt2), (3, 3, dt2)):
+            Q[:, i, j] = v * q
+        return Q
+
+    def _predicted(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """State and covariance of every object at time t (the filter is left as it is)."""
+        if self.time is None or len(self.objects) == 0:
+            return self.X.copy(), self.P.copy()
+        dt = max(t - self.time, 0.0)
+        if dt == 0.0:
+            return self.X.copy(), self.P.copy()
+        F = np.eye(4)
+        F[0, 2] = F[1, 3] = dt
+        X = self.X @ F.T
+        P = F @ self.P @ F.T + self._process_noise(dt)
+        coasting = np.array([t - o.last_update > self.params.coast_after_s for o in self.objects])
+        if coasting.any():
+            # A coasting object slows down instead of running off: the integral of the damped velocity.
+            tau = self.params.velocity_damping_s
+            factor = tau * (1.0 - math.exp(-dt / tau))
+            X[coasting, :2] = self.X[coasting, :2] + self.X[coasting, 2:] * factor
+            X[coasting, 2:] = self.X[coasting, 2:] * math.exp(-dt / tau)
+        return X, P
+
+    def _predict_to(self, t: float) -> None:
+        self.X, self.P = self._predicted(t)
+        self.time = t
+
+    # -- update ----------------------------------------------------------------------------
+    def update(self, stamp: float, observations: list[Observation]) -> UpdateResult:
+        """Fuse one camera message (its observations share ``stamp``)."""
+        p = self.params
+        result = UpdateResult.FUSED
+        if self.time is not None and stamp < self.time - p.reset_backwards_s:
+            self.reset()
+            self._count("resets")
+            result = UpdateResult.RESET
+        elif self.time is not None and stamp < self.time - p.max_out_of_order_s:
+            self._count("dropped_late")
+            return UpdateResult.DROPPED_LATE
+        lag = 0.0
+        if self.time is None or stamp >= self.time:
+            self._predict_to(stamp)
+        else:
+            lag = self.time - stamp
+            self._count("out_of_order")
+            result = UpdateResult.FUSED_OUT_OF_ORDER
+        now = self.time
+        observations = [o for o in observations if np.all(np.isfinite(o.xy)) and np.all(np.isfinite(o.cov))]
+        if not observations:
+            self._maintain(now)
+            return result
+        Z = np.array([o.xy for o in observations], dtype=np.float64)
+        R = np.array([o.cov for o in observations], dtype=np.float64)
+        if lag > 0 and len(self.objects):
+            # Out of order: compare with the objects where they were at the observation's stamp.
+            X_then = self.X.copy()
+            X_then[:, :2] -= self.X[:, 2:] * lag
+            R_extra = lag * lag * self.P[:, 2:, 2:]
+        else:
+            X_then, R_extra = self.X, None
+        matches = self._associate(observations, Z, R, X_then, R_extra, now)
+        self._apply(observations, Z, R, matches, lag, stamp, now)
+        self._maintain(now)
+        return result
+
+    def _associate(self, observations, Z, R, X_then, R_extra, now) -> dict[int, int]:
+        """Observation index -> object row (existing objects only)."""
+        p = self.params
+        n, m = len(observations), len(self.objects)
+        matches: dict[int, int] = {}
+        if m == 0:
+            return matches
+        diff = Z[:, None, :] - X_then[None, :, :2]
+        S = self.P[None, :, :2, :2] + R[:, None]
+        if R_extra is not None:
+            S = S + R_extra[None]
+        S_inv, _ = _inv2(S)
+        d2 = np.einsum("nmi,nmij,nmj->nm", diff, S_inv, diff)
+        dist = np.linalg.norm(diff, axis=2)
+        row_of = {o.global_id: i for i, o in enumerate(self.objects)}
+        if p.association == AssociationMode.NEAREST:
+            pairs = sorted((dist[i, j], i, j) for i in range(n) for j in range(m) if dist[i, j] <= p.nearest_gate_m
+                           and _classes_compatible(observations[i].class_id, self.objects[j].class_id))
+            used_obs, used_obj = set(), set()
+            for _, i, j in pairs:
+                if i not in used_obs and j not in used_obj:
+                    matches[i] = j
+                    used_obs.add(i)
+                    used_obj.add(j)
+            return matches
+        camera = observations[0].camera_id
+        # 1. bindings from earlier messages
+        if p.use_bindings:
+            for i, obs in enumerate(observations):
+                gid = self.bindings.get((obs.camera_id, obs.track_id))
+                j = row_of.get(gid) if gid is not None else None
+                if j is None:
+                    continue
+                if d2[i, j] <= p.continuity_chi2 and _classes_compatible(obs.class_id, self.objects[j].class_id) \
+                        and j not in matches.values():
+                    matches[i] = j
+                else:
+                    del self.bindings[(obs.camera_id, obs.track_id)]
+                    self._count("bindings_broken")
+        # Objects held by another track of this camera that is in this message are no candidates.
+        present = {o.track_id for o in observations}
+        held = {j for j, obj in enumerate(self.objects) if obj.tracks.get(camera) in present
+                and (camera, obj.tracks[camera]) in self.bindings}
+        free_obs = [i for i in range(n) if i not in matches]
+        free_obj = [j for j in range(m) if j not in matches.values() and j not in held]
+        if free_obs and free_obj:
+            from scipy.optimize import linear_sum_assignment
+
+            cost = np.full((len(free_obs), len(free_obj)), 1e6)
+            for a, i in enumerate(free_obs):
+                obs = observations[i]
+                for b, j in enumerate(free_obj):
+                    obj = self.objects[j]
+                    if d2[i, j] > p.gate_chi2 or not _classes_compatible(obs.class_id, obj.class_id):
+                        continue
+                    c = d2[i, j]
+                    appearance = _cosine_distance(obs.embedding, obj.embedding)
+                    if appearance is not None:
+                        if appearance > p.appearance_gate:
+                            continue
+                        c += p.appearance_weight * appearance
+                    cost[a, b] = c
+            rows, cols = linear_sum_assignment(cost)
+            for a, b in zip(rows, cols):
+                if cost[a, b] < 1e6:
+                    matches[free_obs[a]] = free_obj[b]
+        # 4. handover to objects no camera sees now (appearance + plausible travel)
+        unmatched = [i for i in range(n) if i not in matches]
+        if unmatched and p.reid_max_distance > 0:
+            taken = set(matches.values()) | held
+            candidates = []
+            for i in unmatched:
+                obs = observations[i]
+                for j, obj in enumerate(self.objects):
+                    if j in taken or now - obj.last_update < p.coast_after_s:
+                        continue
+                    appearance = _cosine_distance(obs.embedding, obj.embedding)
+                    if appearance is None or appearance > p.reid_max_distance:
+                        continue
+                    if not _classes_compatible(obs.class_id, obj.class_id):
+                        continue
+                    reach = MAX_SPEED.get(obj.class_id, 15.0) * (now - obj.last_update) + p.handover_slack_m
+                    if dist[i, j] <= reach:
+                        candidates.append((appearance, i, j))
+            for _, i, j in sorted(candidates):
+                if i not in matches and j not in matches.values():
+                    matches[i] = j
+                    self._count("handovers")
+        return matches
+
+    def _apply(self, observations, Z, R, matches: dict[int, int], lag: float, stamp: float, now: float) -> None:
+        p = self.params
+        if matches:
+            idx_obs = np.array(list(matches.keys()))
+            rows = np.array([matches[i] for i in idx_obs])
+            z = Z[idx_obs]
+            r = R[idx_obs]
+            if lag > 0:
+                z = z + self.X[rows, 2:] * lag
+                r = r + lag * lag * self.P[rows, 2:, 2:]
+            P = self.P[rows]
+            S_inv, _ = _inv2(P[:, :2, :2] + r)
+            K = P[:, :, :2] @ S_inv
+            innovation = z - self.X[rows, :2]
+            self.X[rows] += np.einsum("nij,nj->ni", K, innovation)
+            self.P[rows] = P - K @ P[:, :2, :]
+            for i, j in matches.items():
+                self._observed(self.objects[j], observations[i], stamp, now)
+        for i, obs in enumerate(observations):
+            if i in matches:
+                continue
+            if self._revive(obs, now):
+                continue
+            if obs.score < p.new_object_min_score:
+                continue
+            self._spawn(obs, now)
+
+    def _observed(self, obj: MapObject, obs: Observation, stamp: float, now: float) -> None:
+        p = self.params
+        obj.last_update = now
+        obj.hits += 1
+        obj.score = 0.8 * obj.score + 0.2 * obs.score if obj.hits > 1 else obs.score
+        obj.class_scores[obs.class_id] = obj.class_scores.get(obs.class_id, 0.0) + obs.score
+        obj.last_seen_by[obs.camera_id] = stamp
+        previous = obj.tracks.get(obs.camera_id)
+        if previous is not None and previous != obs.track_id:
+            self.bindings.pop((obs.camera_id, previous), None)
+        obj.tracks[obs.camera_id] = obs.track_id
+        if p.use_bindings and p.association == AssociationMode.FULL:
+            self.bindings[(obs.camera_id, obs.track_id)] = obj.global_id
+        if obj.hits >= p.min_hits:
+            obj.confirmed = True
+        if obs.embedding is not None and len(obs.embedding):
+            e = np.asarray(obs.embedding, dtype=np.float64)
+            if obj.embedding is None or len(obj.embedding) != len(e):
+                obj.embedding = e.copy()
+            else:
+                mixed = p.embedding_momentum * obj.embedding + (1 - p.embedding_momentum) * e
+                obj.embedding = mixed / max(np.linalg.norm(mixed), 1e-12)
+
+    def _spawn(self, obs: Observation, now: float, global_id: int | None = None) -> MapObject:
+        p = self.params
+        gid = global_id if global_id is not None else self.next_id
+        if global_id is None:
+            self.next_id += 1
+        obj = MapObject(gid, now, now)
+        P0 = np.zeros((1, 4, 4))
+        P0[0, :2, :2] = obs.cov
+        P0[0, 2, 2] = P0[0, 3, 3] = p.initial_speed_sigma ** 2
+        self.X = np.vstack([self.X, np.array([[obs.xy[0], obs.xy[1], 0.0, 0.0]])])
+        self.P = np.concatenate([self.P, P0])
+        self.objects.append(obj)
+        self._observed(obj, obs, now, now)
+        return obj
+
+    def _revive(self, obs: Observation, now: float) -> bool:
+        """Re-entry: a recently removed object with this appearance, within reach, takes its id back."""
+        p = self.params
+        if p.association != AssociationMode.FULL or p.reid_max_distance <= 0 or obs.embedding is None:
+            return False
+        best = None
+        for k, (obj, xy, removed_at) in enumerate(self.removed):
+            appearance = _cosine_distance(obs.embedding, obj.embedding)
+            if appearance is None or appearance > p.reid_max_distance:
+                continue
+            if not _classes_compatible(obs.class_id, obj.class_id):
+                continue
+            reach = MAX_SPEED.get(obj.class_id, 15.0) * (now - obj.last_update) + p.handover_slack_m
+            if np.linalg.norm(obs.xy - xy) <= reach and (best is None or appearance < best[0]):
+                best = (appearance, k)
+        if best is None:
+            return False
+        old, _, _ = self.removed.pop(best[1])
+        revived = self._spawn(obs, now, global_id=old.global_id)
+        revived.hits = old.hits + 1
+        revived.confirmed = old.confirmed
+        revived.class_scores = dict(old.class_scores)
+        revived.class_scores[obs.class_id] = revived.class_scores.get(obs.class_id, 0.0) + obs.score
+        revived.created = old.created
+        self._count("reentries")
+        return True
+
+    def _maintain(self, now: float) -> None:
+        """Headings, stationarity, removal of objects no camera has seen for too long."""
+        p = self.params
+        keep = np.ones(len(self.objects), dtype=bool)
+        for j, obj in enumerate(self.objects):
+            speed = float(np.hypot(*self.X[j, 2:]))
+            if speed > 0.8 and now - obj.last_update < p.coast_after_s:
+                obj.heading = math.atan2(self.X[j, 3], self.X[j, 2])
+                obj.heading_known = True
+            if speed < p.stationary_speed:
+                obj.stationary_since = obj.stationary_since if obj.stationary_since is not None else now
+            else:
+                obj.stationary_since = None
+            age = now - obj.last_update
+            if not obj.confirmed:
+                keep[j] = age <= p.tentative_max_age_s
+                continue
+            stationary = obj.class_id in VEHICLES and obj.stationary_since is not None
+            keep[j] = age <= (p.max_coast_stationary_s if stationary else p.max_coast_s)
+        if not keep.all():
+            for j in np.flatnonzero(~keep):
+                obj = self.objects[j]
+                for camera, track in obj.tracks.items():
+                    if self.bindings.get((camera, track)) == obj.global_id:
+                        del self.bindings[(camera, track)]
+                if obj.confirmed and obj.embedding is not None:
+                    self.removed.append((obj, self.X[j, :2].copy(), now))
+                self._count("removed")
+            self.objects = [o for o, k in zip(self.objects, keep) if k]
+            self.X, self.P = self.X[keep], self.P[keep]
+        self.removed = [r for r in self.removed if now - r[2] <= p.reid_memory_s]
+
+    # -- queries -----------------------------------------------------------------------------
+    def heading_of(self, camera_id: str, track_id: int) -> tuple[float, bool]:
+        """Heading of the object a camera track is bound to (for lifting its next box)."""
+        gid = self.bindings.get((camera_id, track_id))
+        if gid is None:
+            return 0.0, False
+        for obj in self.objects:
+            if obj.global_id == gid:
+                return obj.heading, obj.heading_known
+        return 0.0, False
+
+    def global_id_of(self, camera_id: str, track_id: int) -> int | None:
+        return self.bindings.get((camera_id, track_id))
+
+    def snapshot(self, t: float | None = None, include_tentative: bool = False,
+                 contributor_window_s: float = 0.5) -> list[ObjectState]:
+        """Every object predicted to time ``t`` (default: the filter time)."""
+        if self.time is None:
+            return []
+        t = self.time if t is None else max(t, self.time)
+        X, P = self._predicted(t)
+        out = []
+        for j, obj in enumerate(self.objects):
+            if not obj.confirmed and not include_tentative:
+                continue
+            coasting = t - obj.last_update > self.params.coast_after_s
+            state = ExistenceState.TENTATIVE if not obj.confirmed else (
+                ExistenceState.COASTING if coasting else ExistenceState.CONFIRMED)
+            contributors = {cam: obj.tracks[cam] for cam, seen in obj.last_seen_by.items()
+                            if obj.last_update - seen <= contributor_window_s and cam in obj.tracks}
+            confidence = float(obj.score) * (0.5 if coasting else 1.0)
+            out.append(ObjectState(obj.global_id, obj.class_id, state, X[j, :2].copy(), X[j, 2:].copy(), P[j].copy(),
+                                   obj.heading, obj.heading_known, max(obj.last_seen_by.values(), default=obj.created),
+                                   contributors, confidence, obj.embedding))
+        return out

@@ -1,0 +1,130 @@
+"""The localizer's core, without ROS: camera tracks in, objects on the map and the site's state out.
+
+The node (``nodes/localizer.py``), the evaluation and the bench all drive this
+class, so what is measured is what runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from perception_nodes.errors import PerceptionError
+from perception_nodes.localization.fusion import FusionParams, MapTracker, ObjectState, Observation, UpdateResult
+from perception_nodes.localization.lifting import CameraGeometry, LiftParams, MapHeadingPrior, lift_boxes, \
+    lift_with_priors
+from perception_nodes.localization.scene_state import Event, SceneParams, SceneUnderstanding
+
+
+class LocalizationError(PerceptionError):
+    """A camera message the localizer cannot use (unknown camera, bad arrays)."""
+
+
+@dataclass
+class TrackBatch:
+    """One camera's tracks at one stamp (arrays over N tracks)."""
+
+    camera_id: str
+    stamp: float
+    track_ids: np.ndarray
+    boxes_xyxy: np.ndarray
+    class_ids: np.ndarray
+    scores: np.ndarray
+    embeddings: np.ndarray | None = None  # (N, D) or None
+
+    def validate(self) -> "TrackBatch":
+        n = len(self.track_ids)
+        boxes = np.asarray(self.boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+        if len(boxes) != n or len(self.class_ids) != n or len(self.scores) != n:
+            raise LocalizationError(f"camera {self.camera_id}: {n} tracks but {len(boxes)} boxes, "
+                                    f"{len(self.class_ids)} classes, {len(self.scores)} scores")
+        if self.embeddings is not None and len(self.embeddings) != n:
+            raise LocalizationError(f"camera {self.camera_id}: {len(self.embeddings)} embeddings for {n} tracks")
+        if not np.isfinite(self.stamp):
+            raise LocalizationError(f"camera {self.camera_id}: stamp is not finite")
+        return self
+
+
+@dataclass
+class FuseReport:
+    result: UpdateResult
+    observations: int
+    rejected_boxes: int      # NaN/inf/empty boxes, or rays that do not meet the ground in range
+    lifted: object = None    # the LiftedBoxes, for evaluation
+
+
+@dataclass
+class LocalizerConfig:
+    fusion: FusionParams = field(default_factory=FusionParams)
+    lift: LiftParams = field(default_factory=LiftParams)
+    scene: SceneParams = field(default_factory=SceneParams)
+    use_heading: bool = True       # footprint lifting with the track's (or the map's) heading
+    use_appearance: bool = True
+
+
+class Localizer:
+    """Lifts camera tracks through their camera, fuses them into map objects, keeps the site's state."""
+
+    def __init__(self, semantic_map=None, config: LocalizerConfig | None = None):
+        self.config = config or LocalizerConfig()
+        self.map = semantic_map
+        self.tracker = MapTracker(self.config.fusion)
+        self.scene = SceneUnderstanding(semantic_map, self.config.scene) if semantic_map is not None else None
+        self.prior = MapHeadingPrior(semantic_map) if semantic_map is not None and self.config.use_heading else None
+        self.angle_sigma: dict[str, float] = {}
+
+    def set_camera_uncertainty(self, camera_id: str, angle_sigma_rad: float) -> None:
+        """Down-weight a camera (calibration health found it off its calibrated pose by about this angle)."""
+        self.angle_sigma[camera_id] = float(angle_sigma_rad)
+
+    def fuse(self, camera: CameraGeometry, batch: TrackBatch) -> FuseReport:
+        """Lift one camera message and fuse it (``camera``: its intrinsics and pose at the batch's stamp)."""
+        batch.validate()
+        if batch.camera_id in self.angle_sigma:
+            camera.angle_sigma_rad = max(camera.angle_sigma_rad, self.angle_sigma[batch.camera_id])
+        boxes = np.asarray(batch.boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+        finite = np.all(np.isfinite(boxes), axis=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        classes = np.asarray(batch.class_ids, dtype=np.int64)
+        safe_boxes = np.where(finite[:, None], boxes, [0.0, 0.0, 1.0, 1.0])
+        if self.config.use_heading:
+            hk = [self.tracker.heading_of(batch.camera_id, int(t)) for t in batch.track_ids]
+            heading = np.array([h for h, _ in hk], dtype=np.float64)
+            known = np.array([k for _, k in hk], dtype=bool)
+            lifted = lift_with_priors(camera, safe_boxes, classes, heading, known, self.prior, self.config.lift)
+        else:
+            lifted = _bottom_edge_lift(camera, safe_boxes, classes, self.config.lift)
+        usable = lifted.valid & finite
+        embeddings = batch.embeddings if self.config.use_appearance else None
+        observations = [Observation(batch.camera_id, int(batch.track_ids[i]), lifted.xy[i], lifted.cov[i],
+                                    int(classes[i]), float(batch.scores[i]),
+                                    None if embeddings is None or not len(embeddings[i]) else
+                                    np.asarray(embeddings[i], dtype=np.float64),
+                                    int(lifted.truncated[i]), float(lifted.range_m[i]))
+                        for i in range(len(boxes)) if usable[i]]
+        result = self.tracker.update(batch.stamp, observations)
+        if result == UpdateResult.RESET and self.scene is not None:
+            self.scene.reset()
+        return FuseReport(result, len(observations), int((~usable).sum()), lifted)
+
+    def snapshot(self, t: float | None = None, include_tentative: bool = False) -> list[ObjectState]:
+        return self.tracker.snapshot(t, include_tentative)
+
+    def update_scene(self, t: float, objects: list[ObjectState]) -> list[Event]:
+        """Advance the stall/zone state with a snapshot (only what cameras see now counts: coasting objects keep
+        their stalls and zones but do not enter new ones)."""
+        if self.scene is None:
+            return []
+        ids = [o.global_id for o in objects]
+        return self.scene.update(t, ids, [o.class_id for o in objects], np.array([o.xy for o in objects]).reshape(-1, 2),
+                                 np.array([o.velocity for o in objects]).reshape(-1, 2))
+
+
+def _bottom_edge_lift(camera: CameraGeometry, boxes: np.ndarray, classes: np.ndarray, params: LiftParams):
+    """Ablation: the box's bottom-centre pixel put on the ground, no footprint and no border handling."""
+    from perception_nodes.localization.lifting import LiftedBoxes
+
+    lifted = lift_boxes(camera, boxes, classes, params=params)
+    pixels = np.column_stack([(boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]])
+    ground, valid = camera.intersect_plane(pixels, 0.0)
+    return LiftedBoxes(ground[:, :2], lifted.cov, valid & lifted.valid, lifted.range_m, lifted.view_dir,
+                       lifted.truncated)
