@@ -86,5 +86,11 @@ def run_demo(args) -> int:
               f"{stats['track_messages']} track updates ({stats['track_rate_hz']} Hz) with "
               f"{stats['distinct_track_ids']} track ids, capture->tracks p50 {stats['capture_to_tracks_ms_p50']} ms "
               f"p99 {stats['capture_to_tracks_ms_p99']} ms")
+    loc = result.get("localization")
+    if loc is not None:
+        print(f"[demo] localizer: {loc['object_messages']} object updates, up to {loc['max_confirmed_objects']} "
+              f"objects on the map, {loc['distinct_global_ids']} global ids ({loc['global_ids_seen_by_two_cameras']} "
+              f"seen by two cameras at once); stalls occupied {loc['stalls_occupied']}/{loc['stalls']} "
+              f"{loc['occupied']}; events {loc['events']}")
     emit({**result, "site": args.site_path, "scene": args.scene})
     return 0 if result["ok"] else 1

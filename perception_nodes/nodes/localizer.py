@@ -178,7 +178,7 @@ class LocalizerNode(Node):
                 self._fuse(camera_id, msg, received)
             except Exception as exc:  # a bad message must not stop the worker
                 self.counters.on_error("fuse_failed")
-                self.log.error("fuse", f"camera {camera_id}: fusing a track message failed: {exc!r}")
+                self.log.warn("fuse", f"camera {camera_id}: fusing a track message failed: {exc!r}")
 
     def _geometry(self, camera_id: str, msg) -> CameraGeometry | None:
         info = self._camera_info.get(camera_id)
@@ -202,7 +202,7 @@ class LocalizerNode(Node):
                 return None
         K = np.array(info.k, dtype=np.float64).reshape(3, 3)
         D = np.array(info.d, dtype=np.float64) if len(info.d) else np.zeros(5)
-        return CameraGeometry(camera_id, int(info.width), int(info.height), K, D, pose.transform)
+        return CameraGeometry(camera_id, int(info.width), int(info.height), K, D, pose.transform())
 
     def _fuse(self, camera_id: str, msg, received: float) -> None:
         started = time.perf_counter()

@@ -42,6 +42,44 @@ class GraphObserver:
                                           lambda m, c=cam: self._on_gt(c, m), qos.RESULTS)
             self.track_msgs[cam], self.track_ids[cam], self.track_age_ms[cam] = 0, set(), []
             self.node.create_subscription(TrackArray, f"{ns}/tracks", lambda m, c=cam: self._on_tracks(c, m), qos.RESULTS)
+        self.localizer = next((s for s in specs if s.executable == "localizer"), None)
+        self.objects_msgs = 0
+        self.object_ids: set[int] = set()
+        self.multi_camera_ids: set[int] = set()
+        self.max_objects = 0
+        self.object_age_ms: list[float] = []
+        self.site_state = None
+        self.site_events: list = []
+        self.stall_changes = 0
+        if self.localizer is not None:
+            from perception_nodes.msg import LocalizedObjectArray, SiteEventArray, SiteState
+
+            ns = self.localizer.namespace.rstrip("/")
+            self.node.create_subscription(LocalizedObjectArray, f"{ns}/objects", self._on_objects, qos.RESULTS)
+            self.node.create_subscription(SiteState, f"{ns}/site_state", self._on_site_state, qos.LATCHED)
+            self.node.create_subscription(SiteEventArray, f"{ns}/site_events", self._on_events, qos.RESULTS)
+
+    def _on_objects(self, msg) -> None:
+        now = self.node.get_clock().now().nanoseconds
+        with self.lock:
+            self.objects_msgs += 1
+            confirmed = [o for o in msg.objects if o.state == o.STATE_CONFIRMED]
+            self.max_objects = max(self.max_objects, len(confirmed))
+            for o in confirmed:
+                self.object_ids.add(int(o.global_id))
+                if len({c.camera_id for c in o.contributors}) >= 2:
+                    self.multi_camera_ids.add(int(o.global_id))
+                seen = o.last_seen.sec * 1_000_000_000 + o.last_seen.nanosec
+                self.object_age_ms.append((now - seen) / 1e6)
+
+    def _on_site_state(self, msg) -> None:
+        with self.lock:
+            self.site_state = msg
+
+    def _on_events(self, msg) -> None:
+        with self.lock:
+            self.site_events.extend(msg.events)
+            self.stall_changes += sum(1 for e in msg.events if e.kind in (e.KIND_STALL_OCCUPIED, e.KIND_STALL_FREED))
 
     def _on_image(self, cam, msg) -> None:
         now = self.node.get_clock().now().nanoseconds
@@ -80,6 +118,27 @@ class GraphObserver:
                 self.track_msgs[cam], self.track_ids[cam], self.track_age_ms[cam] = 0, set(), []
             self.first_last.clear()
             self.track_first_last.clear()
+            self.objects_msgs, self.max_objects, self.stall_changes = 0, 0, 0
+            self.object_ids, self.multi_camera_ids, self.object_age_ms, self.site_events = set(), set(), [], []
+
+    def localization_report(self) -> dict | None:
+        """What the localizer delivered: objects on the map, ids seen by two cameras, stalls, events."""
+        if self.localizer is None:
+            return None
+        with self.lock:
+            ages = np.asarray(self.object_age_ms) if self.object_age_ms else np.zeros(1)
+            stalls = list(self.site_state.stalls) if self.site_state is not None else []
+            occupied = [s.stall_id for s in stalls if s.occupancy == s.OCCUPANCY_OCCUPIED]
+            kinds: dict[str, int] = {}
+            for e in self.site_events:
+                name = {1: "zone_enter", 2: "zone_exit", 3: "stall_occupied", 4: "stall_freed"}.get(e.kind, "unknown")
+                kinds[name] = kinds.get(name, 0) + 1
+            return {"object_messages": self.objects_msgs, "distinct_global_ids": len(self.object_ids),
+                    "global_ids_seen_by_two_cameras": len(self.multi_camera_ids),
+                    "max_confirmed_objects": self.max_objects,
+                    "last_seen_age_ms_p50": round(float(np.percentile(ages, 50)), 1),
+                    "stalls": len(stalls), "stalls_occupied": len(occupied), "occupied": occupied[:12],
+                    "events": kinds}
 
     def report(self) -> dict:
         with self.lock:
@@ -157,6 +216,7 @@ def run_demo_session(specs, *, duration: float, startup_timeout: float, tracking
         log(f"[demo] not every camera delivered within {startup_timeout:.0f} s")
     health = query_monitor(observer.node, namespace) if monitor else {"ok": True}
     cameras = observer.report()
+    localization = observer.localization_report()
     executor.shutdown(timeout_sec=1.0)
     spin.join(timeout=5.0)  # no spinning thread may outlive the context
     runner.stop()
@@ -164,6 +224,9 @@ def run_demo_session(specs, *, duration: float, startup_timeout: float, tracking
     rclpy.shutdown()
     ok = ready and alive and not runner.given_up and all(c["frames"] > 0 for c in cameras.values()) and \
         health.get("ok", False) and (not tracking or all(c["track_messages"] > 0 for c in cameras.values()))
+    if localization is not None:
+        ok = ok and localization["object_messages"] > 0
     return {"ok": bool(ok), "startup_s": round(startup_s, 1), "duration_s": duration, "cameras": cameras,
+            **({"localization": localization} if localization is not None else {}),
             "monitor": health, "failed_nodes": sorted({f.node for f in runner.failures}),
             "restarts": runner.restarts, "given_up": runner.given_up}
