@@ -10,7 +10,8 @@ import argparse
 import os
 import sys
 
-from perception_nodes.cli import bag_cmds, bench, calibrate, detection_cmds, graph_cmds, site_cmds, tracking_cmds
+from perception_nodes.cli import bag_cmds, bench, calibrate, detection_cmds, graph_cmds, localization_cmds, site_cmds, \
+    tracking_cmds
 from perception_nodes.cli.common import add_scene_args
 from perception_nodes.errors import PerceptionError
 from perception_nodes.rosenv import configure_dds
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_sub = evaluate.add_subparsers(dest="eval_command", required=True)
     calibrate.add_parsers(sub, eval_sub, add_scene_args)
     tracking_cmds.add_parsers(eval_sub, bench_sub, add_scene_args)
+    localization_cmds.add_parsers(eval_sub, bench_sub, add_scene_args)
     detection_cmds.add_parsers(sub, eval_sub, add_scene_args)
     detection_cmds.add_bench_parser(bench_sub, add_scene_args)
 

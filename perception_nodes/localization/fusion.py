@@ -157,6 +157,14 @@ def _classes_compatible(a: int, b: int) -> bool:
     return a in VEHICLES and b in VEHICLES  # detectors confuse cars and trucks; the votes settle it
 
 
+def _compatibility(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Vectorised :func:`_classes_compatible` over class arrays (n,) x (m,)."""
+    a, b = a[:, None], b[None, :]
+    other = int(SiteClass.OTHER)
+    vehicles = np.isin(a, VEHICLES) & np.isin(b, VEHICLES)
+    return (a == b) | (a == other) | (b == other) | vehicles
+
+
 def _inv2(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inverse and determinant of (..., 2, 2) matrices."""
     a, b, c, d = S[..., 0, 0], S[..., 0, 1], S[..., 1, 0], S[..., 1, 1]
@@ -293,6 +301,9 @@ class MapTracker:
                     used_obj.add(j)
             return matches
         camera = observations[0].camera_id
+        obs_classes = np.array([o.class_id for o in observations])
+        obj_classes = np.array([o.class_id for o in self.objects])
+        compatible = _compatibility(obs_classes, obj_classes)
         # 1. bindings from earlier messages
         if p.use_bindings:
             for i, obs in enumerate(observations):
@@ -300,8 +311,7 @@ class MapTracker:
                 j = row_of.get(gid) if gid is not None else None
                 if j is None:
                     continue
-                if d2[i, j] <= p.continuity_chi2 and _classes_compatible(obs.class_id, self.objects[j].class_id) \
-                        and j not in matches.values():
+                if d2[i, j] <= p.continuity_chi2 and compatible[i, j] and j not in matches.values():
                     matches[i] = j
                 else:
                     del self.bindings[(obs.camera_id, obs.track_id)]
@@ -310,52 +320,63 @@ class MapTracker:
         present = {o.track_id for o in observations}
         held = {j for j, obj in enumerate(self.objects) if obj.tracks.get(camera) in present
                 and (camera, obj.tracks[camera]) in self.bindings}
-        free_obs = [i for i in range(n) if i not in matches]
-        free_obj = [j for j in range(m) if j not in matches.values() and j not in held]
-        if free_obs and free_obj:
+        free_obs = np.array([i for i in range(n) if i not in matches], dtype=int)
+        free_obj = np.array([j for j in range(m) if j not in matches.values() and j not in held], dtype=int)
+        if not len(free_obs):
+            return matches
+        appearance, has_appearance = self._appearance(observations)
+        if len(free_obs) and len(free_obj):
             from scipy.optimize import linear_sum_assignment
 
-            cost = np.full((len(free_obs), len(free_obj)), 1e6)
-            for a, i in enumerate(free_obs):
-                obs = observations[i]
-                for b, j in enumerate(free_obj):
-                    obj = self.objects[j]
-                    if d2[i, j] > p.gate_chi2 or not _classes_compatible(obs.class_id, obj.class_id):
-                        continue
-                    c = d2[i, j]
-                    appearance = _cosine_distance(obs.embedding, obj.embedding)
-                    if appearance is not None:
-                        if appearance > p.appearance_gate:
-                            continue
-                        c += p.appearance_weight * appearance
-                    cost[a, b] = c
+            sub = np.ix_(free_obs, free_obj)
+            cost = d2[sub] + np.where(has_appearance[sub], p.appearance_weight * appearance[sub], 0.0)
+            allowed = (d2[sub] <= p.gate_chi2) & compatible[sub] & \
+                ~(has_appearance[sub] & (appearance[sub] > p.appearance_gate))
+            cost = np.where(allowed, cost, 1e6)
             rows, cols = linear_sum_assignment(cost)
             for a, b in zip(rows, cols):
                 if cost[a, b] < 1e6:
-                    matches[free_obs[a]] = free_obj[b]
+                    matches[int(free_obs[a])] = int(free_obj[b])
         # 4. handover to objects no camera sees now (appearance + plausible travel)
-        unmatched = [i for i in range(n) if i not in matches]
-        if unmatched and p.reid_max_distance > 0:
+        unmatched = np.array([i for i in range(n) if i not in matches], dtype=int)
+        if len(unmatched) and p.reid_max_distance > 0:
             taken = set(matches.values()) | held
-            candidates = []
-            for i in unmatched:
-                obs = observations[i]
-                for j, obj in enumerate(self.objects):
-                    if j in taken or now - obj.last_update < p.coast_after_s:
-                        continue
-                    appearance = _cosine_distance(obs.embedding, obj.embedding)
-                    if appearance is None or appearance > p.reid_max_distance:
-                        continue
-                    if not _classes_compatible(obs.class_id, obj.class_id):
-                        continue
-                    reach = MAX_SPEED.get(obj.class_id, 15.0) * (now - obj.last_update) + p.handover_slack_m
-                    if dist[i, j] <= reach:
-                        candidates.append((appearance, i, j))
-            for _, i, j in sorted(candidates):
-                if i not in matches and j not in matches.values():
-                    matches[i] = j
-                    self._count("handovers")
+            idle = np.array([j not in taken and now - obj.last_update >= p.coast_after_s
+                             for j, obj in enumerate(self.objects)])
+            if idle.any():
+                reach = np.array([MAX_SPEED.get(o.class_id, 15.0) * (now - o.last_update) + p.handover_slack_m
+                                  for o in self.objects])
+                ok = has_appearance[unmatched] & (appearance[unmatched] <= p.reid_max_distance) & \
+                    compatible[unmatched] & idle[None, :] & (dist[unmatched] <= reach[None, :])
+                candidates = sorted((float(appearance[i, j]), int(i), int(j))
+                                    for a, i in enumerate(unmatched) for j in np.flatnonzero(ok[a]))
+                for _, i, j in candidates:
+                    if i not in matches and j not in matches.values():
+                        matches[i] = j
+                        self._count("handovers")
         return matches
+
+    def _appearance(self, observations) -> tuple[np.ndarray, np.ndarray]:
+        """(cosine distance (n, m), both have embeddings of one size (n, m)) between observations and objects."""
+        n, m = len(observations), len(self.objects)
+        dims = {len(o.embedding) for o in observations if o.embedding is not None} | \
+            {len(o.embedding) for o in self.objects if o.embedding is not None}
+        if len(dims) != 1:
+            return np.ones((n, m)), np.zeros((n, m), dtype=bool)
+        dim = dims.pop()
+        E_obs, E_obj = np.zeros((n, dim)), np.zeros((m, dim))
+        has_obs, has_obj = np.zeros(n, bool), np.zeros(m, bool)
+        for i, o in enumerate(observations):
+            if o.embedding is not None:
+                norm = float(np.linalg.norm(o.embedding))
+                if norm > 1e-9:
+                    E_obs[i], has_obs[i] = o.embedding / norm, True
+        for j, o in enumerate(self.objects):
+            if o.embedding is not None:
+                norm = float(np.linalg.norm(o.embedding))
+                if norm > 1e-9:
+                    E_obj[j], has_obj[j] = o.embedding / norm, True
+        return 1.0 - E_obs @ E_obj.T, has_obs[:, None] & has_obj[None, :]
 
     def _apply(self, observations, Z, R, matches: dict[int, int], lag: float, stamp: float, now: float) -> None:
         p = self.params
