@@ -1,0 +1,231 @@
+"""Localization core (no ROS): ground lifting, the map tracker, scene understanding, the parking world."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from perception_nodes.evaluation.localization import camera_geometry
+from perception_nodes.localization.fusion import ExistenceState, FusionParams, MapTracker, Observation, UpdateResult
+from perception_nodes.localization.lifting import (TRUNCATED_BOTTOM, MapHeadingPrior, lift_boxes,
+                                                   lift_with_priors)
+from perception_nodes.localization.localizer import LocalizationError, Localizer, TrackBatch
+from perception_nodes.localization.scene_state import EventKind, LaneMotion, SceneUnderstanding
+from perception_nodes.site.manifest import Lane, LaneDirection, SemanticMap, Stall, Zone, ZoneKind
+from perception_nodes.world import World, load_scene
+
+
+@pytest.fixture(scope="module")
+def parking2():
+    return World(load_scene("parking2"))
+
+
+def _truth_boxes(world, frames, min_visibility=0.6):
+    """(camera index, boxes, classes, true xy, true yaw, ids) of well-visible objects over some frames."""
+    out = []
+    for f in frames:
+        states = {a.global_id: (p, yaw) for a, p, yaw, _ in world.states(f)}
+        for ci in range(len(world.cameras)):
+            _, boxes = world.render(ci, f)
+            boxes = [b for b in boxes if b.visible_fraction >= min_visibility and b.bbox[3] - b.bbox[1] >= 12]
+            if boxes:
+                out.append((ci, np.array([b.bbox for b in boxes]), np.array([b.class_id for b in boxes]),
+                            np.array([states[b.global_id][0][:2] for b in boxes]),
+                            np.array([states[b.global_id][1] for b in boxes]), [b.global_id for b in boxes]))
+    return out
+
+
+def test_footprint_lifting_beats_the_box_bottom_and_meets_the_error_goals_on_true_boxes(parking2):
+    """Cars: the footprint centre behind the box's bottom edge (with the heading) is much closer to the truth than
+    the bottom edge put on the ground; persons' feet land within 0.25 m (p50)."""
+    cams = [camera_geometry(c.spec) for c in parking2.cameras]
+    errors = {"car": [], "car_bottom": [], "person": []}
+    for ci, boxes, classes, xy, yaw, _ in _truth_boxes(parking2, range(0, 300, 10)):
+        lifted = lift_boxes(cams[ci], boxes, classes, yaw, np.ones(len(boxes), bool))
+        bottom, _ = cams[ci].intersect_plane(np.column_stack([(boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]]))
+        for k, cls in enumerate(classes):
+            err = float(np.linalg.norm(lifted.xy[k] - xy[k]))
+            if cls == 0 and lifted.range_m[k] <= 30:
+                errors["car"].append(err)
+                errors["car_bottom"].append(float(np.linalg.norm(bottom[k, :2] - xy[k])))
+            elif cls == 2 and lifted.range_m[k] <= 30:
+                errors["person"].append(err)
+    assert len(errors["car"]) > 30 and len(errors["person"]) > 10
+    assert np.median(errors["car"]) <= 0.35, np.median(errors["car"])
+    assert np.median(errors["car"]) < 0.5 * np.median(errors["car_bottom"])
+    assert np.median(errors["person"]) <= 0.25, np.median(errors["person"])
+
+
+def test_the_map_prior_gives_parked_cars_a_heading(parking2):
+    """A car standing in a stall with no track heading yet: the stall's axis beats the heading-free extent."""
+    from perception_nodes.evaluation.localization import _site_map
+
+    cams = [camera_geometry(c.spec) for c in parking2.cameras]
+    prior = MapHeadingPrior(_site_map(parking2.scene))
+    with_prior, without = [], []
+    for ci, boxes, classes, xy, _, _ in _truth_boxes(parking2, range(0, 60, 10)):
+        cars = classes == 0
+        if not cars.any():
+            continue
+        a = lift_with_priors(cams[ci], boxes[cars], classes[cars], None, None, prior)
+        b = lift_boxes(cams[ci], boxes[cars], classes[cars])
+        with_prior += list(np.linalg.norm(a.xy - xy[cars], axis=1))
+        without += list(np.linalg.norm(b.xy - xy[cars], axis=1))
+    assert with_prior and np.median(with_prior) < np.median(without)
+
+
+def test_covariance_grows_with_range_and_a_cut_box_is_flagged():
+    cam = camera_geometry(load_scene("default").cameras[0])
+    near = [300, 380, 340, 470]   # bottom near the image bottom: close to the camera
+    far = [300, 172, 340, 262]    # the same box higher up: farther away
+    cut = [300, 400, 360, 480]    # touches the bottom border
+    lifted = lift_boxes(cam, np.array([near, far, cut], float), np.array([2, 2, 2]))
+    assert lifted.valid.all()
+    assert lifted.range_m[1] > 2 * lifted.range_m[0]
+    assert np.trace(lifted.cov[1]) > 2 * np.trace(lifted.cov[0])
+    assert lifted.truncated[2] & TRUNCATED_BOTTOM and not lifted.truncated[0] & TRUNCATED_BOTTOM
+    above_horizon = lift_boxes(cam, np.array([[300, 0, 320, 5]], float), np.array([0]))
+    assert not above_horizon.valid[0]
+
+
+def _obs(camera, track, xy, cls=2, sigma=0.3, embedding=None):
+    return Observation(camera, track, np.asarray(xy, float), np.eye(2) * sigma ** 2, cls, 0.9,
+                       None if embedding is None else np.asarray(embedding, float))
+
+
+def test_two_cameras_seeing_one_object_give_it_one_global_id():
+    tracker = MapTracker()
+    for step in range(10):
+        t = step * 0.1
+        truth = np.array([1.0 * t, 2.0])
+        tracker.update(t, [_obs("a", 7, truth + [0.1, 0.0])])
+        tracker.update(t + 0.03, [_obs("b", 3, truth + [-0.1, 0.05])])
+    objects = tracker.snapshot()
+    assert len(objects) == 1
+    assert objects[0].contributors == {"a": 7, "b": 3}
+    assert objects[0].state == ExistenceState.CONFIRMED
+    assert tracker.global_id_of("a", 7) == tracker.global_id_of("b", 3) == objects[0].global_id
+    assert abs(objects[0].velocity[0] - 1.0) < 0.4
+
+
+def test_out_of_order_late_and_backwards_messages():
+    tracker = MapTracker(FusionParams(max_out_of_order_s=0.3, reset_backwards_s=2.0))
+    for step in range(5):
+        tracker.update(step * 0.1, [_obs("a", 1, [0.0, 0.0])])
+    assert tracker.update(0.25, [_obs("b", 4, [0.0, 0.1])]) == UpdateResult.FUSED_OUT_OF_ORDER
+    assert tracker.global_id_of("b", 4) == tracker.global_id_of("a", 1)
+    assert tracker.update(0.0, [_obs("b", 4, [0.0, 0.1])]) == UpdateResult.DROPPED_LATE
+    assert tracker.counters["dropped_late"] == 1
+    assert tracker.update(-10.0, [_obs("a", 1, [0.0, 0.0])]) == UpdateResult.RESET
+    assert tracker.time == -10.0 and len(tracker.objects) == 1
+
+
+def test_a_silent_camera_leaves_its_objects_coasting_slowing_down_then_gone():
+    tracker = MapTracker(FusionParams(max_coast_s=3.0))
+    for step in range(20):
+        t = step * 0.1
+        tracker.update(t, [_obs("a", 1, [2.0 * t, 0.0], cls=2)])
+    last = tracker.snapshot()[0]
+    coasting = tracker.snapshot(last.last_seen + 2.0)[0]
+    assert coasting.state == ExistenceState.COASTING
+    travelled = coasting.xy[0] - last.xy[0]
+    assert 0 < travelled < 2.0 * 2.0 * 0.75  # slower than its last speed would take it: never runs away
+    tracker.update(last.last_seen + 3.5, [])
+    assert tracker.snapshot() == []
+
+
+def test_handover_between_cameras_that_do_not_overlap_keeps_the_id_when_appearance_matches():
+    red, blue = np.array([1.0, 0, 0, 0]), np.array([0, 0, 1.0, 0])
+    for embedding, same in ((red, True), (blue, False)):
+        tracker = MapTracker()
+        for step in range(10):
+            tracker.update(step * 0.1, [_obs("a", 1, [1.5 * step * 0.1, 0.0], embedding=red)])
+        first = tracker.global_id_of("a", 1)
+        # 2 s without anyone seeing it, then camera b, 5 m further on.
+        for step in range(3):
+            t = 3.0 + step * 0.1
+            tracker.update(t, [_obs("b", 9, [5.5 + 1.5 * step * 0.1, 0.0], embedding=embedding)])
+        assert (tracker.global_id_of("b", 9) == first) is same
+
+
+def test_localizer_rejects_bad_batches_and_skips_nan_boxes():
+    cam = camera_geometry(load_scene("default").cameras[0])
+    localizer = Localizer()
+    with pytest.raises(LocalizationError):
+        localizer.fuse(cam, TrackBatch("cam0", 0.0, np.array([1, 2]), np.zeros((1, 4)), np.array([0]), np.array([1.0])))
+    report = localizer.fuse(cam, TrackBatch("cam0", 0.0, np.array([1, 2]),
+                                            np.array([[300, 380, 340, 470], [np.nan, 1, 2, 3]], float),
+                                            np.array([2, 2]), np.array([0.9, 0.9])))
+    assert report.observations == 1 and report.rejected_boxes == 1
+
+
+def _scene():
+    stall = Stall("s1", ((0, 0), (3, 0), (3, 5), (0, 5)), "row")
+    zones = (Zone("row", ZoneKind.PARKING, ((0, 0), (9, 0), (9, 5), (0, 5))),
+             Zone("walk", ZoneKind.WALKWAY, ((-5, -3), (20, -3), (20, -1), (-5, -1))))
+    lanes = (Lane("one_way", ((-10.0, -2.0), (30.0, -2.0)), LaneDirection.FORWARD),)
+    return SceneUnderstanding(SemanticMap(zones, (stall,), lanes))
+
+
+def test_a_stall_is_taken_after_the_settle_time_and_freed_when_the_car_leaves():
+    scene = _scene()
+    events = []
+    for step in range(50):
+        t = step * 0.1
+        parked = 0.5 <= t < 3.0
+        ids, xy = ([5], [[1.5, 2.5]]) if parked else ([5], [[1.5, -2.0]])
+        events += scene.update(t, ids, [0], np.array(xy), np.zeros((1, 2)))
+    kinds = [(e.kind, e.place) for e in events if e.place == "s1"]
+    assert kinds == [(EventKind.STALL_OCCUPIED, "s1"), (EventKind.STALL_FREED, "s1")]
+    occupied = next(e for e in events if e.kind == EventKind.STALL_OCCUPIED)
+    assert occupied.stamp == pytest.approx(0.5) and occupied.global_id == 5  # when it happened, not when confirmed
+    assert not scene.stalls["s1"].occupied
+    enters = [e for e in events if e.kind == EventKind.ZONE_ENTER and e.place == "row"]
+    exits = [e for e in events if e.kind == EventKind.ZONE_EXIT and e.place == "row"]
+    assert len(enters) == 1 and len(exits) == 1 and enters[0].stamp == pytest.approx(0.5)
+    assert scene.events_between(0.0, 1.0) == [e for e in scene.events if e.stamp <= 1.0]
+
+
+def test_a_moving_car_does_not_take_a_stall_and_lane_direction_is_reported():
+    scene = _scene()
+    for step in range(30):
+        scene.update(step * 0.1, [1], [0], np.array([[1.5, 2.5]]), np.array([[3.0, 0.0]]))
+    assert not scene.stalls["s1"].occupied
+    assert scene.lane_motion([5.0, -2.2], [3.0, 0.0]) == ("one_way", LaneMotion.WITH_LANE)
+    assert scene.lane_motion([5.0, -2.2], [-3.0, 0.0]) == ("one_way", LaneMotion.AGAINST_LANE)
+    assert scene.lane_motion([5.0, -2.2], [0.1, 0.0])[1] == LaneMotion.STOPPED
+    assert scene.lane_motion([5.0, 20.0], [3.0, 0.0]) == ("", LaneMotion.NO_LANE)
+
+
+def test_parking_life_is_deterministic_and_fills_and_frees_stalls():
+    a, b = World(load_scene("parking")), World(load_scene("parking"))
+    parked = [x for x in a.actors if x.keyframes is not None]
+    assert parked and all(np.array_equal(x.keyframes, y.keyframes) for x, y in
+                          zip(parked, [y for y in b.actors if y.keyframes is not None]))
+    counts = [sum(v is not None for v in a.stall_occupancy(f).values()) for f in range(0, a.scene.frame_count, 20)]
+    assert min(counts) < max(counts)  # cars arrive and leave
+    assert {x.class_name for x in parked} >= {"car", "person"}
+    # A queued or parked car stands still: zero velocity while its position holds.
+    stops = [x for x in parked if x.class_name == "car" and any(
+        np.allclose(x.state(t)[3], 0) for t in np.arange(x.time_span[0] + 0.05, x.time_span[1], 0.5))]
+    assert stops
+
+
+def test_scenes_without_parking_keep_their_actors():
+    """Parking life is opt-in: the default scene has no keyframe actors and the same actors as its own file."""
+    world = World(load_scene("default"))
+    assert all(a.keyframes is None for a in world.actors) and len(world.actors) == world.scene.actor_count
+    assert World(load_scene("parking")).scene.cameras == world.scene.cameras  # extends: default
+
+
+def test_a_bumped_camera_renders_from_its_new_pose_after_the_bump():
+    world = World(load_scene("parking_bumped"))
+    plain = World(load_scene("parking"))
+    cam = [c.spec.id for c in world.cameras].index("cam1")
+    bump_frame = int(world.scene.camera_bump.time_s * world.scene.fps)
+    before, _ = world.render(cam, bump_frame - 1)
+    assert np.array_equal(before, plain.render(cam, bump_frame - 1)[0])
+    after, _ = world.render(cam, bump_frame + 1)
+    assert not np.array_equal(after, plain.render(cam, bump_frame + 1)[0])
+    assert world.scene.camera_bump.magnitude_deg == pytest.approx(math.hypot(1.5, 0.5))
