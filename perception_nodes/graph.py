@@ -22,6 +22,7 @@ synthetic sources (config/sites/<scene>.yaml).
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ STAGES = ("site", "cameras", "detection", "tracking", "localization", "monitor")
 # What runs when no stages are named: everything.
 DEFAULT_STAGES = STAGES
 DEFAULT_PARAMS_FILE = "perception.yaml"
+SCENE_START_LEAD_S = 3.0
 
 
 @dataclass
@@ -152,8 +154,12 @@ def build_graph(site: str | os.PathLike | SiteManifest, seed: int | None = None,
         specs.append(NodeSpec("site_publisher", "site_publisher", _join(namespace), [params],
                               {"calibration_dir": str(calibration)}))
     if "cameras" in stages:
+        # Synthetic cameras share one scene clock: frame 0 is due a few seconds from now (the processes' start).
+        epoch_ns = time.time_ns() + int(SCENE_START_LEAD_S * 1e9)
         for cam in manifest.cameras:
             overrides = camera_parameters(cam, seed, camera_rate_hz)
+            if cam.source.type is SourceType.SYNTHETIC:
+                overrides["scene_epoch_ns"] = epoch_ns
             if calibration_dir:
                 overrides["camera_info_url"] = f"file://{calibration / f'{cam.id}.yaml'}"
             specs.append(NodeSpec("camera", "camera", _join(namespace, cam.id), [params], overrides))

@@ -79,6 +79,10 @@ class CameraNode(Node):
         self.camera_info_url = params.declare("camera_info_url", "", "camera_info_manager YAML (file:// or path); "
                                               "empty: the synthetic scene's intrinsics, else uncalibrated.",
                                               read_only=True)
+        self.scene_epoch_ns = params.declare(
+            "scene_epoch_ns", 0, "Synthetic only: node-clock time (ns) at which frame 0 is due, shared by the site's "
+            "cameras so they show the same scene instant at one stamp; 0: frame 0 when this camera opens.",
+            minimum=0, maximum=2 ** 62, read_only=True)
         self.publish_ground_truth = params.declare("publish_ground_truth", True,
                                                    "Synthetic only: publish true boxes on ground_truth/detections.")
         self.min_visibility = params.declare("ground_truth_min_visibility", 0.25,
@@ -155,6 +159,11 @@ class CameraNode(Node):
                     self._status = (self._NodeHealth.LEVEL_OK, "")
                     start = time.monotonic()
                     start_clock_ns = self.get_clock().now().nanoseconds
+                    if self._source.clocked and self.scene_epoch_ns > 0:
+                        # One scene time for every camera of the site: frame 0 is due at the shared epoch, so
+                        # cameras opened at different moments (or restarted) show the same instant at one stamp.
+                        start -= (start_clock_ns - self.scene_epoch_ns) / 1e9
+                        start_clock_ns = self.scene_epoch_ns
                     if self._source.clocked:
                         scene_clock = SceneClock(self._source.native_fps)
                         scene_clock.start(start)
