@@ -175,7 +175,10 @@ def build_graph(site: str | os.PathLike | SiteManifest, seed: int | None = None,
             specs.append(NodeSpec("container", "tracker_container", _join(namespace), members=trackers))
         else:
             specs.extend(trackers)
-    if "localization" in stages:
+    semantic = manifest.map
+    # Localization needs the map it localizes on: a site whose manifest draws none (a fresh `perception site new`)
+    # runs without it until its map and extrinsic calibration exist.
+    if "localization" in stages and (semantic.zones or semantic.stalls or semantic.lanes):
         specs.append(NodeSpec("localizer", "localizer", _join(namespace), [params],
                               {"site": str(manifest.path), "cameras": [c.id for c in manifest.cameras],
                                "map_frame": manifest.map_frame}))

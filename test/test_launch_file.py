@@ -64,7 +64,11 @@ def test_the_launch_file_builds_perception_ups_graph(launch_module, site_arg):
     assert [(n.kwargs["executable"], n.kwargs["namespace"], n.kwargs["name"]) for n in nodes] == \
         [(s.executable, s.namespace, s.name) for s in specs]
     for node, spec in zip(nodes, specs):
-        assert node.kwargs["parameters"][-1] == {**spec.parameters, "use_sim_time": False}
+        launched = dict(node.kwargs["parameters"][-1])
+        # Each build gives the synthetic cameras a fresh shared scene epoch; one build's cameras share it.
+        assert (launched.pop("scene_epoch_ns", None) is None) == ("scene_epoch_ns" not in spec.parameters)
+        assert launched == {**{k: v for k, v in spec.parameters.items() if k != "scene_epoch_ns"},
+                            "use_sim_time": False}
         assert node.kwargs["respawn"] is True and node.kwargs["respawn_max_retries"] == 5
     quiet = module._nodes(_context(site="overlap2", respawn="false"))
     assert all(n.kwargs["respawn"] is False for n in quiet)
