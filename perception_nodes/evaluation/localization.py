@@ -73,13 +73,10 @@ class Recording:
 
 def camera_geometry(spec, angle_sigma_rad: float = 0.002) -> CameraGeometry:
     """The localizer's view of a camera from its calibration (the synthetic camera's *calibrated* pose)."""
-    from perception_nodes.calibration import CameraCalibration
-    from perception_nodes.geometry import Transform, camera_body_transform
+    from perception_nodes.world.camera import CameraModel
 
-    calib = CameraCalibration.from_camera_spec(spec)
-    e = calib.extrinsics
-    T = camera_body_transform(e["position"], e["yaw_deg"], e["pitch_deg"], e["roll_deg"]) @ Transform.body_from_optical()
-    return CameraGeometry(spec.id, calib.width, calib.height, calib.K, calib.D, T, angle_sigma_rad)
+    model = CameraModel(spec)
+    return CameraGeometry(spec.id, spec.width, spec.height, model.K, model.D, model.T_map_optical, angle_sigma_rad)
 
 
 def record(scene_name: str, seed: int | None, frames: int | None, detections: str, model=None,

@@ -149,6 +149,7 @@ class ObjectState:
     contributors: dict[str, int]
     confidence: float
     embedding: np.ndarray | None
+    first_seen: float = 0.0
 
 
 def _classes_compatible(a: int, b: int) -> bool:
@@ -535,5 +536,5 @@ class MapTracker:
             confidence = float(obj.score) * (0.5 if coasting else 1.0)
             out.append(ObjectState(obj.global_id, obj.class_id, state, X[j, :2].copy(), X[j, 2:].copy(), P[j].copy(),
                                    obj.heading, obj.heading_known, max(obj.last_seen_by.values(), default=obj.created),
-                                   contributors, confidence, obj.embedding))
+                                   contributors, confidence, obj.embedding, obj.created))
         return out

@@ -298,9 +298,7 @@ class LocalizerNode(Node):
         msg.velocity.x, msg.velocity.y = float(o.velocity[0]), float(o.velocity[1])
         msg.contributors = [CameraTrackRef(camera_id=c, track_id=int(t)) for c, t in sorted(o.contributors.items())]
         _stamp(msg.last_seen, o.last_seen)
-        obj = next((x for x in self.core.tracker.objects if x.global_id == o.global_id), None)
-        if obj is not None:
-            _stamp(msg.first_seen, obj.created)
+        _stamp(msg.first_seen, o.first_seen)
         if o.embedding is not None:
             msg.embedding = [float(v) for v in o.embedding]
         scene = self.core.scene

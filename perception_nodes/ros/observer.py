@@ -123,6 +123,8 @@ class GraphObserver:
 
     def localization_report(self) -> dict | None:
         """What the localizer delivered: objects on the map, ids seen by two cameras, stalls, events."""
+        from perception_nodes.localization.scene_state import EventKind
+
         if self.localizer is None:
             return None
         with self.lock:
@@ -131,7 +133,7 @@ class GraphObserver:
             occupied = [s.stall_id for s in stalls if s.occupancy == s.OCCUPANCY_OCCUPIED]
             kinds: dict[str, int] = {}
             for e in self.site_events:
-                name = {1: "zone_enter", 2: "zone_exit", 3: "stall_occupied", 4: "stall_freed"}.get(e.kind, "unknown")
+                name = EventKind(e.kind).name.lower() if e.kind in EventKind._value2member_map_ else "unknown"
                 kinds[name] = kinds.get(name, 0) + 1
             return {"object_messages": self.objects_msgs, "distinct_global_ids": len(self.object_ids),
                     "global_ids_seen_by_two_cameras": len(self.multi_camera_ids),
