@@ -1,11 +1,13 @@
 import threading
+import time
 
 import cv2
 import numpy as np
 import pytest
 
 from perception_nodes.errors import SourceError
-from perception_nodes.sources import Backoff, ImageDirectorySource, OpenCVSource, make_source, sleep_until
+from perception_nodes.sources import (Backoff, ImageDirectorySource, LiveOpenCVSource, OpenCVSource, make_source,
+                                      sleep_until)
 
 
 def _images(tmp_path, n=3):
@@ -48,6 +50,90 @@ def test_video_file_source_reads_and_loops(tmp_path):
     assert source.native_fps == pytest.approx(5.0)
     frames = [source.read() for _ in range(6)]
     assert all(f is not None and f.image.shape == (24, 32, 3) for f in frames)
+
+
+class _FakeStream:
+    """A capture that sends frames at its own pace (like a network camera) and may end or go silent."""
+
+    def __init__(self, fps: float, frames: int, silent_after: int | None = None):
+        self.period, self.frames, self.silent_after = 1.0 / fps, frames, silent_after
+        self.sent, self.released = 0, False
+        self.reading = threading.Event()
+
+    def isOpened(self):
+        return True
+
+    def set(self, *_):
+        return False
+
+    def get(self, *_):
+        return 1.0 / self.period
+
+    def read(self):
+        self.reading.set()
+        if self.silent_after is not None and self.sent >= self.silent_after:
+            time.sleep(0.4)  # a backend read timeout
+            return False, None
+        if self.sent >= self.frames:
+            return False, None
+        time.sleep(self.period)
+        self.sent += 1
+        return True, np.full((4, 6, 3), self.sent % 256, np.uint8)
+
+    def release(self):
+        self.released = True
+
+
+def _live(capture, timeout_s=2.0):
+    source = LiveOpenCVSource("tcp://127.0.0.1:9", timeout_s=timeout_s)
+    source._open_capture = lambda target: capture
+    return source
+
+
+def test_a_live_source_read_slower_than_it_sends_hands_over_the_newest_frame_not_a_backlog():
+    capture = _FakeStream(fps=100.0, frames=10_000)
+    source = _live(capture)
+    source.open()
+    try:
+        reads = []
+        for _ in range(4):
+            time.sleep(0.15)  # a reader at about 6 Hz against a 100 Hz stream
+            frame = source.read()
+            reads.append((frame, capture.sent))
+        indices = [f.index for f, _ in reads]
+        assert indices == sorted(indices) and len(set(indices)) == 4
+        assert indices[-1] >= 30  # read straight from the capture, the fourth read would be frame 3
+        for frame, sent in reads:
+            assert sent - frame.index <= 15  # the newest (give or take scheduling), not the next in a queue
+            assert frame.age_s < 0.15
+        assert sum(f.skipped for f, _ in reads[1:]) >= 20  # superseded frames are counted, not queued
+    finally:
+        source.close()
+    assert capture.released
+
+
+def test_a_live_source_that_ends_or_goes_silent_reads_none_promptly():
+    ended = _live(_FakeStream(fps=200.0, frames=3))
+    ended.open()
+    frames = []
+    began = time.monotonic()
+    while (frame := ended.read()) is not None:
+        frames.append(frame)
+    assert frames and time.monotonic() - began < 1.0  # the end is seen, not waited out
+    ended.close()
+    silent = _live(_FakeStream(fps=200.0, frames=10_000, silent_after=2), timeout_s=0.3)
+    silent.open()
+    time.sleep(0.1)
+    assert silent.read() is not None  # the newest of the two frames
+    began = time.monotonic()
+    assert silent.read() is None
+    assert time.monotonic() - began < 1.0
+    silent.close()
+    silent._open_capture = lambda target: _FakeStream(fps=20.0, frames=10_000)
+    silent.open()  # the driver reopens: a fresh grabber on a fresh capture, counting from its first frame
+    frame = silent.read()
+    assert frame is not None and frame.index == 0
+    silent.close()
 
 
 @pytest.mark.parametrize("kind, target, fragment", [

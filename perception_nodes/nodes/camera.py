@@ -194,7 +194,11 @@ class CameraNode(Node):
                     stamp_ns = start_clock_ns + int(round(scene_clock.stamp_s(index) * 1e9))
                 else:
                     frame = self._source.read()
-                    stamp_ns = self.get_clock().now().nanoseconds  # capture: the moment the frame was read
+                    # Capture time: the moment the frame arrived (a live source's grabber may have had it a while).
+                    stamp_ns = self.get_clock().now().nanoseconds - (int(frame.age_s * 1e9) if frame else 0)
+                    if frame is not None and frame.skipped:
+                        # Not drops: the source sends faster than rate_hz asks for, and only the newest is wanted.
+                        self.counters.count("frames_superseded", frame.skipped)
             except Exception as exc:  # noqa: BLE001 - a source error must not kill the driver
                 frame = None
                 self.counters.on_error("read")

@@ -13,6 +13,7 @@ retries ``open()`` with backoff. Sources never buffer more than one frame.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -39,6 +40,8 @@ class Frame:
     image: np.ndarray  # bgr8
     index: int  # running index within the source (frame number for synthetic/video/images)
     ground_truth: list | None = None  # synthetic only: GroundTruthBox list
+    age_s: float = 0.0  # live sources: how long before read() the frame arrived (its capture stamp is that early)
+    skipped: int = 0  # live sources: frames that arrived since the previous read and were superseded by this one
 
 
 class FrameSource:
@@ -82,18 +85,22 @@ class OpenCVSource(FrameSource):
         target: int | str = int(self.target) if self.target.isdigit() else self.target
         if self.is_file and not Path(self.target).is_file():
             raise SourceError(f"video file {self.target} does not exist")
-        if isinstance(target, str) and "://" in target:
-            # A stream that stalls must not block the capture thread forever: FFmpeg gives up after these.
-            capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
-                                                                cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
-        else:
-            capture = cv2.VideoCapture(target)
+        capture = self._open_capture(target)
         if not capture.isOpened():
             raise SourceError(f"OpenCV could not open {self.target!r}")
-        capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # newest frame, not a backlog
+        capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # newest frame, not a backlog (where the backend honours it)
         fps = capture.get(cv2.CAP_PROP_FPS)
         self.native_fps = float(fps) if fps and 0 < fps < 1000 else 0.0
         self._capture = capture
+
+    def _open_capture(self, target: int | str):
+        import cv2
+
+        if isinstance(target, str) and "://" in target:
+            # A stream that stalls must not block the capture thread forever: FFmpeg gives up after these.
+            return cv2.VideoCapture(target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+                                                             cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+        return cv2.VideoCapture(target)
 
     def read(self) -> Frame | None:
         if self._capture is None:
@@ -120,6 +127,86 @@ class OpenCVSource(FrameSource):
 
     def describe(self) -> str:
         return f"OpenCV {self.target}"
+
+
+class LiveOpenCVSource(OpenCVSource):
+    """A live camera (a device or a network stream) read by its own grabber thread.
+
+    A live source does not wait for its reader: a stream sends at its own rate
+    and a device's driver queues frames. Read slower than that straight from
+    the capture and the frames pile up in socket and driver buffers, so each
+    published frame is older than the last and the stream's end is noticed only
+    once the backlog is drained. The grabber reads every frame as it arrives and
+    keeps only the newest; ``read()`` hands that one over (its ``age_s`` and the
+    frames it superseded in ``skipped``), waits up to ``timeout_s`` for one newer
+    than the last, and returns None once the stream has ended or gone silent.
+    """
+
+    def __init__(self, target: str, timeout_s: float = STREAM_TIMEOUT_MS / 1000.0):
+        super().__init__(target, loop=False, is_file=False)
+        self.timeout_s = float(timeout_s)
+        self._cond = threading.Condition()
+        self._latest: tuple[np.ndarray, float, int] | None = None  # (image, arrival monotonic, grab index)
+        self._delivered = -1
+        self._ended = False
+        self._stop = threading.Event()
+        self._grabber: threading.Thread | None = None
+
+    def open(self) -> None:
+        self.close()
+        super().open()
+        self._latest, self._delivered, self._ended = None, -1, False
+        self._stop = threading.Event()
+        self._grabber = threading.Thread(target=self._grab_loop, args=(self._capture, self._stop),
+                                         name=f"grab {self.target}", daemon=True)
+        self._grabber.start()
+
+    def _grab_loop(self, capture, stop: threading.Event) -> None:
+        index = 0
+        try:
+            while not stop.is_set():
+                ok, image = capture.read()
+                if not ok or image is None:
+                    break
+                with self._cond:
+                    self._latest = (image, time.monotonic(), index)
+                    self._cond.notify_all()
+                index += 1
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def read(self) -> Frame | None:
+        if self._capture is None:
+            return None
+        deadline = time.monotonic() + self.timeout_s
+        with self._cond:
+            while self._latest is None or self._latest[2] <= self._delivered:
+                remaining = deadline - time.monotonic()
+                if self._ended or remaining <= 0:
+                    return None  # ended, or silent for timeout_s: the driver reopens
+                self._cond.wait(remaining)
+            image, arrived, index = self._latest
+            skipped = index - self._delivered - 1
+            self._delivered = index
+        if image.ndim == 2:
+            import cv2
+
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        return Frame(image, index, age_s=max(0.0, time.monotonic() - arrived), skipped=skipped)
+
+    def close(self) -> None:
+        self._stop.set()
+        grabber, self._grabber = self._grabber, None
+        if grabber is not None:
+            # The grabber may sit in a read for up to the backend's read timeout; the capture is released only
+            # once it has left, never under it.
+            grabber.join(timeout=self.timeout_s + 1.0)
+            if grabber.is_alive():
+                self._capture = None  # left to the stuck thread; released by the process's end
+                return
+        super().close()
 
 
 class ImageDirectorySource(FrameSource):
@@ -195,7 +282,7 @@ def make_source(source_type: str, source: str, *, scene: str = "default", camera
         return ImageDirectorySource(source, loop=loop)
     if kind is SourceType.VIDEO:
         return OpenCVSource(source, loop=loop, is_file=True)
-    return OpenCVSource(source, loop=False)
+    return LiveOpenCVSource(source)  # a device or a stream
 
 
 class SceneClock:
