@@ -135,6 +135,35 @@ def test_a_silent_camera_leaves_its_objects_coasting_slowing_down_then_gone():
     assert tracker.snapshot() == []
 
 
+def test_an_object_seen_twice_after_a_bad_first_lift_is_merged_into_the_older_identity():
+    # Camera b's first lifts of a parked car are 5 m off (a box cut by the image border), so b starts a second
+    # object; as the car comes fully into view b's lifts slide over to 1.2 m off (a size prior), its object
+    # following them. The two sit together, seen by disjoint cameras, and become one.
+    tracker = MapTracker()
+    for step in range(45):
+        t = step * 0.1
+        tracker.update(t, [_obs("a", 1, [10.0, 2.0], sigma=0.2)])
+        if step >= 5:
+            xy = [max(11.2, 15.0 - 0.4 * max(step - 8, 0)), 2.0]
+            tracker.update(t + 0.02, [_obs("b", 7, xy, sigma=0.2)])
+        if step == 20:
+            assert len(tracker.snapshot()) == 2  # not merged at sight: together for merge_after_s first
+    objects = tracker.snapshot()
+    assert len(objects) == 1 and objects[0].global_id == 1
+    assert tracker.global_id_of("a", 1) == tracker.global_id_of("b", 7) == 1
+    assert set(objects[0].contributors) == {"a", "b"}
+    assert tracker.counters.get("merges") == 1
+    assert 10.2 < objects[0].xy[0] < 11.0  # both views fused
+
+
+def test_two_objects_side_by_side_that_one_camera_sees_apart_are_never_merged():
+    tracker = MapTracker()
+    for step in range(30):
+        t = step * 0.1
+        tracker.update(t, [_obs("a", 1, [10.0, 2.0], cls=0, sigma=0.2), _obs("a", 2, [10.6, 2.0], cls=0, sigma=0.2)])
+    assert len(tracker.snapshot()) == 2 and not tracker.counters.get("merges")
+
+
 def test_handover_between_cameras_that_do_not_overlap_keeps_the_id_when_appearance_matches():
     red, blue = np.array([1.0, 0, 0, 0]), np.array([0, 0, 1.0, 0])
     for embedding, same in ((red, True), (blue, False)):

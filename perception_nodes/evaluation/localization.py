@@ -167,6 +167,7 @@ def default_variants() -> list[Variant]:
         Variant("ours", FusionParams()),
         Variant("no_appearance", FusionParams(reid_max_distance=0.0), use_appearance=False),
         Variant("no_bindings", FusionParams(use_bindings=False)),
+        Variant("no_merge", FusionParams(merge_after_s=0.0)),
         Variant("box_bottom_lift", FusionParams(), use_heading=False),
         Variant("baseline_nearest", FusionParams(association=AssociationMode.NEAREST, reid_max_distance=0.0,
                                                  use_bindings=False), use_appearance=False),

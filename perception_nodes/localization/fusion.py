@@ -9,21 +9,24 @@ from the stamps) and, per camera message:
    than the filter time by at most ``max_out_of_order_s``, is shifted forward
    along the object's velocity instead, its covariance grown by the process
    noise over the lag; older ones are dropped and counted);
-2. keeps the (camera, track) -> object bindings of earlier messages while they
-   stay inside a loose Mahalanobis gate (the per-camera tracker already knows
-   the identity; the fuser only has to agree with it);
-3. associates the remaining observations with the remaining objects by the
-   Hungarian method on the Mahalanobis distance plus an appearance term, gated
-   by distance, class and appearance; an object another track of the same
-   camera holds in this message is not a candidate;
-4. hands still-unmatched observations over to objects no camera sees now, or
+2. associates the observations with the objects by the Hungarian method on the
+   Mahalanobis distance (gated; the covariances compared include a systematic
+   lifting term per class), with a bonus for the object each (camera, track)
+   was fused into before (the per-camera tracker already knows the identity;
+   the bonus keeps it unless another object fits clearly better) and an
+   optional appearance term;
+3. hands still-unmatched observations over to objects no camera sees now, or
    revives recently removed ones (re-entry), when the appearance matches and
    the travel from where the object was last seen is plausible in the time
    elapsed (class speed limits);
-5. starts tentative objects from what is left.
+4. starts tentative objects from what is left.
 
 Matched observations update their objects one camera at a time (sequential
-Kalman updates = covariance-weighted multi-view fusion). Objects no camera has
+Kalman updates = covariance-weighted multi-view fusion). Two objects that stay
+together (Mahalanobis and metric gates, compatible class and appearance) while
+disjoint sets of cameras see them are one object seen twice (its first lift
+from one camera was off, say, at the image border): they are merged into the
+older identity and the cameras' tracks rebound to it. Objects no camera has
 updated for ``coast_after_s`` coast (marked, velocity damped so they never run
 away); they are removed after ``max_coast_s`` (longer for stationary
 vehicles, which parked cars behind others are).
@@ -73,11 +76,15 @@ class FusionParams:
 
     association: str = AssociationMode.FULL  # "nearest": the baseline (greedy nearest neighbour, no appearance)
     gate_chi2: float = 13.8          # Mahalanobis gate for new associations (2 dof, 99.9 %)
-    continuity_chi2: float = 60.0    # a binding is kept while inside this looser gate
     nearest_gate_m: float = 2.5      # baseline: largest distance of a nearest-neighbour match
-    appearance_weight: float = 6.0   # cost units (chi2) per unit of cosine distance
-    appearance_gate: float = 0.5     # larger cosine distances never associate
+    # Appearance in the map association: no cost term by default. The embeddings the trackers publish (colour
+    # histograms) differ between cameras' views of one car nearly as much as between two cars, so weighing
+    # them costs more cross-camera matches than it saves (perception eval localization). Where position says
+    # little, they still decide: the gate for coasting objects, handover and re-entry (reid_max_distance).
+    appearance_weight: float = 0.0   # cost units (chi2) per unit of cosine distance
+    appearance_gate: float = 0.9     # an object no camera sees now never takes an observation this unlike it
     use_bindings: bool = True
+    binding_bonus: float = 5.0       # cost bonus (chi2 units) for the object a camera track was fused into
     reid_max_distance: float = 0.2   # handover / re-entry: largest cosine distance
     reid_memory_s: float = 60.0      # how long a removed object can come back under its id
     handover_slack_m: float = 4.0    # travel allowance beyond class speed x elapsed time
@@ -93,6 +100,14 @@ class FusionParams:
     velocity_damping_s: float = 1.0  # coasting velocity decays with this time constant
     new_object_min_score: float = 0.3
     initial_speed_sigma: float = 3.0
+    # Lifting errors that do not average out (a size prior, a heading, a calibration): frame after frame one
+    # camera puts an object in the same wrong place, so an object's filter covariance understates how far a
+    # second camera's view of it may lie. Added to the covariances compared when associating and merging.
+    systematic_sigma_vehicle_m: float = 0.6
+    systematic_sigma_m: float = 0.3
+    merge_chi2: float = 9.2          # two objects this close (2 dof, 99 %) may be one seen twice ...
+    merge_max_m: float = 1.5         # ... and no farther apart than this ...
+    merge_after_s: float = 0.5       # ... for this long, seen by disjoint cameras: they are merged
 
 
 @dataclass
@@ -199,10 +214,18 @@ class MapTracker:
         self.objects: list[MapObject] = []
         self.bindings: dict[tuple[str, int], int] = {}   # (camera, track id) -> global id
         self.removed: list[tuple[MapObject, np.ndarray, float]] = []  # (object, last xy, removed at)
+        self.merge_candidates: dict[tuple[int, int], float] = {}  # (global id, global id) -> together since
         self.next_id = 1
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
+
+    def _systematic_cov(self) -> np.ndarray:
+        """(m, 2, 2): the systematic lifting covariance of each object's class."""
+        p = self.params
+        sigma = np.array([p.systematic_sigma_vehicle_m if o.class_id in VEHICLES else p.systematic_sigma_m
+                          for o in self.objects])
+        return (sigma ** 2)[:, None, None] * np.eye(2)[None]
 
     # -- prediction ----------------------------------------------------------------------
     def _process_noise(self, dt: float) -> np.ndarray:
@@ -284,7 +307,7 @@ class MapTracker:
         if m == 0:
             return matches
         diff = Z[:, None, :] - X_then[None, :, :2]
-        S = self.P[None, :, :2, :2] + R[:, None]
+        S = self.P[None, :, :2, :2] + R[:, None] + self._systematic_cov()[None]
         if R_extra is not None:
             S = S + R_extra[None]
         S_inv, _ = _inv2(S)
@@ -301,28 +324,20 @@ class MapTracker:
                     used_obs.add(i)
                     used_obj.add(j)
             return matches
-        camera = observations[0].camera_id
         obs_classes = np.array([o.class_id for o in observations])
         obj_classes = np.array([o.class_id for o in self.objects])
         compatible = _compatibility(obs_classes, obj_classes)
-        # 1. bindings from earlier messages
+        # 1. bindings from earlier messages: the camera's tracker already knows the identity, so the object its
+        # track was fused into last time is preferred (a cost bonus), but never forced: a binding made on a bad
+        # first lift, or a track that swapped objects in the image, loses to a better fit.
+        bonus = np.zeros((n, m))
         if p.use_bindings:
             for i, obs in enumerate(observations):
-                gid = self.bindings.get((obs.camera_id, obs.track_id))
-                j = row_of.get(gid) if gid is not None else None
-                if j is None:
-                    continue
-                if d2[i, j] <= p.continuity_chi2 and compatible[i, j] and j not in matches.values():
-                    matches[i] = j
-                else:
-                    del self.bindings[(obs.camera_id, obs.track_id)]
-                    self._count("bindings_broken")
-        # Objects held by another track of this camera that is in this message are no candidates.
-        present = {o.track_id for o in observations}
-        held = {j for j, obj in enumerate(self.objects) if obj.tracks.get(camera) in present
-                and (camera, obj.tracks[camera]) in self.bindings}
+                j = row_of.get(self.bindings.get((obs.camera_id, obs.track_id)))
+                if j is not None:
+                    bonus[i, j] = p.binding_bonus
         free_obs = np.array([i for i in range(n) if i not in matches], dtype=int)
-        free_obj = np.array([j for j in range(m) if j not in matches.values() and j not in held], dtype=int)
+        free_obj = np.arange(m)
         if not len(free_obs):
             return matches
         appearance, has_appearance = self._appearance(observations)
@@ -330,18 +345,21 @@ class MapTracker:
             from scipy.optimize import linear_sum_assignment
 
             sub = np.ix_(free_obs, free_obj)
-            cost = d2[sub] + np.where(has_appearance[sub], p.appearance_weight * appearance[sub], 0.0)
+            cost = d2[sub] + np.where(has_appearance[sub], p.appearance_weight * appearance[sub], 0.0) - bonus[sub]
+            # Position says little about an object no camera has seen for a while (its covariance has grown):
+            # there, appearance must agree too.
+            idle = np.array([now - o.last_update >= p.coast_after_s for o in self.objects])[free_obj]
             allowed = (d2[sub] <= p.gate_chi2) & compatible[sub] & \
-                ~(has_appearance[sub] & (appearance[sub] > p.appearance_gate))
+                ~(has_appearance[sub] & (appearance[sub] > p.appearance_gate) & idle[None, :])
             cost = np.where(allowed, cost, 1e6)
             rows, cols = linear_sum_assignment(cost)
             for a, b in zip(rows, cols):
                 if cost[a, b] < 1e6:
                     matches[int(free_obs[a])] = int(free_obj[b])
-        # 4. handover to objects no camera sees now (appearance + plausible travel)
+        # 3. handover to objects no camera sees now (appearance + plausible travel)
         unmatched = np.array([i for i in range(n) if i not in matches], dtype=int)
         if len(unmatched) and p.reid_max_distance > 0:
-            taken = set(matches.values()) | held
+            taken = set(matches.values())
             idle = np.array([j not in taken and now - obj.last_update >= p.coast_after_s
                              for j, obj in enumerate(self.objects)])
             if idle.any():
@@ -471,9 +489,84 @@ class MapTracker:
         self._count("reentries")
         return True
 
-    def _maintain(self, now: float) -> None:
-        """Headings, stationarity, removal of objects no camera has seen for too long."""
+    def _merge_duplicates(self, now: float) -> None:
+        """Merge pairs of objects that have been one object seen twice for ``merge_after_s``."""
         p = self.params
+        m = len(self.objects)
+        if m < 2 or p.merge_after_s <= 0 or p.association != AssociationMode.FULL:
+            self.merge_candidates.clear()
+            return
+        active = np.array([now - o.last_update <= p.coast_after_s for o in self.objects])
+        diff = self.X[:, None, :2] - self.X[None, :, :2]
+        systematic = self._systematic_cov()
+        S_inv, _ = _inv2(self.P[:, None, :2, :2] + self.P[None, :, :2, :2] + systematic[:, None] + systematic[None, :])
+        d2 = np.einsum("abi,abij,abj->ab", diff, S_inv, diff)
+        close = (d2 <= p.merge_chi2) & (np.linalg.norm(diff, axis=2) <= p.merge_max_m) & \
+            active[:, None] & active[None, :]
+        close &= np.triu(np.ones((m, m), dtype=bool), 1)
+        together = set()
+        for a, b in zip(*np.nonzero(close)):
+            first, second = self.objects[a], self.objects[b]
+            if not _classes_compatible(first.class_id, second.class_id):
+                continue
+            appearance = _cosine_distance(first.embedding, second.embedding)
+            if appearance is not None and appearance > p.appearance_gate:
+                continue
+            # A camera that sees both now sees two objects.
+            recent = lambda obj: {c for c, seen in obj.last_seen_by.items() if now - seen <= p.coast_after_s}  # noqa: E731
+            if recent(first) & recent(second):
+                continue
+            together.add((first.global_id, second.global_id))
+        self.merge_candidates = {pair: self.merge_candidates.get(pair, now) for pair in together}
+        due = [pair for pair, since in self.merge_candidates.items() if now - since >= p.merge_after_s]
+        merged: set[int] = set()
+        for pair in due:
+            if merged & set(pair):
+                continue
+            rows = {o.global_id: j for j, o in enumerate(self.objects)}
+            a, b = rows[pair[0]], rows[pair[1]]
+            keep, drop = (a, b) if (self.objects[a].created, self.objects[a].global_id) <= \
+                (self.objects[b].created, self.objects[b].global_id) else (b, a)
+            self._merge(keep, drop)
+            merged.update(pair)
+            self.merge_candidates.pop(pair, None)
+        if merged:
+            self.merge_candidates = {k: v for k, v in self.merge_candidates.items() if not merged & set(k)}
+
+    def _merge(self, keep: int, drop: int) -> None:
+        """Fuse object ``drop`` into ``keep`` (information-weighted states); its tracks rebind to ``keep``."""
+        kept, gone = self.objects[keep], self.objects[drop]
+        info_keep, info_drop = np.linalg.inv(self.P[keep]), np.linalg.inv(self.P[drop])
+        P = np.linalg.inv(info_keep + info_drop)
+        self.X[keep] = P @ (info_keep @ self.X[keep] + info_drop @ self.X[drop])
+        self.P[keep] = 0.5 * (P + P.T)
+        for camera, track in gone.tracks.items():
+            if self.bindings.get((camera, track)) == gone.global_id:
+                self.bindings[(camera, track)] = kept.global_id
+            if kept.last_seen_by.get(camera, -math.inf) <= gone.last_seen_by.get(camera, -math.inf):
+                kept.tracks[camera] = track
+        for camera, seen in gone.last_seen_by.items():
+            kept.last_seen_by[camera] = max(seen, kept.last_seen_by.get(camera, -math.inf))
+        for cls, score in gone.class_scores.items():
+            kept.class_scores[cls] = kept.class_scores.get(cls, 0.0) + score
+        kept.hits += gone.hits
+        kept.confirmed = kept.confirmed or gone.confirmed
+        kept.last_update = max(kept.last_update, gone.last_update)
+        if gone.embedding is not None and kept.embedding is not None and len(gone.embedding) == len(kept.embedding):
+            mixed = kept.embedding + gone.embedding
+            kept.embedding = mixed / max(np.linalg.norm(mixed), 1e-12)
+        elif kept.embedding is None:
+            kept.embedding = gone.embedding
+        keep_rows = np.ones(len(self.objects), dtype=bool)
+        keep_rows[drop] = False
+        self.objects = [o for o, k in zip(self.objects, keep_rows) if k]
+        self.X, self.P = self.X[keep_rows], self.P[keep_rows]
+        self._count("merges")
+
+    def _maintain(self, now: float) -> None:
+        """Headings, stationarity, merging of duplicates, removal of objects no camera has seen for too long."""
+        p = self.params
+        self._merge_duplicates(now)
         keep = np.ones(len(self.objects), dtype=bool)
         for j, obj in enumerate(self.objects):
             speed = float(np.hypot(*self.X[j, 2:]))

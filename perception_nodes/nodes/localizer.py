@@ -51,7 +51,7 @@ from perception_nodes.taxonomy import SITE_CLASS_NAMES
 # CameraInfo: BEST_EFFORT depth 1 subscribes to RELIABLE and BEST_EFFORT camera publishers alike; only the newest
 # calibration matters.
 CAMERA_INFO_ANY = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=1)
-_FUSION_FLOATS = ("gate_chi2", "continuity_chi2", "appearance_weight", "appearance_gate", "reid_max_distance",
+_FUSION_FLOATS = ("gate_chi2", "binding_bonus", "appearance_weight", "appearance_gate", "reid_max_distance",
                   "coast_after_s", "max_coast_s", "max_coast_stationary_s", "max_out_of_order_s")
 
 
