@@ -182,6 +182,10 @@ def build_graph(site: str | os.PathLike | SiteManifest, seed: int | None = None,
         specs.append(NodeSpec("localizer", "localizer", _join(namespace), [params],
                               {"site": str(manifest.path), "cameras": [c.id for c in manifest.cameras],
                                "map_frame": manifest.map_frame}))
+        if semantic.markings:  # calibration health needs paint to check the cameras against
+            specs.append(NodeSpec("calibration_monitor", "calibration_monitor", _join(namespace), [params],
+                                  {"site": str(manifest.path), "cameras": [c.id for c in manifest.cameras],
+                                   "map_frame": manifest.map_frame}))
     if "monitor" in stages:
         specs.append(NodeSpec("monitor", "monitor", _join(namespace), [params]))
     return specs

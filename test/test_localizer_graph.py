@@ -24,7 +24,7 @@ def test_localizer_gives_one_global_id_across_cameras_and_sees_a_car_park(ros_co
     from rclpy.executors import SingleThreadedExecutor
 
     from perception_nodes.boxes import iou_matrix
-    from perception_nodes.msg import LocalizedObjectArray, SiteEventArray, TrackArray
+    from perception_nodes.msg import CameraCalibrationHealth, LocalizedObjectArray, SiteEventArray, TrackArray
     from perception_nodes.ros import qos
 
     rclpy, context = ros_context
@@ -43,6 +43,8 @@ def test_localizer_gives_one_global_id_across_cameras_and_sees_a_car_park(ros_co
                                                                      m), qos.RESULTS)
     node.create_subscription(LocalizedObjectArray, "/objects", objects.append, qos.RESULTS)
     node.create_subscription(SiteEventArray, "/site_events", lambda m: events.extend(m.events), qos.RESULTS)
+    calibration = []
+    node.create_subscription(CameraCalibrationHealth, "/calibration/health", calibration.append, qos.RESULTS)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     with GraphRunner(specs, domain_id=domain_id, output=io.StringIO()) as runner:
@@ -87,3 +89,8 @@ def test_localizer_gives_one_global_id_across_cameras_and_sees_a_car_park(ros_co
     first_stamp = objects[0].header.stamp.sec + objects[0].header.stamp.nanosec * 1e-9
     arrivals = [e for e in parked if e.stamp.sec + e.stamp.nanosec * 1e-9 > first_stamp + 3.0]
     assert arrivals, [(e.place, e.stamp.sec) for e in events]
+    # Calibration health checks both cameras against the paint, and neither (unbumped) is flagged.
+    verdicts = {cam: [m.state for m in calibration if m.camera_id == cam] for cam in cameras}
+    assert all(CameraCalibrationHealth.STATE_OK in v for v in verdicts.values()), verdicts
+    assert not any(m.state == CameraCalibrationHealth.STATE_MISALIGNED for m in calibration), \
+        [(m.camera_id, m.error_deg) for m in calibration if m.state == CameraCalibrationHealth.STATE_MISALIGNED]

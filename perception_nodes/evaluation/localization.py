@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from perception_nodes.evaluation.mot import GT_MIN_HEIGHT_PX, GT_MIN_VISIBILITY, NoiseModel, noisy_detections
+from perception_nodes.localization.calibration_health import CalibrationMonitor
 from perception_nodes.localization.fusion import AssociationMode, ExistenceState, FusionParams
 from perception_nodes.localization.lifting import CameraGeometry
 from perception_nodes.localization.localizer import Localizer, LocalizerConfig, TrackBatch
@@ -39,6 +40,7 @@ from perception_nodes.localization.scene_state import EventKind, SceneParams, Sc
 MATCH_DISTANCE_M = 2.0
 RANGE_BANDS = ((0, 15), (15, 30), (30, 60), (60, 1e9))
 SETTLE_S = 2.0
+CALIBRATION_CHECK_HZ = 1.0  # landmark checks per camera and second (the node's default rate)
 EVENT_WINDOW_S = 1.0
 
 
@@ -69,6 +71,9 @@ class Recording:
     ignore: list[np.ndarray] = field(default_factory=list)   # per frame: (I, 2) present-but-unseen objects
     occupancy: list[dict] = field(default_factory=list)
     true_positions: list[tuple] = field(default_factory=list)  # per frame (ids, classes, xy, velocity)
+    # per frame: {camera id: extra angle sigma (rad)} of the cameras calibration health flags by then
+    calibration: list[dict] = field(default_factory=list)
+    calibration_summary: dict = field(default_factory=dict)
 
 
 def camera_geometry(spec, angle_sigma_rad: float = 0.002) -> CameraGeometry:
@@ -104,6 +109,10 @@ def record(scene_name: str, seed: int | None, frames: int | None, detections: st
     noise = NoiseModel()
     trackers = [ByteTracker() for _ in world.cameras]
     rec = Recording(world.scene, frames, world.scene.fps)
+    markings = _site_map(world.scene).markings
+    monitor = CalibrationMonitor(markings) if markings else None
+    geometries = [camera_geometry(spec) for spec in world.scene.cameras]
+    check_every = max(int(round(world.scene.fps / CALIBRATION_CHECK_HZ)), 1)
     started = time.perf_counter()
     positions = [cam.T_map_optical.t for cam in world.cameras]
     for index in range(frames):
@@ -114,6 +123,8 @@ def record(scene_name: str, seed: int | None, frames: int | None, detections: st
         messages = []
         for ci, cam in enumerate(world.cameras):
             image, boxes = world.render(ci, index)
+            if monitor is not None and index % check_every == 0:
+                monitor.check(geometries[ci], image, stamp)
             tracked = [b for b in boxes if b.visible_fraction >= GT_MIN_VISIBILITY and
                        b.bbox[3] - b.bbox[1] >= GT_MIN_HEIGHT_PX]
             for b in tracked:
@@ -146,12 +157,34 @@ def record(scene_name: str, seed: int | None, frames: int | None, detections: st
         rec.truth.append(truth)
         rec.ignore.append(np.array([p[:2] for a, p, _, _ in states if a.global_id not in seen]).reshape(-1, 2))
         rec.occupancy.append(world.stall_occupancy(index))
+        rec.calibration.append({c.spec.id: monitor.angle_sigma_rad(c.spec.id) for c in world.cameras
+                                if monitor is not None and monitor.angle_sigma_rad(c.spec.id) is not None})
         rec.true_positions.append(([a.global_id for a, _, _, _ in states], [a.class_id for a, _, _, _ in states],
                                    np.array([p[:2] for _, p, _, _ in states]).reshape(-1, 2),
                                    np.array([v[:2] for _, _, _, v in states]).reshape(-1, 2)))
         if index and index % 100 == 0:
             log(f"[eval] {index}/{frames} frames ({time.perf_counter() - started:.0f} s)")
+    rec.calibration_summary = _calibration_summary(world, monitor)
     return rec
+
+
+def _calibration_summary(world, monitor) -> dict:
+    """Time to flag the bumped camera, cameras flagged without being bumped, estimated vs true error."""
+    if monitor is None:
+        return {"checked": False, "reason": "the site has no painted markings"}
+    bump = world.scene.camera_bump
+    false_flags = {cam: round(t, 2) for cam, t in monitor.flagged_at.items()
+                   if bump is None or cam != bump.camera or t < bump.time_s}
+    out = {"checked": True, "check_hz": CALIBRATION_CHECK_HZ, "false_flags": false_flags,
+           "states": {cam: status.state.name for cam, status in sorted(monitor.status.items())},
+           "estimated_error_deg": {cam: round(status.error_deg, 3) for cam, status in sorted(monitor.status.items())}}
+    if bump is not None:
+        flagged = monitor.flagged_at.get(bump.camera)
+        flagged = flagged if flagged is not None and flagged >= bump.time_s else None
+        out.update({"bumped_camera": bump.camera, "bump_time_s": bump.time_s,
+                    "bump_deg": round(bump.magnitude_deg, 3), "flagged_at_s": flagged,
+                    "time_to_flag_s": None if flagged is None else round(flagged - bump.time_s, 2)})
+    return out
 
 
 @dataclass
@@ -160,6 +193,7 @@ class Variant:
     params: FusionParams
     use_heading: bool = True
     use_appearance: bool = True
+    use_calibration_health: bool = True
 
 
 def default_variants() -> list[Variant]:
@@ -168,9 +202,11 @@ def default_variants() -> list[Variant]:
         Variant("no_appearance", FusionParams(reid_max_distance=0.0), use_appearance=False),
         Variant("no_bindings", FusionParams(use_bindings=False)),
         Variant("no_merge", FusionParams(merge_after_s=0.0)),
+        Variant("no_calibration_health", FusionParams(), use_calibration_health=False),
         Variant("box_bottom_lift", FusionParams(), use_heading=False),
         Variant("baseline_nearest", FusionParams(association=AssociationMode.NEAREST, reid_max_distance=0.0,
-                                                 use_bindings=False), use_appearance=False),
+                                                 use_bindings=False), use_appearance=False,
+                use_calibration_health=False),
     ]
 
 
@@ -181,7 +217,10 @@ def run_variant(rec: Recording, variant: Variant, site_map, cameras: list[Camera
                                                     use_appearance=variant.use_appearance))
     order_rng = np.random.default_rng(message_order_seed)
     outputs, lifted_per_frame, events, update_times = [], [], [], []
-    for messages in rec.messages:
+    for f, messages in enumerate(rec.messages):
+        if variant.use_calibration_health:
+            for camera_id, sigma in (rec.calibration[f] if f < len(rec.calibration) else {}).items():
+                localizer.set_camera_uncertainty(camera_id, sigma)
         lifted_frame = []
         # Cameras are not shutter-synchronised in a real site: their messages arrive in any order.
         for k in order_rng.permutation(len(messages)):
@@ -397,6 +436,7 @@ def evaluate_localization(scene: str, seed: int | None, frames: int | None, dete
     return {**ours, "scene": rec.scene.name, "seed": rec.scene.seed, "frames": rec.frames, "detections": detections,
             "model": model[0].ref if model else None, "appearance": appearance,
             "cameras": len(rec.scene.cameras), "baseline": baseline, "ablations": results,
+            "calibration_health": rec.calibration_summary,
             "hota_vs_baseline": round(ours["hota"] / baseline["hota"], 4) if baseline["hota"] else None}
 
 

@@ -12,6 +12,8 @@ Publishes   objects            perception_nodes/LocalizedObjectArray (qos.RESULT
             site_state         perception_nodes/SiteState (latched): every stall and zone now
             site_events        perception_nodes/SiteEventArray (qos.RESULTS): zone entries/exits, stalls taken/freed
 Services    ~/query_site       perception_nodes/QuerySite: a stall's or zone's state now, events in a time window
+Also        calibration/health perception_nodes/CameraCalibrationHealth (calibration_monitor): a misaligned
+                               camera's estimated error becomes its extra angular uncertainty (down-weighted)
 
 Tracks are queued (bounded, oldest dropped and counted) and fused on the node's
 worker thread; the executor only queues them and publishes. The TF lookup waits
@@ -142,6 +144,12 @@ class LocalizerNode(Node):
                                      qos_overriding_options=qos.overridable())
             self.create_subscription(CameraInfo, f"{cam}/camera_info", lambda m, c=cam: self._on_info(c, m),
                                      CAMERA_INFO_ANY, qos_overriding_options=qos.overridable())
+        from perception_nodes.msg import CameraCalibrationHealth
+
+        # Calibration health (calibration_monitor): a camera off its calibration is down-weighted in fusion.
+        self._misaligned: dict[str, float] = {}
+        self.create_subscription(CameraCalibrationHealth, "calibration/health", self._on_calibration_health,
+                                 qos.RESULTS, qos_overriding_options=qos.overridable())
         self.create_service(QuerySite, "~/query_site", self._on_query)
         self._worker = threading.Thread(target=self._work, name="localizer-worker", daemon=True)
         self._worker.start()
@@ -156,6 +164,22 @@ class LocalizerNode(Node):
             self.log.warn(f"info-{camera_id}", f"camera {camera_id}: CameraInfo without a valid size or K; ignored")
             return
         self._camera_info[camera_id] = msg
+
+    def _on_calibration_health(self, msg) -> None:
+        if msg.camera_id not in self.cameras or not math.isfinite(msg.error_deg) or msg.error_deg < 0:
+            self.counters.on_error("bad_calibration_health")
+            return
+        misaligned = msg.state == msg.STATE_MISALIGNED
+        with self._lock:
+            # The estimated pointing error becomes the camera's extra angular uncertainty: its lifts weigh less.
+            self.core.set_camera_uncertainty(msg.camera_id, math.radians(msg.error_deg) if misaligned else 0.0)
+        if misaligned and msg.camera_id not in self._misaligned:
+            self.get_logger().warning(f"camera {msg.camera_id} is {msg.error_deg:.2f} deg off its calibration: its "
+                                      f"observations are down-weighted")
+        if misaligned:
+            self._misaligned[msg.camera_id] = float(msg.error_deg)
+        else:
+            self._misaligned.pop(msg.camera_id, None)
 
     def _on_tracks(self, camera_id: str, msg) -> None:
         self.counters.on_received()
@@ -427,6 +451,11 @@ class LocalizerNode(Node):
             problems.append(f"no tracks for {self.stale_camera_s:.0f} s from {', '.join(stale)} (their objects coast)")
         if missing:
             problems.append(f"no CameraInfo from {', '.join(missing)}")
+        misaligned = dict(self._misaligned)
+        if misaligned:
+            problems.append("down-weighted (off their calibration): " + ", ".join(
+                f"{c} {e:.2f} deg" for c, e in sorted(misaligned.items())))
+        self.counters.set("cameras_misaligned", len(misaligned))
         self.counters.set("cameras_stale", len(stale))
         self.counters.set("objects", len(self.core.tracker.objects))
         return (NodeHealth.LEVEL_WARN, "; ".join(problems)) if problems else (NodeHealth.LEVEL_OK, "")

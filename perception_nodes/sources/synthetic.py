@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+import numpy as np
 
 from perception_nodes.calibration import CameraCalibration, save_calibration
 from perception_nodes.errors import SourceError
@@ -136,6 +137,33 @@ def site_for_scene(scene_name_or_path: str, work_dir: str | os.PathLike) -> Path
     return write_site_for_scene(load_scene(path), work_dir)
 
 
+def _offset_segment_in_lot(a, b, offset: float, half_w: float, half_h: float):
+    """Segment a-b moved sideways by ``offset`` and clipped to the lot (None when outside it)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    direction = b - a
+    length = float(np.linalg.norm(direction))
+    if length < 1e-9:
+        return None
+    normal = np.array([-direction[1], direction[0]]) / length
+    a, b = a + normal * offset, b + normal * offset
+    lo, hi = 0.0, 1.0
+    for axis, half in ((0, half_w), (1, half_h)):
+        d = b[axis] - a[axis]
+        for bound, sign in ((-half, -1.0), (half, 1.0)):
+            if abs(d) < 1e-12:
+                if sign * a[axis] > half:
+                    return None
+                continue
+            t = (bound - a[axis]) / d
+            if sign * d > 0:
+                hi = min(hi, t)
+            else:
+                lo = max(lo, t)
+    if hi - lo <= 1e-6:
+        return None
+    return [[round(float(v), 3) for v in a + (b - a) * lo], [round(float(v), 3) for v in a + (b - a) * hi]]
+
+
 def site_manifest_for_scene(scene: Scene, calibration_dir: str, map_frame: str = "map") -> dict:
     """The site manifest of a synthetic scene: its cameras as synthetic sources, its lot as the semantic map.
 
@@ -175,6 +203,13 @@ def site_manifest_for_scene(scene: Scene, calibration_dir: str, map_frame: str =
         depth = 5.0 if y0 >= 0 else -5.0
         markings += [{"name": f"row{row}_line{k:02d}", "polyline": [[x0 + k * width, y0], [x0 + k * width, y0 + depth]]}
                      for k in range(count + 1)]
+    # The white edge lines of the walkways (1.3 m either side of the path, inside the lot).
+    for w, path in enumerate(scene.walkways):
+        for s, (a, b) in enumerate(zip(path, path[1:])):
+            for side in (-1.0, 1.0):
+                segment = _offset_segment_in_lot(a, b, side * 1.3, half_w, half_h)
+                if segment is not None:
+                    markings.append({"name": f"walkway{w}_{s}_edge{'LR'[side > 0]}", "polyline": segment})
     return {"schema_version": 1, "site": scene.name, "description": f"Synthetic scene '{scene.name}': "
             f"{scene.description}", "map_frame": map_frame, "calibration_dir": calibration_dir,
             "cameras": [{"id": c.id, "source": f"synthetic:{_scene_reference(scene)}", "rate_hz": 0.0, "image_qos": "reliable",
