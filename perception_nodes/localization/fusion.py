@@ -573,11 +573,14 @@ class MapTracker:
             if speed > 0.8 and now - obj.last_update < p.coast_after_s:
                 obj.heading = math.atan2(self.X[j, 3], self.X[j, 2])
                 obj.heading_known = True
-            if speed < p.stationary_speed:
-                obj.stationary_since = obj.stationary_since if obj.stationary_since is not None else now
-            else:
-                obj.stationary_since = None
             age = now - obj.last_update
+            # Stationary from what the cameras saw: a coasting object's damped velocity says nothing, and would
+            # otherwise let a car that drove out of view wait 20 s for another to take its id.
+            if age < p.coast_after_s:
+                if speed < p.stationary_speed:
+                    obj.stationary_since = obj.stationary_since if obj.stationary_since is not None else now
+                else:
+                    obj.stationary_since = None
             if not obj.confirmed:
                 keep[j] = age <= p.tentative_max_age_s
                 continue

@@ -203,6 +203,12 @@ def site_manifest_for_scene(scene: Scene, calibration_dir: str, map_frame: str =
         depth = 5.0 if y0 >= 0 else -5.0
         markings += [{"name": f"row{row}_line{k:02d}", "polyline": [[x0 + k * width, y0], [x0 + k * width, y0 + depth]]}
                      for k in range(count + 1)]
+    # The yellow centre dashes of the lanes (the marking runs through dashes and gaps; inside the lot).
+    for i, path in enumerate(scene.lanes):
+        for s, (a, b) in enumerate(zip(path, path[1:])):
+            segment = _offset_segment_in_lot(a, b, 0.0, half_w, half_h)
+            if segment is not None:
+                markings.append({"name": f"lane{i}_{s}_centre", "polyline": segment})
     # The white edge lines of the walkways (1.3 m either side of the path, inside the lot).
     for w, path in enumerate(scene.walkways):
         for s, (a, b) in enumerate(zip(path, path[1:])):
