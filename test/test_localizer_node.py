@@ -120,3 +120,57 @@ def site_transforms_for(world):
         T = camera_body_transform(s.position, s.yaw_deg, s.pitch_deg, s.roll_deg) @ Transform.body_from_optical()
         out.append(StampedTransform.from_transform("map", s.optical_frame, 0, T))
     return out
+
+
+def test_calibration_monitor_node_flags_a_bumped_camera_and_counts_bad_images(ros_context, executor):
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from perception_nodes.image_codec import numpy_to_image
+    from perception_nodes.msg import CameraCalibrationHealth, NodeHealth
+    from perception_nodes.nodes.calibration_monitor import CalibrationMonitorNode
+    from perception_nodes.ros import qos
+    from perception_nodes.ros.tf import StaticTransformBroadcaster
+    from perception_nodes.world import World, load_scene
+
+    rclpy, context = ros_context
+    world = World(load_scene("parking_bumped", seed=4))
+    bumped = world.scene.camera_bump.camera
+    checked = ["cam0", bumped]
+    node = CalibrationMonitorNode(context=context, parameter_overrides=[
+        Parameter("site", value="parking_bumped"), Parameter("cameras", value=checked),
+        Parameter("check_rate_hz", value=20.0)])
+    probe = rclpy.create_node("calibration_probe", context=context)
+    executor.add_node(node)
+    executor.add_node(probe)
+    health = []
+    probe.create_subscription(CameraCalibrationHealth, "/calibration/health", health.append, qos.RESULTS)
+    image_pub = {c: probe.create_publisher(Image, f"/{c}/image_raw", qos.RESULTS) for c in checked}
+    info_pub = {c: probe.create_publisher(CameraInfo, f"/{c}/camera_info", qos.CAMERA_INFO) for c in checked}
+    index = {c.spec.id: i for i, c in enumerate(world.cameras)}
+    try:
+        StaticTransformBroadcaster(probe).send(site_transforms_for(world))
+        for c in checked:
+            info_pub[c].publish(_camera_info(world.cameras[index[c]].spec))
+        assert spin_until(executor, lambda: len(node._camera_info) == 2, 5.0)
+        # An image of another size than the CameraInfo's: counted, not checked.
+        image_pub["cam0"].publish(numpy_to_image(world.render(index["cam0"], 0)[0][::2, ::2].copy(), "bgr8"))
+        assert spin_until(executor, lambda: node.counters.snapshot().errors >= 1, 5.0)
+        first_after = int(world.scene.camera_bump.time_s * world.scene.fps) + 5
+        for k in range(7):
+            for c in checked:
+                msg = numpy_to_image(world.render(index[c], first_after + 10 * k)[0], "bgr8")
+                msg.header.frame_id = f"{c}_optical_frame"
+                msg.header.stamp.sec = 100 + k
+                image_pub[c].publish(msg)
+            before = len(health)
+            spin_until(executor, lambda: len(health) >= before + 2, 5.0)
+        latest = {m.camera_id: m for m in health}
+        assert latest[bumped].state == CameraCalibrationHealth.STATE_MISALIGNED, latest[bumped]
+        assert 0.5 * world.scene.camera_bump.magnitude_deg < latest[bumped].error_deg < 3.0
+        assert latest["cam0"].state == CameraCalibrationHealth.STATE_OK, latest["cam0"]
+        level, message = node._status()
+        assert level == NodeHealth.LEVEL_WARN and bumped in message and "cam0" not in message
+    finally:
+        node.destroy_node()
+        probe.destroy_node()

@@ -176,6 +176,11 @@ class CalibrationMonitorNode(Node):
             self.counters.on_error("bad_image")
             self.log.warn(f"image-{camera_id}", f"camera {camera_id}: image not usable: {exc}")
             return
+        if image.shape[:2] != (camera.height, camera.width):
+            self.counters.on_error("image_size_mismatch")
+            self.log.warn(f"size-{camera_id}", f"camera {camera_id}: image {image.shape[1]}x{image.shape[0]} is not "
+                                               f"the CameraInfo's {camera.width}x{camera.height}; not checked")
+            return
         started = time.perf_counter()
         status = self.core.check(camera, image, msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
         self.counters.on_processed(time.perf_counter() - started)
