@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from perception_nodes.taxonomy import SiteClass
 
@@ -143,9 +144,18 @@ class MapObject:
     stationary_since: float | None = None
     score: float = 0.0
 
+    _class_id: int = int(SiteClass.OTHER)
+
     @property
     def class_id(self) -> int:
-        return max(self.class_scores.items(), key=lambda kv: kv[1])[0] if self.class_scores else int(SiteClass.OTHER)
+        """The class with the most score-weighted votes."""
+        return self._class_id
+
+    def vote(self, class_id: int, score: float) -> None:
+        """Count one observation's class (score-weighted)."""
+        self.class_scores[class_id] = self.class_scores.get(class_id, 0.0) + score
+        if self.class_scores[class_id] > self.class_scores.get(self._class_id, -1.0) or len(self.class_scores) == 1:
+            self._class_id = class_id
 
 
 @dataclass
@@ -281,12 +291,18 @@ class MapTracker:
             self._count("out_of_order")
             result = UpdateResult.FUSED_OUT_OF_ORDER
         now = self.time
-        observations = [o for o in observations if np.all(np.isfinite(o.xy)) and np.all(np.isfinite(o.cov))]
         if not observations:
             self._maintain(now)
             return result
-        Z = np.array([o.xy for o in observations], dtype=np.float64)
-        R = np.array([o.cov for o in observations], dtype=np.float64)
+        Z = np.array([o.xy for o in observations], dtype=np.float64).reshape(-1, 2)
+        R = np.array([o.cov for o in observations], dtype=np.float64).reshape(-1, 2, 2)
+        finite = np.isfinite(Z).all(axis=1) & np.isfinite(R).all(axis=(1, 2))
+        if not finite.all():
+            observations = [o for o, ok in zip(observations, finite) if ok]
+            Z, R = Z[finite], R[finite]
+            if not observations:
+                self._maintain(now)
+                return result
         if lag > 0 and len(self.objects):
             # Out of order: compare with the objects where they were at the observation's stamp.
             X_then = self.X.copy()
@@ -340,15 +356,17 @@ class MapTracker:
         free_obj = np.arange(m)
         if not len(free_obs):
             return matches
-        appearance, has_appearance = self._appearance(observations)
+        idle_objects = np.array([now - o.last_update >= p.coast_after_s for o in self.objects])
+        if p.appearance_weight > 0 or idle_objects.any():
+            appearance, has_appearance = self._appearance(observations)
+        else:  # nothing would use it: no cost term, and every object is in view
+            appearance, has_appearance = np.ones((n, m)), np.zeros((n, m), dtype=bool)
         if len(free_obs) and len(free_obj):
-            from scipy.optimize import linear_sum_assignment
-
             sub = np.ix_(free_obs, free_obj)
             cost = d2[sub] + np.where(has_appearance[sub], p.appearance_weight * appearance[sub], 0.0) - bonus[sub]
             # Position says little about an object no camera has seen for a while (its covariance has grown):
             # there, appearance must agree too.
-            idle = np.array([now - o.last_update >= p.coast_after_s for o in self.objects])[free_obj]
+            idle = idle_objects[free_obj]
             allowed = (d2[sub] <= p.gate_chi2) & compatible[sub] & \
                 ~(has_appearance[sub] & (appearance[sub] > p.appearance_gate) & idle[None, :])
             cost = np.where(allowed, cost, 1e6)
@@ -429,7 +447,7 @@ class MapTracker:
         obj.last_update = now
         obj.hits += 1
         obj.score = 0.8 * obj.score + 0.2 * obs.score if obj.hits > 1 else obs.score
-        obj.class_scores[obs.class_id] = obj.class_scores.get(obs.class_id, 0.0) + obs.score
+        obj.vote(obs.class_id, obs.score)
         obj.last_seen_by[obs.camera_id] = stamp
         previous = obj.tracks.get(obs.camera_id)
         if previous is not None and previous != obs.track_id:
@@ -483,8 +501,8 @@ class MapTracker:
         revived = self._spawn(obs, now, global_id=old.global_id)
         revived.hits = old.hits + 1
         revived.confirmed = old.confirmed
-        revived.class_scores = dict(old.class_scores)
-        revived.class_scores[obs.class_id] = revived.class_scores.get(obs.class_id, 0.0) + obs.score
+        revived.class_scores, revived._class_id = dict(old.class_scores), old.class_id
+        revived.vote(obs.class_id, obs.score)
         revived.created = old.created
         self._count("reentries")
         return True
@@ -548,7 +566,7 @@ class MapTracker:
         for camera, seen in gone.last_seen_by.items():
             kept.last_seen_by[camera] = max(seen, kept.last_seen_by.get(camera, -math.inf))
         for cls, score in gone.class_scores.items():
-            kept.class_scores[cls] = kept.class_scores.get(cls, 0.0) + score
+            kept.vote(cls, score)
         kept.hits += gone.hits
         kept.confirmed = kept.confirmed or gone.confirmed
         kept.last_update = max(kept.last_update, gone.last_update)
@@ -602,13 +620,16 @@ class MapTracker:
     # -- queries -----------------------------------------------------------------------------
     def heading_of(self, camera_id: str, track_id: int) -> tuple[float, bool]:
         """Heading of the object a camera track is bound to (for lifting its next box)."""
-        gid = self.bindings.get((camera_id, track_id))
-        if gid is None:
-            return 0.0, False
-        for obj in self.objects:
-            if obj.global_id == gid:
-                return obj.heading, obj.heading_known
-        return 0.0, False
+        return self.headings_of(camera_id, [track_id])[0]
+
+    def headings_of(self, camera_id: str, track_ids) -> list[tuple[float, bool]]:
+        """(heading, known) of the objects a camera's tracks are bound to, one per track."""
+        by_id = {o.global_id: o for o in self.objects}
+        out = []
+        for track_id in track_ids:
+            obj = by_id.get(self.bindings.get((camera_id, int(track_id))))
+            out.append((obj.heading, obj.heading_known) if obj is not None else (0.0, False))
+        return out
 
     def global_id_of(self, camera_id: str, track_id: int) -> int | None:
         return self.bindings.get((camera_id, track_id))

@@ -87,7 +87,7 @@ class Localizer:
         classes = np.asarray(batch.class_ids, dtype=np.int64)
         safe_boxes = np.where(finite[:, None], boxes, [0.0, 0.0, 1.0, 1.0])
         if self.config.use_heading:
-            hk = [self.tracker.heading_of(batch.camera_id, int(t)) for t in batch.track_ids]
+            hk = self.tracker.headings_of(batch.camera_id, batch.track_ids)
             heading = np.array([h for h, _ in hk], dtype=np.float64)
             known = np.array([k for _, k in hk], dtype=bool)
             lifted = lift_with_priors(camera, safe_boxes, classes, heading, known, self.prior, self.config.lift)
