@@ -523,6 +523,7 @@ class MapTracker:
             active[:, None] & active[None, :]
         close &= np.triu(np.ones((m, m), dtype=bool), 1)
         together = set()
+        seen_by = [{c for c, seen in o.last_seen_by.items() if now - seen <= p.coast_after_s} for o in self.objects]
         for a, b in zip(*np.nonzero(close)):
             first, second = self.objects[a], self.objects[b]
             if not _classes_compatible(first.class_id, second.class_id):
@@ -530,9 +531,7 @@ class MapTracker:
             appearance = _cosine_distance(first.embedding, second.embedding)
             if appearance is not None and appearance > p.appearance_gate:
                 continue
-            # A camera that sees both now sees two objects.
-            recent = lambda obj: {c for c, seen in obj.last_seen_by.items() if now - seen <= p.coast_after_s}  # noqa: E731
-            if recent(first) & recent(second):
+            if seen_by[a] & seen_by[b]:  # a camera that sees both now sees two objects
                 continue
             together.add((first.global_id, second.global_id))
         self.merge_candidates = {pair: self.merge_candidates.get(pair, now) for pair in together}
