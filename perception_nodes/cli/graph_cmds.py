@@ -92,5 +92,9 @@ def run_demo(args) -> int:
               f"objects on the map, {loc['distinct_global_ids']} global ids ({loc['global_ids_seen_by_two_cameras']} "
               f"seen by two cameras at once); stalls occupied {loc['stalls_occupied']}/{loc['stalls']} "
               f"{loc['occupied']}; events {loc['events']}")
+    calibration = result.get("calibration_health")
+    if calibration is not None:
+        print("[demo] calibration health: " + (", ".join(f"{cam} {v['state']} ({v['error_deg']} deg)"
+                                                         for cam, v in calibration.items()) or "no verdict yet"))
     emit({**result, "site": args.site_path, "scene": args.scene})
     return 0 if result["ok"] else 1

@@ -13,7 +13,10 @@ shift that best lays the projected lines onto what the image shows:
    projected with the calibrated camera, kept where in front and in view;
 3. the response summed along the projected lines for every shift within
    ``search_px`` (one correlation); the best shift, with a parabola through
-   its neighbours for sub-pixel, converted to degrees by the focal length.
+   its neighbours for sub-pixel, converted to degrees by the focal length. A
+   check counts only if the paint fixes the shift both ways: the fit's curvature
+   at its peak must not be a ridge (one straight line fixes only the shift
+   across it).
 
 One check is noisy (cars park on the lines); the verdict is the median of the
 last ``window`` checks: MISALIGNED when that exceeds ``warn_deg``, OK when it
@@ -54,6 +57,7 @@ class CalibrationHealthParams:
     window: int = 5                  # checks whose median makes the verdict
     warn_deg: float = 0.6            # median error that flags the camera
     max_depth_m: float = 80.0        # paint farther than this is too thin in the image to help
+    min_conditioning: float = 0.02   # smallest / largest curvature of the fit at its peak
 
     def validate(self) -> None:
         if self.search_px < 2 or self.window < 1 or self.warn_deg <= 0 or self.sample_step_m <= 0:
@@ -69,6 +73,7 @@ class AlignmentCheck:
     error_deg: float = 0.0
     landmark_px: int = 0
     peak_gain: float = 1.0           # best fit / fit at the calibrated pose
+    conditioning: float = 0.0        # how well the paint fixes the shift both ways (0: along a line, 1: a corner)
     reason: str = ""
 
 
@@ -117,6 +122,23 @@ def _subpixel(values: np.ndarray, k: int) -> float:
     a, b, c = float(values[k - 1]), float(values[k]), float(values[k + 1])
     denominator = a - 2 * b + c
     return 0.0 if abs(denominator) < 1e-12 else 0.5 * (a - c) / denominator
+
+
+def _peak_conditioning(scores: np.ndarray, ky: int, kx: int, step: int = 2) -> float:
+    """Smallest over largest curvature of the score surface at its peak (finite differences)."""
+    h, w = scores.shape
+    y0, y1 = max(ky - step, 0), min(ky + step, h - 1)
+    x0, x1 = max(kx - step, 0), min(kx + step, w - 1)
+    if y1 - y0 < 2 or x1 - x0 < 2:
+        return 0.0
+    f = lambda y, x: float(scores[y, x])  # noqa: E731
+    c = f(ky, kx)
+    dyy = (f(y1, kx) - 2 * c + f(y0, kx)) / ((y1 - ky) * (ky - y0) or 1)
+    dxx = (f(ky, x1) - 2 * c + f(ky, x0)) / ((x1 - kx) * (kx - x0) or 1)
+    dxy = (f(y1, x1) - f(y1, x0) - f(y0, x1) + f(y0, x0)) / ((y1 - y0) * (x1 - x0))
+    eig = np.linalg.eigvalsh(np.array([[dxx, dxy], [dxy, dyy]]))
+    curvatures = np.abs(eig)
+    return float(curvatures.min() / curvatures.max()) if curvatures.max() > 1e-9 else 0.0
 
 
 class LandmarkAligner:
@@ -179,9 +201,14 @@ class LandmarkAligner:
         if gain < p.min_peak_gain and (abs(dx) > 1.5 or abs(dy) > 1.5):
             return AlignmentCheck(False, (dx, dy), landmark_px=self.landmark_px, peak_gain=gain,
                                   reason="no shift fits clearly better than the calibration")
+        conditioning = _peak_conditioning(scores, ky, kx)
+        if conditioning < p.min_conditioning:
+            # One straight line (or parallel ones) fixes the shift across it only: along it any shift fits.
+            return AlignmentCheck(False, (dx, dy), landmark_px=self.landmark_px, peak_gain=gain,
+                                  conditioning=conditioning, reason="the paint in view runs one way only")
         focal = 0.5 * (self.camera.K[0, 0] + self.camera.K[1, 1])
         error = math.degrees(math.atan2(math.hypot(dx, dy), focal))
-        return AlignmentCheck(True, (float(dx), float(dy)), error, self.landmark_px, gain)
+        return AlignmentCheck(True, (float(dx), float(dy)), error, self.landmark_px, gain, conditioning=conditioning)
 
 
 class CalibrationMonitor:

@@ -58,6 +58,25 @@ class GraphObserver:
             self.node.create_subscription(LocalizedObjectArray, f"{ns}/objects", self._on_objects, qos.RESULTS)
             self.node.create_subscription(SiteState, f"{ns}/site_state", self._on_site_state, qos.LATCHED)
             self.node.create_subscription(SiteEventArray, f"{ns}/site_events", self._on_events, qos.RESULTS)
+        self.calibration_monitor = next((s for s in specs if s.executable == "calibration_monitor"), None)
+        self.calibration: dict[str, object] = {}  # camera -> its latest CameraCalibrationHealth
+        if self.calibration_monitor is not None:
+            from perception_nodes.msg import CameraCalibrationHealth
+
+            ns = self.calibration_monitor.namespace.rstrip("/")
+            self.node.create_subscription(CameraCalibrationHealth, f"{ns}/calibration/health",
+                                          lambda m: self.calibration.__setitem__(m.camera_id, m), qos.RESULTS)
+
+    def calibration_report(self) -> dict | None:
+        """Each checked camera's latest calibration verdict and estimated error."""
+        if self.calibration_monitor is None:
+            return None
+        from perception_nodes.localization.calibration_health import CalibrationState
+
+        with self.lock:
+            latest = dict(self.calibration)
+        return {cam: {"state": CalibrationState(m.state).name if m.state in CalibrationState._value2member_map_
+                      else "UNKNOWN", "error_deg": round(float(m.error_deg), 3)} for cam, m in sorted(latest.items())}
 
     def _on_objects(self, msg) -> None:
         now = self.node.get_clock().now().nanoseconds
@@ -219,6 +238,7 @@ def run_demo_session(specs, *, duration: float, startup_timeout: float, tracking
     health = query_monitor(observer.node, namespace) if monitor else {"ok": True}
     cameras = observer.report()
     localization = observer.localization_report()
+    calibration = observer.calibration_report()
     executor.shutdown(timeout_sec=1.0)
     spin.join(timeout=5.0)  # no spinning thread may outlive the context
     runner.stop()
@@ -230,5 +250,6 @@ def run_demo_session(specs, *, duration: float, startup_timeout: float, tracking
         ok = ok and localization["object_messages"] > 0
     return {"ok": bool(ok), "startup_s": round(startup_s, 1), "duration_s": duration, "cameras": cameras,
             **({"localization": localization} if localization is not None else {}),
+            **({"calibration_health": calibration} if calibration is not None else {}),
             "monitor": health, "failed_nodes": sorted({f.node for f in runner.failures}),
             "restarts": runner.restarts, "given_up": runner.given_up}
