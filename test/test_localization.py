@@ -189,6 +189,27 @@ def test_localizer_rejects_bad_batches_and_skips_nan_boxes():
     assert report.observations == 1 and report.rejected_boxes == 1
 
 
+def test_a_flagged_camera_is_moved_back_by_its_image_shift_and_weighs_less():
+    cam = camera_geometry(load_scene("default").cameras[0])
+    box = np.array([[300, 380, 340, 470]], float)
+
+    def lift(localizer, boxes):
+        report = localizer.fuse(cam, TrackBatch("cam0", 0.0, np.array([1]), boxes, np.array([2]), np.array([0.9])))
+        return report.lifted.xy[0], report.lifted.cov[0]
+
+    true_xy, true_cov = lift(Localizer(), box)
+    flagged = Localizer()
+    flagged.set_camera_uncertainty("cam0", math.radians(1.5), image_shift_px=(12.0, -5.0))
+    # The bumped camera sees the object 12 px right and 5 px up of where its calibration would.
+    xy, cov = lift(flagged, box + [12.0, -5.0, 12.0, -5.0])
+    assert np.linalg.norm(xy - true_xy) < 0.05
+    assert np.trace(cov) > 1.5 * np.trace(true_cov)  # down-weighted
+    assert cam.angle_sigma_rad == pytest.approx(0.002)  # the caller's geometry is left as calibrated
+    flagged.set_camera_uncertainty("cam0", 0.0)  # recalibrated: back to normal
+    xy, cov = lift(flagged, box)
+    assert np.allclose(xy, true_xy) and np.allclose(cov, true_cov)
+
+
 def _scene():
     stall = Stall("s1", ((0, 0), (3, 0), (3, 5), (0, 5)), "row")
     zones = (Zone("row", ZoneKind.PARKING, ((0, 0), (9, 0), (9, 5), (0, 5))),

@@ -71,7 +71,7 @@ class Recording:
     ignore: list[np.ndarray] = field(default_factory=list)   # per frame: (I, 2) present-but-unseen objects
     occupancy: list[dict] = field(default_factory=list)
     true_positions: list[tuple] = field(default_factory=list)  # per frame (ids, classes, xy, velocity)
-    # per frame: {camera id: extra angle sigma (rad)} of the cameras calibration health flags by then
+    # per frame: {camera id: (extra angle sigma (rad), image shift (px))} of the cameras flagged by then
     calibration: list[dict] = field(default_factory=list)
     calibration_summary: dict = field(default_factory=dict)
 
@@ -157,7 +157,8 @@ def record(scene_name: str, seed: int | None, frames: int | None, detections: st
         rec.truth.append(truth)
         rec.ignore.append(np.array([p[:2] for a, p, _, _ in states if a.global_id not in seen]).reshape(-1, 2))
         rec.occupancy.append(world.stall_occupancy(index))
-        rec.calibration.append({c.spec.id: monitor.angle_sigma_rad(c.spec.id) for c in world.cameras
+        rec.calibration.append({c.spec.id: (monitor.angle_sigma_rad(c.spec.id), monitor.image_shift_px(c.spec.id))
+                                for c in world.cameras
                                 if monitor is not None and monitor.angle_sigma_rad(c.spec.id) is not None})
         rec.true_positions.append(([a.global_id for a, _, _, _ in states], [a.class_id for a, _, _, _ in states],
                                    np.array([p[:2] for _, p, _, _ in states]).reshape(-1, 2),
@@ -194,6 +195,8 @@ class Variant:
     use_heading: bool = True
     use_appearance: bool = True
     use_calibration_health: bool = True
+    correct_calibration: bool = True        # move a misaligned camera's boxes back by its image shift
+    calibration_sigma_share: float = 0.25   # share of its estimated error kept as extra angle uncertainty
 
 
 def default_variants() -> list[Variant]:
@@ -203,6 +206,7 @@ def default_variants() -> list[Variant]:
         Variant("no_bindings", FusionParams(use_bindings=False)),
         Variant("no_merge", FusionParams(merge_after_s=0.0)),
         Variant("no_calibration_health", FusionParams(), use_calibration_health=False),
+        Variant("calibration_downweight_only", FusionParams(), correct_calibration=False, calibration_sigma_share=1.0),
         Variant("box_bottom_lift", FusionParams(), use_heading=False),
         Variant("baseline_nearest", FusionParams(association=AssociationMode.NEAREST, reid_max_distance=0.0,
                                                  use_bindings=False), use_appearance=False,
@@ -219,8 +223,9 @@ def run_variant(rec: Recording, variant: Variant, site_map, cameras: list[Camera
     outputs, lifted_per_frame, events, update_times = [], [], [], []
     for f, messages in enumerate(rec.messages):
         if variant.use_calibration_health:
-            for camera_id, sigma in (rec.calibration[f] if f < len(rec.calibration) else {}).items():
-                localizer.set_camera_uncertainty(camera_id, sigma)
+            for camera_id, (sigma, shift) in (rec.calibration[f] if f < len(rec.calibration) else {}).items():
+                localizer.set_camera_uncertainty(camera_id, sigma * variant.calibration_sigma_share,
+                                                 shift if variant.correct_calibration else None)
         lifted_frame = []
         # Cameras are not shutter-synchronised in a real site: their messages arrive in any order.
         for k in order_rng.permutation(len(messages)):

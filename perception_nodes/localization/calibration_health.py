@@ -262,6 +262,13 @@ class CalibrationMonitor:
         self.status[camera.camera_id] = status
         return status
 
+    def image_shift_px(self, camera_id: str) -> tuple[float, float] | None:
+        """Where a misaligned camera's image lies against its calibration (px; None: not misaligned)."""
+        status = self.status.get(camera_id)
+        if status is None or status.state != CalibrationState.MISALIGNED:
+            return None
+        return status.shift_px
+
     def angle_sigma_rad(self, camera_id: str) -> float | None:
         """The extra angular uncertainty fusion should give a misaligned camera (None: not misaligned)."""
         status = self.status.get(camera_id)

@@ -5,7 +5,9 @@ class, so what is measured is what runs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -72,17 +74,29 @@ class Localizer:
         self.scene = SceneUnderstanding(semantic_map, self.config.scene) if semantic_map is not None else None
         self.prior = MapHeadingPrior(semantic_map) if semantic_map is not None and self.config.use_heading else None
         self.angle_sigma: dict[str, float] = {}
+        self.image_shift: dict[str, tuple[float, float]] = {}
 
-    def set_camera_uncertainty(self, camera_id: str, angle_sigma_rad: float) -> None:
-        """Down-weight a camera (calibration health found it off its calibrated pose by about this angle)."""
+    def set_camera_uncertainty(self, camera_id: str, angle_sigma_rad: float,
+                               image_shift_px: tuple[float, float] | None = None) -> None:
+        """Down-weight a camera that calibration health found off its calibrated pose by about this angle;
+        with ``image_shift_px`` (where its image lies against the calibration) its boxes are also moved back
+        by that shift before lifting, which undoes most of a small rotation. 0 / None: back to normal."""
         self.angle_sigma[camera_id] = float(angle_sigma_rad)
+        if image_shift_px is None or not all(math.isfinite(v) for v in image_shift_px):
+            self.image_shift.pop(camera_id, None)
+        else:
+            self.image_shift[camera_id] = (float(image_shift_px[0]), float(image_shift_px[1]))
 
     def fuse(self, camera: CameraGeometry, batch: TrackBatch) -> FuseReport:
         """Lift one camera message and fuse it (``camera``: its intrinsics and pose at the batch's stamp)."""
         batch.validate()
-        if batch.camera_id in self.angle_sigma:
-            camera.angle_sigma_rad = max(camera.angle_sigma_rad, self.angle_sigma[batch.camera_id])
+        if self.angle_sigma.get(batch.camera_id, 0.0) > camera.angle_sigma_rad:
+            # A copy: the caller's geometry (shared, cached) stays as its calibration says.
+            camera = replace(camera, angle_sigma_rad=self.angle_sigma[batch.camera_id])
         boxes = np.asarray(batch.boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+        shift = self.image_shift.get(batch.camera_id)
+        if shift is not None:
+            boxes = boxes - np.array([shift[0], shift[1], shift[0], shift[1]])
         finite = np.all(np.isfinite(boxes), axis=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         classes = np.asarray(batch.class_ids, dtype=np.int64)
         safe_boxes = np.where(finite[:, None], boxes, [0.0, 0.0, 1.0, 1.0])

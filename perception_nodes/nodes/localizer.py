@@ -90,6 +90,12 @@ class LocalizerNode(Node):
         self.publish_markers = params.declare("publish_markers", True, "Publish RViz markers.")
         queue_depth = params.declare("queue_depth", 32, "Track messages waiting for the worker (oldest dropped).",
                                      minimum=1, maximum=1000, read_only=True)
+        self.correct_misaligned = params.declare(
+            "correct_misaligned", True, "Move a camera that calibration_monitor flags back by the image shift it "
+            "measured before lifting its boxes.")
+        self.misaligned_sigma_share = params.declare(
+            "misaligned_sigma_share", 0.25, "Share of a flagged camera's estimated error kept as extra angular "
+            "uncertainty (down-weighting).", minimum=0.0, maximum=10.0)
         defaults = FusionParams()
         fusion = {name: params.declare(name, float(getattr(defaults, name)), f"Map tracker {name.replace('_', ' ')}.",
                                        minimum=0.0, maximum=1000.0, read_only=True) for name in _FUSION_FLOATS}
@@ -171,8 +177,11 @@ class LocalizerNode(Node):
             return
         misaligned = msg.state == msg.STATE_MISALIGNED
         with self._lock:
-            # The estimated pointing error becomes the camera's extra angular uncertainty: its lifts weigh less.
-            self.core.set_camera_uncertainty(msg.camera_id, math.radians(msg.error_deg) if misaligned else 0.0)
+            # A misaligned camera's boxes are moved back by the image shift the paint showed (most of a small
+            # rotation), and a share of its error stays as extra angular uncertainty: its lifts weigh less.
+            self.core.set_camera_uncertainty(
+                msg.camera_id, math.radians(msg.error_deg) * self.misaligned_sigma_share if misaligned else 0.0,
+                (msg.shift_x_px, msg.shift_y_px) if misaligned and self.correct_misaligned else None)
         if misaligned and msg.camera_id not in self._misaligned:
             self.get_logger().warning(f"camera {msg.camera_id} is {msg.error_deg:.2f} deg off its calibration: its "
                                       f"observations are down-weighted")
