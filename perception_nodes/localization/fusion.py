@@ -463,7 +463,7 @@ class MapTracker:
                 obj.embedding = e.copy()
             else:
                 mixed = p.embedding_momentum * obj.embedding + (1 - p.embedding_momentum) * e
-                obj.embedding = mixed / max(np.linalg.norm(mixed), 1e-12)
+                obj.embedding = mixed / max(math.sqrt(float(mixed @ mixed)), 1e-12)
 
     def _spawn(self, obs: Observation, now: float, global_id: int | None = None) -> MapObject:
         p = self.params
@@ -585,10 +585,12 @@ class MapTracker:
         p = self.params
         self._merge_duplicates(now)
         keep = np.ones(len(self.objects), dtype=bool)
+        speeds = np.hypot(self.X[:, 2], self.X[:, 3]).tolist()
+        headings = np.arctan2(self.X[:, 3], self.X[:, 2]).tolist()
         for j, obj in enumerate(self.objects):
-            speed = float(np.hypot(*self.X[j, 2:]))
+            speed = speeds[j]
             if speed > 0.8 and now - obj.last_update < p.coast_after_s:
-                obj.heading = math.atan2(self.X[j, 3], self.X[j, 2])
+                obj.heading = headings[j]
                 obj.heading_known = True
             age = now - obj.last_update
             # Stationary from what the cameras saw: a coasting object's damped velocity says nothing, and would
