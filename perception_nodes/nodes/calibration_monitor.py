@@ -27,8 +27,8 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from perception_nodes.localization.calibration_health import (CalibrationHealthParams, CalibrationMonitor,
                                                               CalibrationState)
-from perception_nodes.localization.lifting import CameraGeometry
 from perception_nodes.ros import qos
+from perception_nodes.ros.camera_geometry import CameraGeometrySource
 from perception_nodes.ros.health import HealthReporter
 from perception_nodes.ros.logthrottle import ThrottledLogger
 from perception_nodes.ros.main import run_node
@@ -78,7 +78,6 @@ class CalibrationMonitorNode(Node):
         self.log = ThrottledLogger(self.get_logger())
         self._lock = threading.Lock()
         self._newest: dict[str, Image] = {}
-        self._camera_info: dict[str, CameraInfo] = {}
         self._last_check: dict[str, float] = {}
 
         from perception_nodes.ros.tf import TransformListener
@@ -86,13 +85,17 @@ class CalibrationMonitorNode(Node):
 
         self.tf_buffer = TransformBuffer(cache_duration_s=30.0)
         self.tf_listener = TransformListener(self, self.tf_buffer)
+        self.cameras_geometry = CameraGeometrySource(self.tf_buffer, self.counters, self.log, self.map_frame,
+                                                     self.tf_timeout_s)
+        self._camera_info = self.cameras_geometry.camera_info  # camera id -> its newest valid CameraInfo
         # Every check's verdict, reliable: the localizer must not miss a camera being flagged.
         self.health_pub = self.create_publisher(CameraCalibrationHealth, "calibration/health", qos.RESULTS,
                                                 qos_overriding_options=qos.overridable())
         for cam in self.cameras:
             self.create_subscription(Image, f"{cam}/image_raw", lambda m, c=cam: self._on_image(c, m), NEWEST_ONLY,
                                      qos_overriding_options=qos.overridable())
-            self.create_subscription(CameraInfo, f"{cam}/camera_info", lambda m, c=cam: self._on_info(c, m),
+            self.create_subscription(CameraInfo, f"{cam}/camera_info",
+                                     lambda m, c=cam: self.cameras_geometry.on_camera_info(c, m),
                                      NEWEST_ONLY, qos_overriding_options=qos.overridable())
         self._wake = threading.Event()
         self._running = True
@@ -101,13 +104,6 @@ class CalibrationMonitorNode(Node):
         self.health = HealthReporter(self, self.counters, status=self._status)
         if not self.has_markings:
             self.get_logger().warning("the site map has no markings: calibration cannot be checked")
-
-    def _on_info(self, camera_id: str, msg: CameraInfo) -> None:
-        if msg.width == 0 or msg.height == 0 or len(msg.k) != 9 or msg.k[0] <= 0:
-            self.counters.on_error("bad_camera_info")
-            self.log.warn(f"info-{camera_id}", f"camera {camera_id}: CameraInfo without a valid size or K; ignored")
-            return
-        self._camera_info[camera_id] = msg
 
     def _on_image(self, camera_id: str, msg: Image) -> None:
         self.counters.on_received()
@@ -137,37 +133,11 @@ class CalibrationMonitorNode(Node):
                     self.counters.on_error("check_failed")
                     self.log.warn(f"check-{camera_id}", f"camera {camera_id}: check failed: {exc!r}")
 
-    def _geometry(self, camera_id: str, msg: Image) -> CameraGeometry | None:
-        import numpy as np
-
-        from perception_nodes.tf.buffer import TransformException
-
-        info = self._camera_info.get(camera_id)
-        if info is None:
-            self.counters.on_dropped(1, "no_camera_info")
-            self.log.warn(f"noinfo-{camera_id}", f"camera {camera_id}: no CameraInfo yet; not checked")
-            return None
-        frame = msg.header.frame_id or f"{camera_id}_optical_frame"
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        try:
-            pose = self.tf_buffer.lookup_transform(self.map_frame, frame, stamp_ns, self.tf_timeout_s)
-        except TransformException:
-            try:  # static calibration: the newest pose serves any stamp
-                pose = self.tf_buffer.lookup_transform(self.map_frame, frame, 0, 0.0)
-            except TransformException as exc:
-                self.counters.on_dropped(1, "tf_unavailable")
-                self.log.warn(f"tf-{camera_id}", f"camera {camera_id}: no transform {self.map_frame} <- {frame}: "
-                                                 f"{exc}; not checked")
-                return None
-        K = np.array(info.k, dtype=np.float64).reshape(3, 3)
-        D = np.array(info.d, dtype=np.float64) if len(info.d) else np.zeros(5)
-        return CameraGeometry(camera_id, int(info.width), int(info.height), K, D, pose.transform())
-
     def _check(self, camera_id: str, msg: Image) -> None:
         from perception_nodes.errors import PerceptionError
         from perception_nodes.image_codec import image_to_bgr8
 
-        camera = self._geometry(camera_id, msg)
+        camera = self.cameras_geometry.geometry(camera_id, msg.header, "image")
         if camera is None:
             return
         try:

@@ -42,6 +42,7 @@ from perception_nodes.localization.lifting import DEFAULT_SIZE_PRIORS, CameraGeo
 from perception_nodes.localization.localizer import LocalizationError, Localizer, LocalizerConfig, TrackBatch
 from perception_nodes.localization.scene_state import EventKind
 from perception_nodes.ros import qos
+from perception_nodes.ros.camera_geometry import CameraGeometrySource
 from perception_nodes.ros.health import HealthReporter
 from perception_nodes.ros.logthrottle import ThrottledLogger
 from perception_nodes.ros.main import run_node
@@ -115,7 +116,6 @@ class LocalizerNode(Node):
         self._lock = threading.Lock()
         self.counters = NodeCounters()
         self.log = ThrottledLogger(self.get_logger())
-        self._camera_info: dict[str, CameraInfo] = {}
         self._last_tracks: dict[str, float] = {}  # camera -> wall time of its last message
         self._started = time.monotonic()
         self._queue: deque = deque(maxlen=queue_depth)
@@ -128,6 +128,9 @@ class LocalizerNode(Node):
 
         self.tf_buffer = TransformBuffer(cache_duration_s=30.0)
         self.tf_listener = TransformListener(self, self.tf_buffer)
+        self.cameras_geometry = CameraGeometrySource(self.tf_buffer, self.counters, self.log, self.map_frame,
+                                                     self.tf_timeout_s)
+        self._camera_info = self.cameras_geometry.camera_info  # camera id -> its newest valid CameraInfo
         self.objects_pub = self.create_publisher(LocalizedObjectArray, "objects", qos.RESULTS,
                                                  qos_overriding_options=qos.overridable())
         # The same objects for tools that speak vision_msgs.
@@ -148,7 +151,8 @@ class LocalizerNode(Node):
         for cam in self.cameras:
             self.create_subscription(TrackArray, f"{cam}/tracks", lambda m, c=cam: self._on_tracks(c, m), qos.RESULTS,
                                      qos_overriding_options=qos.overridable())
-            self.create_subscription(CameraInfo, f"{cam}/camera_info", lambda m, c=cam: self._on_info(c, m),
+            self.create_subscription(CameraInfo, f"{cam}/camera_info",
+                                     lambda m, c=cam: self.cameras_geometry.on_camera_info(c, m),
                                      CAMERA_INFO_ANY, qos_overriding_options=qos.overridable())
         from perception_nodes.msg import CameraCalibrationHealth
 
@@ -164,13 +168,6 @@ class LocalizerNode(Node):
         self._site_markers_sent = 0.0
 
     # -- input -------------------------------------------------------------------------------
-    def _on_info(self, camera_id: str, msg: CameraInfo) -> None:
-        if msg.width == 0 or msg.height == 0 or len(msg.k) != 9 or msg.k[0] <= 0:
-            self.counters.on_error("bad_camera_info")
-            self.log.warn(f"info-{camera_id}", f"camera {camera_id}: CameraInfo without a valid size or K; ignored")
-            return
-        self._camera_info[camera_id] = msg
-
     def _on_calibration_health(self, msg) -> None:
         if msg.camera_id not in self.cameras or not math.isfinite(msg.error_deg) or msg.error_deg < 0:
             self.counters.on_error("bad_calibration_health")
@@ -213,33 +210,9 @@ class LocalizerNode(Node):
                 self.counters.on_error("fuse_failed")
                 self.log.warn("fuse", f"camera {camera_id}: fusing a track message failed: {exc!r}")
 
-    def _geometry(self, camera_id: str, msg) -> CameraGeometry | None:
-        info = self._camera_info.get(camera_id)
-        if info is None:
-            self.counters.on_dropped(1, "no_camera_info")
-            self.log.warn(f"noinfo-{camera_id}", f"camera {camera_id}: no CameraInfo yet; tracks dropped")
-            return None
-        from perception_nodes.tf.buffer import TransformException
-
-        frame = msg.header.frame_id or f"{camera_id}_optical_frame"
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        try:
-            pose = self.tf_buffer.lookup_transform(self.map_frame, frame, stamp_ns, self.tf_timeout_s)
-        except TransformException as exc:
-            try:  # static calibration: the newest pose serves any stamp
-                pose = self.tf_buffer.lookup_transform(self.map_frame, frame, 0, 0.0)
-            except TransformException:
-                self.counters.on_dropped(1, "tf_unavailable")
-                self.log.warn(f"tf-{camera_id}", f"camera {camera_id}: no transform {self.map_frame} <- {frame} "
-                                                 f"at the image stamp ({exc}); tracks dropped")
-                return None
-        K = np.array(info.k, dtype=np.float64).reshape(3, 3)
-        D = np.array(info.d, dtype=np.float64) if len(info.d) else np.zeros(5)
-        return CameraGeometry(camera_id, int(info.width), int(info.height), K, D, pose.transform())
-
     def _fuse(self, camera_id: str, msg, received: float) -> None:
         started = time.perf_counter()
-        camera = self._geometry(camera_id, msg)
+        camera = self.cameras_geometry.geometry(camera_id, msg.header, "tracks")
         if camera is None:
             return
         self._geometry_cache[camera_id] = camera
@@ -454,7 +427,7 @@ class LocalizerNode(Node):
         if now - self._started < self.stale_camera_s:
             return NodeHealth.LEVEL_OK, ""
         stale = [c for c in self.cameras if now - self._last_tracks.get(c, self._started) > self.stale_camera_s]
-        missing = [c for c in self.cameras if c not in self._camera_info]
+        missing = [c for c in self.cameras if c not in self.cameras_geometry.camera_info]
         problems = []
         if stale:
             problems.append(f"no tracks for {self.stale_camera_s:.0f} s from {', '.join(stale)} (their objects coast)")
