@@ -87,6 +87,14 @@ class StreamServer:
             self.process.wait(timeout=10)
 
 
+def _brief(msg):
+    """A NodeHealth in one line (pytest cuts long reprs)."""
+    if msg is None:
+        return None
+    return (msg.level, msg.message, msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
+            dict(zip(msg.counter_names, msg.counter_values)))
+
+
 def test_a_site_of_real_sources_runs_recovers_and_respawns(ros_context, domain_id, tmp_path):
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
@@ -142,7 +150,11 @@ def test_a_site_of_real_sources_runs_recovers_and_respawns(ros_context, domain_i
             if condition():
                 return True
             runner.wait(0.05)  # drives the runner's restarts
-            executor.spin_once(timeout_sec=0.05)
+            # Drain for a while, not one callback: spin_once runs a single callback, and the image
+            # subscriptions, always ready, would starve the health one (a stale report once failed here).
+            drain_until = time.monotonic() + 0.1
+            while time.monotonic() < drain_until:
+                executor.spin_once(timeout_sec=0.01)
         return condition()
 
     def counter(name, key):
@@ -166,7 +178,7 @@ def test_a_site_of_real_sources_runs_recovers_and_respawns(ros_context, domain_i
         # ran slower than the stream (which once hid the outage until the backlog was drained).
         assert run_until(lambda: health.get("/street/camera") is not None
                          and health["/street/camera"].level == NodeHealth.LEVEL_WARN, 30.0), \
-            (health.get("/street/camera"), log.getvalue()[-3000:])
+            (_brief(health.get("/street/camera")), time.time(), log.getvalue()[-3000:])
         assert run_until(lambda: counter("/street/camera", "source_failures") >= 1, 30.0)
         assert counter("/street/camera", "source_lost") >= 1
         outage = time.monotonic()
