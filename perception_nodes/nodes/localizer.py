@@ -381,7 +381,8 @@ class LocalizerNode(Node):
 
     def _publish_site_markers(self, header) -> None:
         markers = site_markers(header, self.core.map, {s: st.occupied for s, st in self.core.scene.stalls.items()})
-        for index, camera in enumerate(self._geometry_cache.values()):
+        # A copy: the worker thread adds cameras to the cache while the executor publishes.
+        for index, camera in enumerate(list(self._geometry_cache.values())):
             markers.markers.append(frustum_marker(header, index, camera))
         self.site_markers_pub.publish(markers)
         self._site_markers_sent = time.monotonic()
