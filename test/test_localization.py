@@ -164,6 +164,19 @@ def test_two_objects_side_by_side_that_one_camera_sees_apart_are_never_merged():
     assert len(tracker.snapshot()) == 2 and not tracker.counters.get("merges")
 
 
+def test_objects_of_cameras_that_report_slowly_do_not_coast_between_updates():
+    tracker = MapTracker()
+    for step in range(8):  # a tracker updating at 1 Hz
+        tracker.update(float(step), [_obs("a", 1, [1.0 * step, 0.0])])
+    between = tracker.snapshot(7.8)[0]
+    assert between.state == ExistenceState.CONFIRMED  # 0.8 s after an update: not unseen at 1 Hz
+    assert tracker.snapshot(7.0 + 3.0)[0].state == ExistenceState.COASTING  # three missed updates: it is
+    fast = MapTracker()
+    for step in range(20):  # 10 Hz
+        fast.update(step * 0.1, [_obs("a", 1, [0.1 * step, 0.0])])
+    assert fast.snapshot(1.9 + 0.8)[0].state == ExistenceState.COASTING
+
+
 def test_handover_between_cameras_that_do_not_overlap_keeps_the_id_when_appearance_matches():
     red, blue = np.array([1.0, 0, 0, 0]), np.array([0, 0, 1.0, 0])
     for embedding, same in ((red, True), (blue, False)):

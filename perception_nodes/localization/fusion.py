@@ -143,6 +143,7 @@ class MapObject:
     heading_known: bool = False
     stationary_since: float | None = None
     score: float = 0.0
+    update_interval: float = 0.0     # running mean of the time between its updates (s)
 
     _class_id: int = int(SiteClass.OTHER)
 
@@ -230,6 +231,11 @@ class MapTracker:
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
+    def _coast_after(self, obj: MapObject) -> float:
+        """When an object counts as unseen: coast_after_s, or longer where its cameras report slowly (a site whose
+        trackers update at 1 Hz would otherwise see every object coast between updates)."""
+        return max(self.params.coast_after_s, 2.5 * obj.update_interval)
+
     def _systematic_cov(self) -> np.ndarray:
         """(m, 2, 2): the systematic lifting covariance of each object's class."""
         p = self.params
@@ -258,7 +264,7 @@ class MapTracker:
         F[0, 2] = F[1, 3] = dt
         X = self.X @ F.T
         P = F @ self.P @ F.T + self._process_noise(dt)
-        coasting = np.array([t - o.last_update > self.params.coast_after_s for o in self.objects])
+        coasting = np.array([t - o.last_update > self._coast_after(o) for o in self.objects])
         if coasting.any():
             # A coasting object slows down instead of running off: the integral of the damped velocity.
             tau = self.params.velocity_damping_s
@@ -356,7 +362,7 @@ class MapTracker:
         free_obj = np.arange(m)
         if not len(free_obs):
             return matches
-        idle_objects = np.array([now - o.last_update >= p.coast_after_s for o in self.objects])
+        idle_objects = np.array([now - o.last_update >= self._coast_after(o) for o in self.objects])
         if p.appearance_weight > 0 or idle_objects.any():
             appearance, has_appearance = self._appearance(observations)
         else:  # nothing would use it: no cost term, and every object is in view
@@ -378,7 +384,7 @@ class MapTracker:
         unmatched = np.array([i for i in range(n) if i not in matches], dtype=int)
         if len(unmatched) and p.reid_max_distance > 0:
             taken = set(matches.values())
-            idle = np.array([j not in taken and now - obj.last_update >= p.coast_after_s
+            idle = np.array([j not in taken and now - obj.last_update >= self._coast_after(obj)
                              for j, obj in enumerate(self.objects)])
             if idle.any():
                 reach = np.array([MAX_SPEED.get(o.class_id, 15.0) * (now - o.last_update) + p.handover_slack_m
@@ -444,6 +450,10 @@ class MapTracker:
 
     def _observed(self, obj: MapObject, obs: Observation, stamp: float, now: float) -> None:
         p = self.params
+        gap = now - obj.last_update
+        # The reporting rate, not absences: same-round updates by several cameras and long gaps do not count.
+        if obj.hits and 1e-6 < gap < 0.5 * p.max_coast_s:
+            obj.update_interval = gap if obj.update_interval == 0.0 else 0.8 * obj.update_interval + 0.2 * gap
         obj.last_update = now
         obj.hits += 1
         obj.score = 0.8 * obj.score + 0.2 * obs.score if obj.hits > 1 else obs.score
@@ -514,7 +524,7 @@ class MapTracker:
         if m < 2 or p.merge_after_s <= 0 or p.association != AssociationMode.FULL:
             self.merge_candidates.clear()
             return
-        active = np.array([now - o.last_update <= p.coast_after_s for o in self.objects])
+        active = np.array([now - o.last_update <= self._coast_after(o) for o in self.objects])
         diff = self.X[:, None, :2] - self.X[None, :, :2]
         systematic = self._systematic_cov()
         S_inv, _ = _inv2(self.P[:, None, :2, :2] + self.P[None, :, :2, :2] + systematic[:, None] + systematic[None, :])
@@ -523,7 +533,8 @@ class MapTracker:
             active[:, None] & active[None, :]
         close &= np.triu(np.ones((m, m), dtype=bool), 1)
         together = set()
-        seen_by = [{c for c, seen in o.last_seen_by.items() if now - seen <= p.coast_after_s} for o in self.objects]
+        seen_by = [{c for c, seen in o.last_seen_by.items() if now - seen <= self._coast_after(o)}
+                   for o in self.objects]
         for a, b in zip(*np.nonzero(close)):
             first, second = self.objects[a], self.objects[b]
             if not _classes_compatible(first.class_id, second.class_id):
@@ -589,13 +600,14 @@ class MapTracker:
         headings = np.arctan2(self.X[:, 3], self.X[:, 2]).tolist()
         for j, obj in enumerate(self.objects):
             speed = speeds[j]
-            if speed > 0.8 and now - obj.last_update < p.coast_after_s:
+            coast_after = self._coast_after(obj)
+            if speed > 0.8 and now - obj.last_update < coast_after:
                 obj.heading = headings[j]
                 obj.heading_known = True
             age = now - obj.last_update
             # Stationary from what the cameras saw: a coasting object's damped velocity says nothing, and would
             # otherwise let a car that drove out of view wait 20 s for another to take its id.
-            if age < p.coast_after_s:
+            if age < coast_after:
                 if speed < p.stationary_speed:
                     obj.stationary_since = obj.stationary_since if obj.stationary_since is not None else now
                 else:
@@ -646,7 +658,7 @@ class MapTracker:
         for j, obj in enumerate(self.objects):
             if not obj.confirmed and not include_tentative:
                 continue
-            coasting = t - obj.last_update > self.params.coast_after_s
+            coasting = t - obj.last_update > self._coast_after(obj)
             state = ExistenceState.TENTATIVE if not obj.confirmed else (
                 ExistenceState.COASTING if coasting else ExistenceState.CONFIRMED)
             contributors = {cam: obj.tracks[cam] for cam, seen in obj.last_seen_by.items()
