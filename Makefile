@@ -11,7 +11,7 @@ export PERCEPTION_VENV
 PYTHON ?= python3
 VPY := $(PERCEPTION_VENV)/bin/python
 IN_ENV := . tools/env.sh &&
-DEMO_ARGS ?=
+DEMO_ARGS ?= --camera-rate-hz 2
 PYTEST_ARGS ?=
 
 # A failed step names itself and the reason.
