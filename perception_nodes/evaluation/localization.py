@@ -74,6 +74,7 @@ class Recording:
     # per frame: {camera id: (extra angle sigma (rad), image shift (px))} of the cameras flagged by then
     calibration: list[dict] = field(default_factory=list)
     calibration_summary: dict = field(default_factory=dict)
+    site_map: object = None  # the semantic map of the scene's site (what the localizer node loads)
 
 
 def camera_geometry(spec, angle_sigma_rad: float = 0.002) -> CameraGeometry:
@@ -109,7 +110,8 @@ def record(scene_name: str, seed: int | None, frames: int | None, detections: st
     noise = NoiseModel()
     trackers = [ByteTracker() for _ in world.cameras]
     rec = Recording(world.scene, frames, world.scene.fps)
-    markings = _site_map(world.scene).markings
+    rec.site_map = _site_map(world.scene)
+    markings = rec.site_map.markings
     monitor = CalibrationMonitor(markings) if markings else None
     geometries = [camera_geometry(spec) for spec in world.scene.cameras]
     check_every = max(int(round(world.scene.fps / CALIBRATION_CHECK_HZ)), 1)
@@ -426,7 +428,7 @@ def evaluate_localization(scene: str, seed: int | None, frames: int | None, dete
     rec = record(scene, seed, frames, detections, model, appearance, log=log)
     log(f"[eval] recorded {rec.frames} frames x {len(rec.scene.cameras)} cameras ({detections}) in "
         f"{time.perf_counter() - started:.0f} s")
-    site_map = _site_map(rec.scene)
+    site_map = rec.site_map
     cameras = [camera_geometry(spec) for spec in rec.scene.cameras]
     results = {}
     for variant in variants or default_variants():
