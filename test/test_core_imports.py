@@ -14,7 +14,7 @@ CORE_MODULES = [
     "perception_nodes.detection.train", "perception_nodes.site.manifest", "perception_nodes.taxonomy",
     "perception_nodes.boxes", "perception_nodes.reid", "perception_nodes.sources.synthetic",
     "perception_nodes.evaluation.detection", "perception_nodes.evaluation.tracking",
-    "perception_nodes.evaluation.calibration",
+    "perception_nodes.evaluation.calibration", "perception_nodes.risk",
 ]
 
 

@@ -15,11 +15,21 @@ def run_check(args) -> int:
         print(str(exc), file=sys.stderr)
         emit({"ok": False, "path": exc.path, "problems": exc.problems})
         return 1
+    from perception_nodes.risk.rules import RiskConfigError, parse_risk_config
+
+    try:
+        risk = parse_risk_config(site.risk, site.map, str(site.path))
+    except RiskConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        emit({"ok": False, "path": str(site.path), "problems": exc.problems})
+        return 1
     summary = manifest_summary(site)
+    summary["risk_rules"] = [rule.id for rule in risk.rules]
     for cam, info in summary["cameras"].items():
         print(f"{cam}: {info['source']} {info['target']} at {info['rate_hz'] or 'source'} Hz, "
               f"image QoS {info['image_qos']}, priority {info['priority']}")
     print(f"map: {summary['map']}")
+    print(f"risk rules: {', '.join(summary['risk_rules']) or 'none'}")
     emit({"ok": True, **summary})
     return 0
 

@@ -163,6 +163,9 @@ class SiteManifest:
     detector: DetectorChoice = field(default_factory=DetectorChoice)
     map: SemanticMap = field(default_factory=SemanticMap)
     description: str = ""
+    # The ``risk`` section as written (rules, actions, fail-safe): perception_nodes.risk.rules checks it against
+    # the map (the risk stage sits above the site, so the site does not import it).
+    risk: dict | None = None
 
     def camera(self, camera_id: str) -> SiteCamera:
         for cam in self.cameras:
@@ -197,6 +200,8 @@ map:                             # the semantic map, metres in map_frame
   gates:     [{name: N, kind: entrance|exit|both, segment: [[x, y], [x, y]]}]
   landmarks: [{name: N, position: [x, y, z], kind: pillar}]
   markings: [{name: N, polyline: [[x, y], [x, y], ...]}]   # painted ground lines (calibration health)
+risk:                            # rules, actions and fail-safe of the risk node; see 'perception site check'
+                                 # and the README ("Risk") for its schema
 """
 
 
@@ -500,7 +505,8 @@ def load_manifest(name_or_path: str | os.PathLike) -> SiteManifest:
     data = read_yaml_mapping(path, "site manifest")
     base = path.parent.resolve()
     problems = _Problems()
-    known = {"site", "description", "map_frame", "calibration_dir", "cameras", "detector", "map", "schema_version"}
+    known = {"site", "description", "map_frame", "calibration_dir", "cameras", "detector", "map", "schema_version",
+             "risk"}
     unknown = set(data) - known
     if unknown:
         problems.add("(top level)", f"unknown keys {sorted(unknown)}", f"known: {', '.join(sorted(known))}")
@@ -546,10 +552,13 @@ def load_manifest(name_or_path: str | os.PathLike) -> SiteManifest:
             problems.add("calibration_dir", str(exc))
     detector = _detector(data.get("detector"), base, problems)
     semantic = _semantic_map(data.get("map"), problems)
+    risk = data.get("risk")
+    if risk is not None and not isinstance(risk, dict):
+        problems.add("risk", "must be a mapping", "see the README, 'Risk'")
     if problems.items:
         raise ManifestError(str(path), problems.items)
     return SiteManifest(name, path.resolve(), map_frame, calibration_dir, tuple(cameras), detector, semantic,
-                        str(data.get("description", "") or ""))
+                        str(data.get("description", "") or ""), risk if isinstance(risk, dict) else None)
 
 
 def manifest_summary(site: SiteManifest) -> dict:

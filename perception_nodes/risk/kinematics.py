@@ -1,0 +1,76 @@
+"""Pair kinematics for risk rules (pure numpy): footprint distance, closest approach and time to collision under
+constant velocity, with the objects' position and velocity covariance carried to the closest approach."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def footprint_radius(extent_length: float, extent_width: float) -> float:
+    """Radius of the circle a footprint is treated as for contact: half its width plus a quarter of the length
+    beyond it (a car end-on is not a disc of its half-length)."""
+    return 0.5 * extent_width + 0.25 * max(extent_length - extent_width, 0.0)
+
+
+def point_to_footprint(point, centre, heading: float | None, length: float, width: float) -> float:
+    """Distance (m) from a point to an object's footprint rectangle (a disc of half its width when the heading is
+    unknown); 0 inside."""
+    offset = np.asarray(point, dtype=np.float64) - np.asarray(centre, dtype=np.float64)
+    if heading is None:
+        return max(float(np.linalg.norm(offset)) - 0.5 * width, 0.0)
+    c, s = math.cos(heading), math.sin(heading)
+    along, across = c * offset[0] + s * offset[1], -s * offset[0] + c * offset[1]
+    dx, dy = max(abs(along) - length / 2, 0.0), max(abs(across) - width / 2, 0.0)
+    return math.hypot(dx, dy)
+
+
+@dataclass(frozen=True)
+class Approach:
+    """Closest approach of two objects under constant velocity."""
+
+    time_s: float               # when (from now, within the horizon; 0 when already separating)
+    distance_m: float           # centre distance then
+    time_to_collision_s: float  # first time the centres come within contact radius; inf when they never do
+    contact_probability: float  # P(centre distance < contact radius at closest approach) from the covariance
+    closing_speed_mps: float    # -d|p|/dt now (> 0 closing)
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def closest_approach(pa, va, cov_pa, cov_va, pb, vb, cov_pb, cov_vb, contact_radius: float,
+                     horizon_s: float) -> Approach:
+    """Closest approach of b relative to a within ``horizon_s``.
+
+    Covariances are 2x2 (m^2 and (m/s)^2); the relative position at time t has covariance
+    ``cov_pa + cov_pb + t^2 (cov_va + cov_vb)`` (the objects are independent). The contact probability projects
+    that covariance on the miss direction: the chance the true miss distance is under ``contact_radius``.
+    """
+    p = np.asarray(pb, dtype=np.float64) - np.asarray(pa, dtype=np.float64)
+    v = np.asarray(vb, dtype=np.float64) - np.asarray(va, dtype=np.float64)
+    speed2 = float(v @ v)
+    distance_now = float(np.linalg.norm(p))
+    closing = -float(p @ v) / distance_now if distance_now > 1e-9 else math.sqrt(speed2)
+    t_star = 0.0 if speed2 < 1e-12 else float(np.clip(-(p @ v) / speed2, 0.0, horizon_s))
+    miss = p + v * t_star
+    miss_distance = float(np.linalg.norm(miss))
+    if distance_now <= contact_radius:
+        ttc = 0.0
+    elif speed2 < 1e-12:
+        ttc = math.inf
+    else:
+        b = float(p @ v)
+        disc = b * b - speed2 * (distance_now ** 2 - contact_radius ** 2)
+        ttc = (-b - math.sqrt(disc)) / speed2 if disc >= 0 and b < 0 else math.inf
+        if ttc > horizon_s:
+            ttc = math.inf
+    cov = (np.asarray(cov_pa, dtype=np.float64) + np.asarray(cov_pb, dtype=np.float64)
+           + t_star ** 2 * (np.asarray(cov_va, dtype=np.float64) + np.asarray(cov_vb, dtype=np.float64)))
+    direction = miss / miss_distance if miss_distance > 1e-9 else np.array([1.0, 0.0])
+    sigma = math.sqrt(max(float(direction @ cov @ direction), 1e-6))
+    probability = _normal_cdf((contact_radius - miss_distance) / sigma) - _normal_cdf(
+        (-contact_radius - miss_distance) / sigma)
+    return Approach(t_star, miss_distance, ttc, float(np.clip(probability, 0.0, 1.0)), closing)
