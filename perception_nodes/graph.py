@@ -13,6 +13,9 @@ Layout for a site with cameras cam0..camN under namespace NS (default: none):
                            tracks the synthetic camera's ground_truth/detections)
   /NS/localizer            every camera's tracks, CameraInfo and TF -> objects (map frame, global ids),
                            site_state, site_events, markers
+  /NS/calibration_monitor  images vs the map's painted lines -> calibration/health (where the map has markings)
+  /NS/risk                 objects + the manifest's risk rules -> risk/assessment, risk/command (fail-safe),
+                           ~/explain, a decision log (with localization, where the manifest has a risk section)
   /NS/monitor              health aggregator  -> /diagnostics, ~/get_health
 Calibration comes from the manifest's calibration_dir unless calibration_dir is
 given: the site publisher builds the TF tree from it and every camera reads its
@@ -31,7 +34,7 @@ from perception_nodes.paths import package_path
 from perception_nodes.site.manifest import SiteManifest, load_manifest
 from perception_nodes.sources import SourceType
 
-STAGES = ("site", "cameras", "detection", "tracking", "localization", "monitor")
+STAGES = ("site", "cameras", "detection", "tracking", "localization", "risk", "monitor")
 # What runs when no stages are named: everything.
 DEFAULT_STAGES = STAGES
 DEFAULT_PARAMS_FILE = "perception.yaml"
@@ -186,6 +189,9 @@ def build_graph(site: str | os.PathLike | SiteManifest, seed: int | None = None,
             specs.append(NodeSpec("calibration_monitor", "calibration_monitor", _join(namespace), [params],
                                   {"site": str(manifest.path), "cameras": [c.id for c in manifest.cameras],
                                    "map_frame": manifest.map_frame}))
+        if "risk" in stages and manifest.risk is not None:
+            specs.append(NodeSpec("risk", "risk", _join(namespace), [params],
+                                  {"site": str(manifest.path), "map_frame": manifest.map_frame}))
     if "monitor" in stages:
         specs.append(NodeSpec("monitor", "monitor", _join(namespace), [params]))
     return specs

@@ -49,6 +49,16 @@ def ros_context(domain_id):
         rclpy.shutdown(context=context)
 
 
+@pytest.fixture
+def executor(ros_context):
+    """A single-threaded executor on the test's private context (node tests add their nodes to it)."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    ex = SingleThreadedExecutor(context=ros_context[1])
+    yield ex
+    ex.shutdown(timeout_sec=1.0)
+
+
 def spin_until(executor, condition, timeout_s: float) -> bool:
     """Spin ``executor`` until ``condition()`` is true or the timeout passes."""
     deadline = time.monotonic() + timeout_s

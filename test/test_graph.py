@@ -14,15 +14,6 @@ from perception_nodes.runner import GraphRunner
 pytestmark = pytest.mark.graph
 
 
-@pytest.fixture
-def executor(ros_context):
-    from rclpy.executors import SingleThreadedExecutor
-
-    ex = SingleThreadedExecutor(context=ros_context[1])
-    yield ex
-    ex.shutdown(timeout_sec=1.0)
-
-
 def test_project_message_and_service_cross_processes(ros_context, executor, domain_id):
     """camera process --NodeHealth--> monitor process --GetHealth--> this process."""
     from perception_nodes.srv import GetHealth

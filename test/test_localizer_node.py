@@ -8,15 +8,6 @@ from conftest import spin_until
 pytestmark = pytest.mark.node
 
 
-@pytest.fixture
-def executor(ros_context):
-    from rclpy.executors import SingleThreadedExecutor
-
-    ex = SingleThreadedExecutor(context=ros_context[1])
-    yield ex
-    ex.shutdown(timeout_sec=1.0)
-
-
 def _camera_info(spec):
     from perception_nodes.calibration import CameraCalibration
     from perception_nodes.nodes.camera import camera_info_from

@@ -10,16 +10,6 @@ from conftest import spin_until
 pytestmark = pytest.mark.node
 
 
-@pytest.fixture
-def executor(ros_context):
-    rclpy, context = ros_context
-    from rclpy.executors import SingleThreadedExecutor
-
-    ex = SingleThreadedExecutor(context=context)
-    yield ex
-    ex.shutdown(timeout_sec=1.0)
-
-
 def _camera(ros_context, **parameters):
     from perception_nodes.nodes.camera import CameraNode
 

@@ -114,12 +114,14 @@ def test_speed_limit_hysteresis_stops_toggling_around_the_threshold():
 def test_separation_uses_the_vehicle_footprint_not_its_centre():
     eng = engine()
     # 2.6 m from the car's centre along its length = 0.4 m from its front bumper, minus the person's half-width
-    a = eng.assess(0.0, [car(1, (0, -10)), person(2, (2.6, -10))])
+    a = eng.assess(0.0, [car(1, (0, -10), (1.0, 0.0)), person(2, (2.6, -10))])
     assert "keep_apart" in active_rules(a)
     reason = next(e for e in a.reasons if e.rule.id == "keep_apart")
     assert reason.measured == pytest.approx(0.15) and set(reason.object_ids) == {1, 2}
-    b = engine().assess(0.0, [car(1, (0, -10)), person(2, (0.0, -7.0))])  # 2.1 m from the side, minus 0.25
+    b = engine().assess(0.0, [car(1, (0, -10), (1.0, 0.0)), person(2, (0.0, -7.0))])  # 2.1 m from the side - 0.25
     assert "keep_apart" not in active_rules(b)
+    parked = engine().assess(0.0, [car(1, (0, -10)), person(2, (2.6, -10), (0.3, 0.0))])  # walking past a parked car
+    assert "keep_apart" not in active_rules(parked)
 
 
 def test_closest_approach_and_contact_probability():

@@ -137,15 +137,6 @@ def test_all_frames_as_yaml_has_tf2s_keys():
 
 
 # -- tf2_ros API over DDS ------------------------------------------------------------------------------------------
-@pytest.fixture
-def executor(ros_context):
-    from rclpy.executors import SingleThreadedExecutor
-
-    ex = SingleThreadedExecutor(context=ros_context[1])
-    yield ex
-    ex.shutdown(timeout_sec=1.0)
-
-
 def _stamped(parent, child, sec, x=0.0, rotation=IDENTITY):
     from perception_nodes.ros.tf import to_msg
 

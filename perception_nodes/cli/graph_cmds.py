@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 
 from perception_nodes.cli.common import emit
 from perception_nodes.graph import DEFAULT_STAGES, STAGES, build_graph
@@ -76,6 +78,11 @@ def run_demo(args) -> int:
 
     specs = _specs(args)
     print(f"[demo] site {args.site_path}", flush=True)
+    risk = next((s for s in specs if s.executable == "risk"), None)
+    if risk is not None and not risk.parameters.get("decision_log"):
+        folder = Path("runs") / "demo" / time.strftime("%Y%m%d-%H%M%S") / "decisions"
+        risk.parameters["decision_log"] = str(folder)
+        print(f"[demo] risk decisions are logged to {folder} (perception explain {folder})", flush=True)
     result = run_demo_session(specs, duration=args.duration, startup_timeout=args.startup_timeout,
                               tracking="tracking" in args.stages, monitor="monitor" in args.stages,
                               namespace=args.namespace, respawn=None if args.no_respawn else RespawnPolicy(),
@@ -96,5 +103,12 @@ def run_demo(args) -> int:
     if calibration is not None:
         print("[demo] calibration health: " + (", ".join(f"{cam} {v['state']} ({v['error_deg']} deg)"
                                                          for cam, v in calibration.items()) or "no verdict yet"))
+    risk = result.get("risk")
+    if risk is not None:
+        print(f"[demo] risk: {risk['assessments']} assessments {risk['levels']}, commands {risk['commands']}, "
+              f"{risk['fail_safe_assessments']} fail-safe; rules fired {risk['rules_fired']}")
+        for change in risk["command_changes"][:8]:
+            print(f"[demo]   command #{change['sequence']} -> {change['command']}"
+                  f"{' (fail-safe)' if change['fail_safe'] else ''}: {change['reason']}")
     emit({**result, "site": args.site_path, "scene": args.scene})
     return 0 if result["ok"] else 1

@@ -245,6 +245,8 @@ class RiskEngine:
     def _separation_subjects(self, rule: Rule, objects) -> list[_Subject]:
         out = []
         for a, b in self._pairs(rule, objects):
+            if max(a.speed, b.speed) < rule.min_speed_mps:
+                continue
             coarse = math.dist(a.xy, b.xy) - 0.5 * (a.length + b.length) - 0.5 * (a.width + b.width)
             if coarse > rule.release:
                 continue
@@ -370,9 +372,10 @@ class RiskEngine:
     def assess(self, stamp: float, objects, inputs: InputStatus | None = None) -> Assessment:
         """Evaluate every rule on ``objects`` (non-tentative objects at fusion time ``stamp``)."""
         inputs = inputs or InputStatus()
-        if self._last_stamp is not None and stamp < self._last_stamp:
-            self.reset()
-        self._last_stamp = stamp
+        if not inputs.stale:  # a stale assessment is stamped by the node's clock, not the objects' time
+            if self._last_stamp is not None and stamp < self._last_stamp:
+                self.reset()
+            self._last_stamp = stamp
         objects = sorted(objects, key=lambda o: o.global_id)
         present = {o.global_id for o in objects}
         for key in [k for k in self._since if k[1] not in present]:

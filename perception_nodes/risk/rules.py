@@ -94,6 +94,8 @@ class Rule:
     margin_m: float = 0.5                  # added to the footprints' radii: what counts as contact
     min_probability: float = 0.5           # a pair counts only this sure of contact at closest approach
     min_closing_speed_mps: float = 0.3
+    # separation: a pair counts only while one of the two moves at least this fast (people walk past parked cars)
+    min_speed_mps: float = 0.5
     # blocked_exit
     radius_m: float = 3.0
     stopped_speed_mps: float = 0.5
@@ -155,7 +157,8 @@ risk:
                                    # min_dwell_s, hold_s, classes [car, truck, person, bicycle, other]
     - {id: no_people_on_driveway, kind: restricted_zone, zone: ZONE, classes: [person], min_dwell_s: 0.5}
     - {id: lot_speed, kind: speed_limit, zone: ZONE, limit_mps: 4.0, release_mps: 3.5}   # zone optional
-    - {id: keep_apart, kind: separation, classes: [person], classes_b: [car, truck], distance_m: 1.5, release_m: 2.5}
+    - {id: keep_apart, kind: separation, classes: [person], classes_b: [car, truck], distance_m: 1.5, release_m: 2.5,
+       min_speed_mps: 0.5}          # the pair counts while one of them moves at least this fast
     - {id: ttc, kind: time_to_collision, classes: [person], classes_b: [car, truck], ttc_s: 3.0,
        release_ratio: 1.5, horizon_s: 6.0, margin_m: 0.5, min_probability: 0.5}
     - {id: wrong_way, kind: wrong_way, lane: LANE, min_speed_mps: 1.0, min_dwell_s: 1.0}   # lane optional
@@ -177,7 +180,7 @@ _COMMON = {"id", "kind", "severity", "min_dwell_s", "hold_s", "classes"}
 _EXTRA = {
     RuleKind.RESTRICTED_ZONE: {"zone"},
     RuleKind.SPEED_LIMIT: {"zone", "limit_mps", "release_mps"},
-    RuleKind.SEPARATION: {"classes_b", "distance_m", "release_m"},
+    RuleKind.SEPARATION: {"classes_b", "distance_m", "release_m", "min_speed_mps"},
     RuleKind.TIME_TO_COLLISION: {"classes_b", "ttc_s", "release_ratio", "horizon_s", "margin_m", "min_probability",
                                  "min_closing_speed_mps"},
     RuleKind.WRONG_WAY: {"lane", "min_speed_mps", "release_mps"},
@@ -263,7 +266,7 @@ def _rule(data, index: int, site_map, problems: list[str], seen: set[str]) -> Ru
                     problems.append(f"{where}.{release_key}: {release} must be on the safe side of "
                                     f"{trigger_key} {trigger} ({'<=' if worse_high else '>='})")
     for key in ("min_dwell_s", "hold_s", "horizon_s", "margin_m", "radius_m", "stopped_speed_mps",
-                "min_closing_speed_mps"):
+                "min_closing_speed_mps", "min_speed_mps"):
         if key in data:
             value = _number(data[key], f"{where}.{key}", problems, maximum=3600.0,
                             positive=key in ("horizon_s", "radius_m"))
@@ -377,3 +380,45 @@ def parse_risk_config(data, site_map, where: str = "site manifest") -> RiskConfi
     if problems:
         raise RiskConfigError(where, problems)
     return RiskConfig(rules=tuple(rules), **kwargs)
+
+
+def suggested_rules(map_data: dict) -> dict:
+    """A starting ``risk`` section for a site map in manifest layout (``{"zones": [...], "lanes": [...], "gates":
+    [...]}``): collision and separation rules between people and vehicles, a speed limit over the largest parking
+    zone, vehicles kept off walkways, restricted zones closed to everyone, wrong way on one-way lanes, blocked
+    exits. A site reviews and tunes it; ``perception site from-scene`` writes it for synthetic scenes."""
+    zones = map_data.get("zones") or []
+    everyone = ["person", "bicycle", "car", "truck"]
+    rules: list[dict] = [
+        {"id": "person_vehicle_ttc", "kind": "time_to_collision", "classes": ["person", "bicycle"],
+         "classes_b": list(VEHICLES), "ttc_s": 3.0, "release_ratio": 1.5, "hold_s": 1.0, "severity": "critical"},
+        {"id": "vehicle_vehicle_ttc", "kind": "time_to_collision", "classes": list(VEHICLES),
+         "classes_b": list(VEHICLES), "ttc_s": 2.0, "release_ratio": 1.5, "hold_s": 1.0, "severity": "high"},
+        {"id": "person_vehicle_separation", "kind": "separation", "classes": ["person", "bicycle"],
+         "classes_b": list(VEHICLES), "distance_m": 1.0, "release_m": 1.5, "min_speed_mps": 1.0,
+         "min_dwell_s": 0.3, "hold_s": 1.0, "severity": "high"},
+    ]
+    parking = [z for z in zones if z.get("kind") == "parking"]
+    if parking:
+        def area(z):
+            pts = z["polygon"]
+            return abs(sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(pts, pts[1:] + pts[:1]))) / 2
+        largest = max(parking, key=area)
+        rules.append({"id": f"speed_limit_{largest['name']}", "kind": "speed_limit", "zone": largest["name"],
+                      "classes": list(VEHICLES), "limit_mps": 6.0, "release_mps": 5.0, "min_dwell_s": 1.0,
+                      "hold_s": 1.0, "severity": "medium"})
+    for zone in zones:
+        if zone.get("kind") == "walkway":
+            rules.append({"id": f"no_vehicles_on_{zone['name']}", "kind": "restricted_zone", "zone": zone["name"],
+                          "classes": list(VEHICLES), "min_dwell_s": 2.0, "hold_s": 1.0, "severity": "medium"})
+        elif zone.get("kind") == "restricted":
+            rules.append({"id": f"keep_out_of_{zone['name']}", "kind": "restricted_zone", "zone": zone["name"],
+                          "classes": everyone, "min_dwell_s": 0.5, "hold_s": 1.0, "severity": "high"})
+    if any(lane.get("direction", "both") != "both" for lane in map_data.get("lanes") or []):
+        rules.append({"id": "wrong_way", "kind": "wrong_way", "classes": list(VEHICLES), "min_speed_mps": 1.0,
+                      "min_dwell_s": 1.0, "hold_s": 1.0, "severity": "medium"})
+    for gate in map_data.get("gates") or []:
+        if gate.get("kind") in ("exit", "both"):
+            rules.append({"id": f"blocked_{gate['name']}", "kind": "blocked_exit", "gate": gate["name"],
+                          "max_stopped_s": 30.0, "radius_m": 3.0, "hold_s": 1.0, "severity": "low"})
+    return {"target": "site", "fail_safe": {"level": "high", "command": "stop"}, "rules": rules}

@@ -67,6 +67,54 @@ class GraphObserver:
             self.node.create_subscription(CameraCalibrationHealth, f"{ns}/calibration/health",
                                           lambda m: self.calibration.__setitem__(m.camera_id, m), qos.RESULTS)
 
+        self.risk = next((s for s in specs if s.executable == "risk"), None)
+        self.assessments: list = []
+        self.commands: list = []
+        if self.risk is not None:
+            from perception_nodes.msg import ActuationCommand, RiskAssessment
+
+            ns = self.risk.namespace.rstrip("/")
+            self.node.create_subscription(RiskAssessment, f"{ns}/risk/assessment", self._on_assessment, qos.COMMANDS)
+            self.node.create_subscription(ActuationCommand, f"{ns}/risk/command", self._on_command, qos.COMMANDS)
+
+    def _on_assessment(self, msg) -> None:
+        with self.lock:
+            self.assessments.append((msg.assessment_id, msg.level, msg.fail_safe, msg.fail_safe_reason,
+                                     [(r.rule_id, r.text) for r in msg.reasons[:3]]))
+
+    def _on_command(self, msg) -> None:
+        with self.lock:
+            self.commands.append((msg.sequence, msg.command, msg.fail_safe, msg.reason))
+
+    def risk_report(self) -> dict | None:
+        """What the risk node decided: assessments per level, commands per kind, the reasons behind them."""
+        if self.risk is None:
+            return None
+        from perception_nodes.risk.rules import Command, RiskLevel
+
+        with self.lock:
+            assessments, commands = list(self.assessments), list(self.commands)
+        levels: dict[str, int] = {}
+        for _, level, _, _, _ in assessments:
+            name = RiskLevel(level).name if level in RiskLevel._value2member_map_ else str(level)
+            levels[name] = levels.get(name, 0) + 1
+        kinds: dict[str, int] = {}
+        changes, last = [], None
+        for sequence, command, fail_safe, reason in commands:
+            name = Command(command).name if command in Command._value2member_map_ else str(command)
+            kinds[name] = kinds.get(name, 0) + 1
+            if name != last:
+                changes.append({"sequence": sequence, "command": name, "fail_safe": bool(fail_safe),
+                                "reason": reason[:160]})
+                last = name
+        rules: dict[str, int] = {}
+        for *_, reasons in assessments:
+            for rule_id, _ in reasons:
+                rules[rule_id] = rules.get(rule_id, 0) + 1
+        return {"assessments": len(assessments), "levels": levels, "commands": kinds,
+                "fail_safe_assessments": sum(1 for a in assessments if a[2]), "rules_fired": rules,
+                "command_changes": changes[:20], "decision_log": self.risk.parameters.get("decision_log", "")}
+
     def calibration_report(self) -> dict | None:
         """Each checked camera's latest calibration verdict and estimated error."""
         if self.calibration_monitor is None:
@@ -139,6 +187,7 @@ class GraphObserver:
             self.track_first_last.clear()
             self.objects_msgs, self.max_objects, self.stall_changes = 0, 0, 0
             self.object_ids, self.multi_camera_ids, self.object_age_ms, self.site_events = set(), set(), [], []
+            self.assessments, self.commands = [], []
 
     def localization_report(self) -> dict | None:
         """What the localizer delivered: objects on the map, ids seen by two cameras, stalls, events."""
@@ -239,6 +288,7 @@ def run_demo_session(specs, *, duration: float, startup_timeout: float, tracking
     cameras = observer.report()
     localization = observer.localization_report()
     calibration = observer.calibration_report()
+    risk = observer.risk_report()
     executor.shutdown(timeout_sec=1.0)
     spin.join(timeout=5.0)  # no spinning thread may outlive the context
     runner.stop()
@@ -248,8 +298,11 @@ def run_demo_session(specs, *, duration: float, startup_timeout: float, tracking
         health.get("ok", False) and (not tracking or all(c["track_messages"] > 0 for c in cameras.values()))
     if localization is not None:
         ok = ok and localization["object_messages"] > 0
+    if risk is not None:
+        ok = ok and risk["assessments"] > 0
     return {"ok": bool(ok), "startup_s": round(startup_s, 1), "duration_s": duration, "cameras": cameras,
             **({"localization": localization} if localization is not None else {}),
             **({"calibration_health": calibration} if calibration is not None else {}),
+            **({"risk": risk} if risk is not None else {}),
             "monitor": health, "failed_nodes": sorted({f.node for f in runner.failures}),
             "restarts": runner.restarts, "given_up": runner.given_up}

@@ -13,6 +13,7 @@ import numpy as np
 from perception_nodes.calibration import CameraCalibration, save_calibration
 from perception_nodes.errors import SourceError
 from perception_nodes.fileio import atomic_write_yaml
+from perception_nodes.risk.rules import suggested_rules
 from perception_nodes.sources import Frame, FrameSource
 from perception_nodes.world import World, load_scene
 from perception_nodes.world.scene import Scene
@@ -223,7 +224,8 @@ def site_manifest_for_scene(scene: Scene, calibration_dir: str, map_frame: str =
             "detector": {"class_map": {"car": "car", "truck": "truck", "person": "person", "bicycle": "bicycle"},
                          "unmapped": "drop"},
             "map": _rounded({"zones": zones, "stalls": stalls, "lanes": lanes, "gates": gates,
-                             "landmarks": landmarks, "markings": markings})}
+                             "landmarks": landmarks, "markings": markings}),
+            "risk": suggested_rules({"zones": zones, "lanes": lanes, "gates": gates})}
 
 
 def _rounded(value, digits: int = 3):

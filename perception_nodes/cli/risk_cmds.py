@@ -1,0 +1,92 @@
+"""`perception explain LOG [--assessment N]`: read a risk node's decision log (MCAP) for a person."""
+from __future__ import annotations
+
+import sys
+
+from perception_nodes.cli.common import emit
+
+DECISION_TOPIC = "/risk/decision"
+LEVELS = ("UNKNOWN", "CLEAR", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+COMMANDS = ("NONE", "CONTINUE", "ALERT", "SLOW_DOWN", "STOP", "EMERGENCY_STOP")
+STATES = ("UNKNOWN", "INACTIVE", "PENDING", "ACTIVE", "HOLDING")
+
+
+def _name(table, value: int) -> str:
+    return table[value] if 0 <= value < len(table) else f"?{value}"
+
+
+def _records(path):
+    from perception_nodes.bagio import deserialize, read_messages
+
+    for message in read_messages(path, [DECISION_TOPIC]):
+        yield deserialize(message)
+
+
+def _print_record(record) -> None:
+    a = record.assessment
+    print(record.explanation)
+    print(f"input snapshot: {len(record.objects)} objects")
+    for o in record.objects:
+        cov = o.position_covariance
+        sources = ", ".join(f"{c.camera_id}#{c.track_id}" for c in o.contributors) or "no camera now"
+        print(f"  {o.class_name or 'object'} {o.global_id}: ({o.position.x:.2f}, {o.position.y:.2f}) m, "
+              f"v=({o.velocity.x:.2f}, {o.velocity.y:.2f}) m/s, sigma=({cov[0] ** 0.5:.2f}, {cov[4] ** 0.5:.2f}) m, "
+              f"seen by {sources}")
+    print(f"command #{record.command.sequence}: {_name(COMMANDS, record.command.command)} -> {record.command.target}"
+          f"{' (fail-safe)' if record.command.fail_safe else ''}: {record.command.reason}")
+    if a.fail_safe:
+        print(f"fail-safe: {a.fail_safe_reason}")
+
+
+def run_explain(args) -> int:
+    from perception_nodes.errors import BagError
+
+    try:
+        records = list(_records(args.log))
+    except (BagError, OSError, ValueError) as exc:
+        print(f"cannot read decision log {args.log}: {exc}", file=sys.stderr)
+        emit({"ok": False, "log": str(args.log), "error": str(exc)})
+        return 1
+    if not records:
+        print(f"{args.log}: no decisions (topic {DECISION_TOPIC}) in this log", file=sys.stderr)
+        emit({"ok": False, "log": str(args.log), "error": "no decisions"})
+        return 1
+    if args.assessment is None:
+        levels: dict[str, int] = {}
+        for r in records:
+            levels[_name(LEVELS, r.assessment.level)] = levels.get(_name(LEVELS, r.assessment.level), 0) + 1
+        fail_safe = sum(r.assessment.fail_safe for r in records)
+        ids = [r.assessment.assessment_id for r in records]
+        print(f"{args.log}: {len(records)} assessments ({min(ids)}..{max(ids)}), levels {levels}, "
+              f"{fail_safe} fail-safe")
+        for r in records:
+            if r.assessment.reasons or r.assessment.fail_safe:
+                print(f"  #{r.assessment.assessment_id} {_name(LEVELS, r.assessment.level)} "
+                      f"{_name(COMMANDS, r.command.command)}: "
+                      f"{r.assessment.fail_safe_reason or r.assessment.reasons[0].text}")
+        emit({"ok": True, "log": str(args.log), "assessments": len(records), "levels": levels,
+              "fail_safe": fail_safe})
+        return 0
+    chosen = [r for r in records if r.assessment.assessment_id == args.assessment]
+    if not chosen:
+        ids = [r.assessment.assessment_id for r in records]
+        print(f"assessment {args.assessment} is not in {args.log} (it holds {min(ids)}..{max(ids)}; a restarted "
+              f"node starts again at 1 in a new log)", file=sys.stderr)
+        emit({"ok": False, "log": str(args.log), "error": f"no assessment {args.assessment}"})
+        return 1
+    record = chosen[-1]
+    _print_record(record)
+    a = record.assessment
+    emit({"ok": True, "log": str(args.log), "assessment_id": int(a.assessment_id), "level": _name(LEVELS, a.level),
+          "command": _name(COMMANDS, record.command.command), "fail_safe": bool(a.fail_safe),
+          "reasons": [r.rule_id for r in a.reasons],
+          "evaluations": {e.rule_id: _name(STATES, e.state) for e in record.evaluations}})
+    return 0
+
+
+def add_parsers(sub) -> None:
+    explain = sub.add_parser("explain", help="print a risk decision from the risk node's decision log (MCAP)")
+    explain.add_argument("log", help="decision log folder (the risk node logs its path at start)")
+    explain.add_argument("--assessment", type=int, default=None,
+                         help="the assessment id to explain (default: list the log's non-clear decisions)")
+    explain.set_defaults(func=run_explain)
