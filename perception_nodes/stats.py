@@ -53,11 +53,11 @@ class NodeCounters:
             if reason:
                 self._extra[f"dropped_{reason}"] = self._extra.get(f"dropped_{reason}", 0) + n
 
-    def on_error(self, reason: str | None = None) -> None:
+    def on_error(self, reason: str | None = None, n: int = 1) -> None:
         with self._lock:
-            self.errors += 1
+            self.errors += n
             if reason:
-                self._extra[f"error_{reason}"] = self._extra.get(f"error_{reason}", 0) + 1
+                self._extra[f"error_{reason}"] = self._extra.get(f"error_{reason}", 0) + n
 
     def on_processed(self, duration_s: float) -> None:
         with self._lock:

@@ -1,6 +1,8 @@
 """`perception bench <what>`: measurements printed as one JSON line."""
 from __future__ import annotations
 
+import sys
+
 from perception_nodes.cli.common import emit
 
 
@@ -49,6 +51,39 @@ def bench_pipeline(args) -> int:
     return 0
 
 
+def bench_risk(args) -> int:
+    """Risk decisions with N objects: the engine on a busy and a lot-like stream (against scalar pair
+    evaluation), and the node in its own process over DDS."""
+    from perception_nodes.evaluation.risk import bench_engine, bench_stream
+    from perception_nodes.site.manifest import load_manifest
+
+    site = load_manifest(args.site)
+    if site.risk is None:
+        print(f"site {args.site} has no risk section", file=sys.stderr)
+        return 2
+    result = {"site": str(site.path), "objects": args.objects}
+    for name, parked in (("busy", 0.0), ("lot", 0.6)):
+        core = bench_engine(site.map, site.risk, args.objects, args.frames, parked)
+        result[name] = core
+        print(f"[bench] engine, {name} stream ({args.objects} objects, {int(parked * 100)} % of vehicles parked, "
+              f"{core['active_reasons_mean']} active reasons per decision): p50 {core['decision_ms_p50']} ms, p99 "
+              f"{core['decision_ms_p99']} ms; scalar pairs p99 {core['scalar_pairs']['decision_ms_p99']} ms "
+              f"(x{core['speedup_vs_scalar']}), same decisions: {core['same_decisions_as_scalar']}")
+    if not args.no_node:
+        from perception_nodes.ros.risk_bench import bench_risk_node
+
+        node = bench_risk_node(str(site.path), bench_stream(args.objects, args.frames, parked_share=0.6))
+        result["node"] = node
+        print(f"[bench] node (lot stream, 10 Hz over DDS): processing p50 {node['node_processing_ms_p50']} ms p99 "
+              f"{node['node_processing_ms_p99']} ms; objects -> assessment p50 "
+              f"{node['objects_to_assessment_ms_p50']} ms p99 {node['objects_to_assessment_ms_p99']} ms "
+              f"({node['assessments_received']}/{node['messages']} answered)")
+    result["decision_ms_p99"] = result["lot"]["decision_ms_p99"]
+    result["ratio_vs_scalar"] = result["lot"]["speedup_vs_scalar"]
+    emit(result)
+    return 0
+
+
 def add_parsers(sub, add_scene_args):
     bench = sub.add_parser("bench", help="benchmarks; the last stdout line is JSON")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
@@ -71,4 +106,11 @@ def add_parsers(sub, add_scene_args):
     pipeline.add_argument("--group-trackers", action="store_true", help="the trackers in one container process")
     pipeline.add_argument("--params-file", default=None, help="parameters YAML (default: config/perception.yaml)")
     pipeline.set_defaults(func=bench_pipeline)
+    risk = bench_sub.add_parser("risk", help="risk decision time with N objects (engine on two streams, and the "
+                                             "node over DDS), against scalar pair evaluation")
+    risk.add_argument("--site", default="parking", help="site whose risk rules run (default: parking)")
+    risk.add_argument("--objects", type=int, default=100)
+    risk.add_argument("--frames", type=int, default=300, help="snapshots at 10 Hz")
+    risk.add_argument("--no-node", action="store_true", help="only the engine (no node process)")
+    risk.set_defaults(func=bench_risk)
     return bench_sub

@@ -21,6 +21,7 @@ gives the same decisions. The stale check runs on the node's clock (sim time und
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import threading
@@ -46,6 +47,7 @@ from perception_nodes.ros.params import ParameterSet
 from perception_nodes.stats import NodeCounters
 
 DECISION_TOPIC = "/risk/decision"
+MAX_MARKED_REASONS = 32  # a viewer shows the most severe; the explain service has every one
 DECISION_TYPE = "perception_nodes/msg/RiskDecisionRecord"
 CAMERA_INFO_ANY = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=1)
 _LEVEL_COLOURS = {RiskLevel.UNKNOWN: (0.6, 0.6, 0.6), RiskLevel.CLEAR: (0.1, 0.8, 0.2), RiskLevel.LOW: (0.9, 0.9, 0.1),
@@ -93,6 +95,7 @@ class _DecisionLog:
         self._thread.start()
 
     def put(self, stamp_ns: int, record) -> None:
+        """Queue one record (or a callable making it, called on the worker)."""
         with self._wake:
             if len(self._queue) == self._queue.maxlen:
                 self._counters.count("decision_log_dropped")
@@ -110,6 +113,7 @@ class _DecisionLog:
                     return
                 stamp_ns, record = self._queue.popleft()
             try:
+                record = record() if callable(record) else record
                 self._writer.write(DECISION_TOPIC, stamp_ns, serialize_message(record))
             except Exception as exc:  # the log must not take decisions down with it
                 self._counters.on_error("decision_log_failed")
@@ -150,8 +154,13 @@ class RiskNode(Node):
         self.startup_grace_s = params.declare(
             "startup_grace_s", 5.0, "No fail-safe for missing inputs this long after start (the graph is coming up).",
             minimum=0.0, maximum=600.0, read_only=True)
-        self.explain_window = params.declare("explain_window", 2000, "Assessments kept for ~/explain.",
-                                             minimum=1, maximum=100000, read_only=True)
+        self.explain_window = params.declare("explain_window", 300, "Assessments kept in memory for ~/explain "
+                                             "(the decision log has every one).", minimum=1, maximum=100000,
+                                             read_only=True)
+        self.max_reasons = params.declare("max_reasons", 16, "Reasons carried by a published assessment (most severe "
+                                          "first; reasons_total counts all).", minimum=1, maximum=1000)
+        self.markers_period_s = params.declare("markers_period_s", 0.5, "Least time between two risk/markers.",
+                                               minimum=0.0, maximum=60.0)
         decision_log = params.declare("decision_log", "", "Decision log folder (MCAP); empty: a new folder under "
                                       "$PERCEPTION_DECISION_LOG_DIR or ~/.local/share/perception_nodes/decisions; "
                                       "'none': no log.", read_only=True)
@@ -187,6 +196,11 @@ class RiskNode(Node):
         self._sequence = 0
         self._last_assessment = None
         self._fail_safe_logged = ""
+        self._markers_sent = -math.inf
+        self.rules_version = self.config.version
+        import perception_nodes.msg as types
+
+        self._types = types
 
         from perception_nodes.ros.tf import TransformListener
         from perception_nodes.tf.buffer import TransformBuffer
@@ -256,38 +270,39 @@ class RiskNode(Node):
             live = tuple(c for c in self.cameras if now - self._last_tracks.get(c, -math.inf) <= self.camera_deadline_s)
         return InputStatus(stale=stale, unhealthy=unhealthy, live_cameras=live)
 
-    def _object_state(self, o) -> ObjectState | None:
-        pos = (o.position.x, o.position.y)
-        vel = (o.velocity.x, o.velocity.y)
-        pcov = np.array(o.position_covariance, dtype=np.float64).reshape(3, 3)[:2, :2]
-        vcov = np.array(o.velocity_covariance, dtype=np.float64).reshape(3, 3)[:2, :2]
-        if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(vel)) and np.all(np.isfinite(pcov))
-                and np.all(np.isfinite(vcov)) and o.global_id != 0):
-            return None
-        return ObjectState(int(o.global_id), o.class_name, pos, vel, tuple(map(tuple, pcov)), tuple(map(tuple, vcov)),
-                           float(o.extent.x) or 1.0, float(o.extent.y) or 1.0,
-                           float(o.heading) if o.heading_known else None, o.lane,
-                           o.lane_motion == o.LANE_AGAINST, o.state == o.STATE_COASTING)
+    def _object_states(self, msg) -> tuple[list[ObjectState], int]:
+        """The confirmed and coasting objects as the rules see them, and how many were invalid (left out)."""
+        kept = [o for o in msg.objects if o.state in (o.STATE_CONFIRMED, o.STATE_COASTING)]
+        if not kept:
+            return [], 0
+        values = np.array([(o.position.x, o.position.y, o.velocity.x, o.velocity.y, o.extent.x, o.extent.y, o.heading,
+                            o.global_id) for o in kept], dtype=np.float64)
+        pcov = np.array([o.position_covariance for o in kept], dtype=np.float64).reshape(-1, 3, 3)[:, :2, :2]
+        vcov = np.array([o.velocity_covariance for o in kept], dtype=np.float64).reshape(-1, 3, 3)[:, :2, :2]
+        valid = (np.isfinite(values[:, :4]).all(axis=1) & np.isfinite(pcov).all(axis=(1, 2))
+                 & np.isfinite(vcov).all(axis=(1, 2)) & (values[:, 7] != 0))
+        states = []
+        for i in np.flatnonzero(valid):
+            o = kept[i]
+            x, y, vx, vy, length, width, heading, _ = values[i]
+            states.append(ObjectState(int(o.global_id), o.class_name, (x, y), (vx, vy), pcov[i], vcov[i],
+                                      length or 1.0, width or 1.0, heading if o.heading_known else None, o.lane,
+                                      o.lane_motion == o.LANE_AGAINST, o.state == o.STATE_COASTING))
+        return states, int(len(kept) - valid.sum())
 
     def _on_objects(self, msg) -> None:
         started = time.perf_counter()
         self.counters.on_received()
-        states = []
-        for o in msg.objects:
-            if o.state not in (o.STATE_CONFIRMED, o.STATE_COASTING):
-                continue
-            state = self._object_state(o)
-            if state is None:
-                self.counters.on_error("bad_object")
-                self.log.warn("bad-object", f"object {o.global_id}: non-finite position, velocity or covariance, "
-                                            f"or id 0; left out of the assessment")
-                continue
-            states.append(state)
+        states, invalid = self._object_states(msg)
+        if invalid:
+            self.counters.on_error("bad_object", invalid)
+            self.log.warn("bad-object", f"{invalid} object(s) with a non-finite position, velocity or covariance, "
+                                        f"or id 0: left out of the assessment")
         now = self._now()
         self._last_objects = now
         with self._lock:
             assessment = self.engine.assess(_seconds(msg.header.stamp), states, self._input_status(now))
-        self._publish(assessment, msg.header.stamp, list(msg.objects))
+        self._publish(assessment, msg.header.stamp, msg.objects)
         self.counters.on_processed(time.perf_counter() - started)
 
     def _check_inputs(self) -> None:
@@ -306,26 +321,28 @@ class RiskNode(Node):
 
     # -- outputs -----------------------------------------------------------------------------
     def _publish(self, assessment, stamp, objects) -> None:
-        from perception_nodes.msg import ActuationCommand, RiskDecisionRecord
-
         msg = self._assessment_msg(assessment, stamp)
         self._sequence += 1
-        command = ActuationCommand(command=int(assessment.command), target=self.config.target,
-                                   reason=assessment.command_reason, fail_safe=assessment.fail_safe,
-                                   sequence=self._sequence, assessment_id=assessment.assessment_id, assessment=msg)
+        command = self._types.ActuationCommand(
+            command=int(assessment.command), target=self.config.target, reason=assessment.command_reason,
+            fail_safe=assessment.fail_safe, sequence=self._sequence, assessment_id=assessment.assessment_id,
+            assessment=msg)
         command.header = msg.header
         _stamp(command.expires, _seconds(stamp) + self.command_expiry_s)
         self.assessment_pub.publish(msg)
         self.command_pub.publish(command)
-        self.markers_pub.publish(self._markers(msg.header, assessment, objects))
-        record = RiskDecisionRecord(assessment=msg, command=command, objects=objects,
-                                    evaluations=[self._evaluation_msg(e) for e in assessment.evaluations],
-                                    explanation=assessment.explanation)
-        self._records[assessment.assessment_id] = record
+        now = time.monotonic()
+        if now - self._markers_sent >= self.markers_period_s:
+            self.markers_pub.publish(self._markers(msg.header, assessment, objects))
+            self._markers_sent = now
+        # The full record (every evaluation, the explanation, the input snapshot) is built only when read: on the
+        # decision log's worker thread, or by the explain service.
+        entry = (assessment, msg, command, objects)
+        self._records[assessment.assessment_id] = entry
         while len(self._records) > self.explain_window:
             self._records.popitem(last=False)
         if self.decision_log is not None:
-            self.decision_log.put(stamp.sec * 1_000_000_000 + stamp.nanosec, record)
+            self.decision_log.put(stamp.sec * 1_000_000_000 + stamp.nanosec, lambda e=entry: self._record(*e))
         self._last_assessment = assessment
         self.counters.count(f"level_{assessment.level.name.lower()}")
         if assessment.fail_safe and assessment.fail_safe_reason != self._fail_safe_logged:
@@ -334,29 +351,36 @@ class RiskNode(Node):
             self.get_logger().info("inputs recovered: fail-safe released")
         self._fail_safe_logged = assessment.fail_safe_reason if assessment.fail_safe else ""
 
-    def _assessment_msg(self, assessment, stamp):
-        from perception_nodes.msg import RiskAssessment, RiskReason
+    def _record(self, assessment, assessment_msg, command, objects):
+        """The RiskDecisionRecord of one assessment: what the decision log writes and ~/explain returns."""
+        full = copy.copy(assessment_msg)
+        full.reasons = self._reason_msgs(assessment.reasons)
+        return self._types.RiskDecisionRecord(
+            assessment=full, command=command, objects=list(objects),
+            evaluations=[self._evaluation_msg(e) for e in assessment.evaluations], explanation=assessment.explanation)
 
-        msg = RiskAssessment(assessment_id=assessment.assessment_id, level=int(assessment.level),
-                             score=float(assessment.score), fail_safe=assessment.fail_safe,
-                             fail_safe_reason=assessment.fail_safe_reason, objects_evaluated=assessment.objects_evaluated,
-                             rules_version=self.config.version)
+    def _reason_msgs(self, reasons):
+        RiskReason = self._types.RiskReason
+        return [RiskReason(rule_id=e.rule.id, kind=e.rule.kind.value, severity=int(e.rule.severity),
+                           object_ids=list(e.object_ids), place=e.place,
+                           measured_value=float(e.measured) if math.isfinite(e.measured) else -1.0,
+                           threshold=float(e.rule.threshold), unit=e.rule.unit, text=e.text) for e in reasons]
+
+    def _assessment_msg(self, assessment, stamp):
+        msg = self._types.RiskAssessment(
+            assessment_id=assessment.assessment_id, level=int(assessment.level), score=float(assessment.score),
+            fail_safe=assessment.fail_safe, fail_safe_reason=assessment.fail_safe_reason,
+            objects_evaluated=assessment.objects_evaluated, rules_version=self.rules_version,
+            reasons_total=len(assessment.reasons))
         msg.header.frame_id = self.map_frame
         msg.header.stamp = stamp
         if assessment.time_to_collision is not None:
             msg.time_to_collision_defined, msg.time_to_collision = True, float(assessment.time_to_collision)
-        msg.reasons = [RiskReason(rule_id=e.rule.id, kind=e.rule.kind.value, severity=int(e.rule.severity),
-                                  object_ids=list(e.object_ids), place=e.place,
-                                  measured_value=float(e.measured) if math.isfinite(e.measured) else -1.0,
-                                  threshold=float(e.rule.threshold), unit=e.rule.unit, text=e.text)
-                       for e in assessment.reasons]
+        msg.reasons = self._reason_msgs(assessment.reasons[:self.max_reasons])
         return msg
 
-    @staticmethod
-    def _evaluation_msg(e):
-        from perception_nodes.msg import RuleEvaluation
-
-        return RuleEvaluation(rule_id=e.rule.id, kind=e.rule.kind.value, severity=int(e.rule.severity),
+    def _evaluation_msg(self, e):
+        return self._types.RuleEvaluation(rule_id=e.rule.id, kind=e.rule.kind.value, severity=int(e.rule.severity),
                               state=int(e.state), object_ids=list(e.object_ids), place=e.place,
                               measured_value=float(e.measured), threshold=float(e.rule.threshold),
                               release_threshold=float(e.rule.release), unit=e.rule.unit,
@@ -374,7 +398,7 @@ class RiskNode(Node):
         text.lifetime = Duration(seconds=2.0).to_msg()
         out.markers.append(text)
         where = {o.global_id: o.position for o in objects}
-        for index, reason in enumerate(assessment.reasons, start=1):
+        for index, reason in enumerate(assessment.reasons[:MAX_MARKED_REASONS], start=1):
             ids = [i for i in reason.object_ids if i in where]
             if not ids:
                 continue
@@ -406,7 +430,7 @@ class RiskNode(Node):
             response.status.message = (f"assessment {wanted} is not held (held: {oldest}..{newest}); "
                                        f"older ones are in the decision log")
             return response
-        response.record = record
+        response.record = self._record(*record)
         return response
 
     def _status(self) -> tuple[int, str]:

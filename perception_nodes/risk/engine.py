@@ -10,6 +10,7 @@ the reason. Time is the objects' stamp only, so the same inputs give the same de
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from enum import IntEnum
@@ -18,8 +19,9 @@ import numpy as np
 
 from perception_nodes.geometry import points_in_polygon
 from perception_nodes.risk.coverage import CoverageModel
-from perception_nodes.risk.kinematics import closest_approach, footprint_radius, point_to_footprint
+from perception_nodes.risk.kinematics import closest_approach, closest_approaches
 from perception_nodes.risk.rules import Command, RiskConfig, RiskLevel, Rule, RuleKind
+from perception_nodes.taxonomy import SITE_CLASS_NAMES
 
 
 class EvaluationState(IntEnum):
@@ -63,30 +65,41 @@ class InputStatus:
     live_cameras: tuple[str, ...] | None = None  # cameras publishing now; None: coverage not checked
 
 
-@dataclass
 class Evaluation:
-    rule: Rule
-    state: EvaluationState
-    object_ids: tuple[int, ...]
-    place: str
-    measured: float
-    condition_since_s: float
-    text: str
+    """One rule on one subject: its state, the measured value and a sentence for people (built when read)."""
+
+    __slots__ = ("rule", "state", "object_ids", "place", "measured", "condition_since_s", "_text", "_score")
+
+    def __init__(self, rule: Rule, state: EvaluationState, object_ids: tuple[int, ...], place: str, measured: float,
+                 condition_since_s: float, text):
+        self.rule, self.state, self.object_ids, self.place = rule, state, object_ids, place
+        self.measured, self.condition_since_s = measured, condition_since_s
+        self._text = text  # a string, or a callable that makes it (most evaluations are never read)
+        self._score = None
+
+    @property
+    def text(self) -> str:
+        if callable(self._text):
+            self._text = self._text()
+        return self._text
 
     @property
     def counts(self) -> bool:
         return self.state in (EvaluationState.ACTIVE, EvaluationState.HOLDING)
 
     def score(self) -> float:
-        rule = self.rule
-        if rule.threshold <= 0:
-            exceedance = 1.0
-        elif rule.higher_is_worse:
-            exceedance = (self.measured - rule.threshold) / rule.threshold
-        else:
-            exceedance = (rule.threshold - self.measured) / rule.threshold
-        exceedance = 1.0 if not math.isfinite(exceedance) else exceedance
-        return float(np.clip(0.5 + 0.5 * exceedance, 0.0, 1.0)) * int(rule.severity) / int(RiskLevel.CRITICAL)
+        """[0, 1]: the rule's severity share, scaled by how far past its threshold the measure is (0.5 at it)."""
+        if self._score is None:
+            rule = self.rule
+            if rule.threshold <= 0:
+                exceedance = 1.0
+            elif rule.higher_is_worse:
+                exceedance = (self.measured - rule.threshold) / rule.threshold
+            else:
+                exceedance = (rule.threshold - self.measured) / rule.threshold
+            exceedance = 1.0 if not math.isfinite(exceedance) else exceedance
+            self._score = min(max(0.5 + 0.5 * exceedance, 0.0), 1.0) * int(rule.severity) / int(RiskLevel.CRITICAL)
+        return self._score
 
 
 @dataclass
@@ -103,7 +116,14 @@ class Assessment:
     objects_evaluated: int
     command: Command
     command_reason: str
-    explanation: str = ""
+    config: RiskConfig | None = None
+
+    @property
+    def explanation(self) -> str:
+        """Why the level and command are what they are (built on first read: the node reads it off the executor)."""
+        if getattr(self, "_explanation", None) is None:
+            self._explanation = explain(self, self.config or RiskConfig())
+        return self._explanation
 
 
 @dataclass
@@ -122,7 +142,7 @@ class _Subject:
     measured: float
     trigger: bool     # the condition holds (at the trigger threshold)
     holding: bool     # still on the hazardous side of the release threshold
-    text: str
+    text: object      # str, or a callable making it
     closeness: float = 0.0  # how near to firing (for the inactive summary): higher is nearer
 
 
@@ -137,18 +157,73 @@ def _fmt(value: float, unit: str) -> str:
     return "inf" if not math.isfinite(value) else f"{value:.2f} {unit}"
 
 
+_CLASS_CODES = {name: code for code, name in enumerate(SITE_CLASS_NAMES)}
+
+
+@functools.lru_cache(maxsize=256)
+def _class_table(classes: tuple[str, ...]) -> np.ndarray:
+    """Per class code (the last entry: a class the site does not know), whether it is in ``classes`` (empty: all)."""
+    table = np.zeros(len(_CLASS_CODES) + 1, dtype=bool)
+    if not classes:
+        table[:] = True
+    for name in classes:
+        if name in _CLASS_CODES:
+            table[_CLASS_CODES[name]] = True
+    return table
+
+
+class _Frame:
+    """One snapshot's objects as arrays (built once per assessment, shared by every rule)."""
+
+    def __init__(self, objects: list[ObjectState]):
+        self.objects = objects
+        n = len(objects)
+        self.ids = np.array([o.global_id for o in objects], dtype=np.int64)
+        self.classes = np.array([o.class_name for o in objects], dtype=object)
+        self.codes = np.array([_CLASS_CODES.get(o.class_name, len(_CLASS_CODES)) for o in objects], dtype=np.int64)
+        self.xy = np.array([o.xy for o in objects], dtype=np.float64).reshape(n, 2)
+        self.velocity = np.array([o.velocity for o in objects], dtype=np.float64).reshape(n, 2)
+        self.position_cov = np.array([o.position_cov for o in objects], dtype=np.float64).reshape(n, 2, 2)
+        self.velocity_cov = np.array([o.velocity_cov for o in objects], dtype=np.float64).reshape(n, 2, 2)
+        self.length = np.array([o.length for o in objects], dtype=np.float64)
+        self.width = np.array([o.width for o in objects], dtype=np.float64)
+        self.heading = np.array([np.nan if o.heading is None else o.heading for o in objects], dtype=np.float64)
+        self.speed = np.linalg.norm(self.velocity, axis=1)
+        self.radius = 0.5 * self.width + 0.25 * np.maximum(self.length - self.width, 0.0)  # footprint_radius
+        self._masks: dict[tuple, np.ndarray] = {}
+        self._inside: dict[str, np.ndarray] = {}
+
+    def mask(self, classes: tuple[str, ...]) -> np.ndarray:
+        if classes not in self._masks:
+            self._masks[classes] = _class_table(classes)[self.codes]
+        return self._masks[classes]
+
+    def inside(self, name: str, polygon: np.ndarray) -> np.ndarray:
+        if name not in self._inside:
+            self._inside[name] = points_in_polygon(self.xy, polygon) if len(self.ids) else np.zeros(0, bool)
+        return self._inside[name]
+
+    def label(self, index: int) -> str:
+        return f"{self.classes[index]} {self.ids[index]}"
+
+
 class RiskEngine:
     """Stateful evaluation of a :class:`RiskConfig` on successive object snapshots."""
 
-    def __init__(self, config: RiskConfig, site_map=None, coverage: CoverageModel | None = None):
+    def __init__(self, config: RiskConfig, site_map=None, coverage: CoverageModel | None = None,
+                 vectorized: bool = True):
+        """``vectorized``: pairs are evaluated as arrays; False evaluates each pair with the scalar
+        :func:`closest_approach` (the reference the vectorised path is tested and benchmarked against)."""
         self.config = config
+        self.vectorized = vectorized
         self.site_map = site_map
         self.coverage = coverage
         self._zones = {z.name: np.asarray(z.polygon, dtype=np.float64) for z in (site_map.zones if site_map else ())}
         self._lanes = {ln.name: ln.direction.value for ln in (site_map.lanes if site_map else ())}
         self._gates = {g.name: np.asarray(g.segment, dtype=np.float64) for g in (site_map.gates if site_map else ())}
-        self._latches: dict[tuple, _Latch] = {}
-        self._since: dict[tuple, float] = {}   # (rule id, object) -> when its timed condition (inside, stopped) began
+        self._latches: dict[str, dict[tuple, _Latch]] = {r.id: {} for r in config.rules}
+        # rule id -> {object id: when its timed condition (inside the zone, stopped at the gate) began}
+        self._since: dict[str, dict[int, float]] = {r.id: {} for r in config.rules}
         self._command = _CommandState()
         self._last_stamp: float | None = None
         self._next_id = 1
@@ -159,152 +234,189 @@ class RiskEngine:
 
     def reset(self) -> None:
         """Forget every latch and timer (time jumped backwards: a bag loop)."""
-        self._latches.clear()
-        self._since.clear()
+        for table in (*self._latches.values(), *self._since.values()):
+            table.clear()
         self._command = _CommandState()
         self._last_stamp = None
 
     # -- rules -------------------------------------------------------------------------------
-    def _members(self, objects, classes) -> list[ObjectState]:
-        return [o for o in objects if not classes or o.class_name in classes]
+    def _timed(self, rule: Rule, ids, now: float) -> dict[int, float]:
+        """Durations of a timed condition for the objects that meet it now (the others' timers restart)."""
+        previous = self._since[rule.id]
+        current = {int(g): previous.get(int(g), now) for g in ids}
+        self._since[rule.id] = current
+        return {g: now - t for g, t in current.items()}
 
-    def _timed(self, rule: Rule, gid: int, now: float, condition: bool) -> float:
-        key = (rule.id, gid)
-        if not condition:
-            self._since.pop(key, None)
-            return -1.0
-        return now - self._since.setdefault(key, now)
-
-    def _zone_subjects(self, rule: Rule, objects, now: float) -> list[_Subject]:
-        members = self._members(objects, rule.classes)
-        polygon = self._zones[rule.place]
-        inside = points_in_polygon(np.array([o.xy for o in members]).reshape(-1, 2), polygon) if members else []
+    def _zone_subjects(self, rule: Rule, frame: _Frame, now: float) -> list[_Subject]:
+        members = frame.mask(rule.classes) & frame.inside(rule.place, self._zones[rule.place])
+        indices = np.flatnonzero(members)
+        durations = self._timed(rule, frame.ids[indices], now)
         out = []
-        for obj, is_in in zip(members, inside):
-            duration = self._timed(rule, obj.global_id, now, bool(is_in))
+        for i in indices:
+            gid = int(frame.ids[i])
+            duration = durations[gid]
             if rule.kind == RuleKind.RESTRICTED_ZONE:
-                text = f"{obj.class_name} {obj.global_id} is in zone {rule.place}, closed to " \
-                       f"{'/'.join(rule.classes)}, for {max(duration, 0):.1f} s"
-                out.append(_Subject((obj.global_id,), (obj.global_id,), rule.place, max(duration, 0.0), bool(is_in),
-                                    bool(is_in), text, 1.0 if is_in else 0.0))
+                text = f"{frame.label(i)} is in zone {rule.place}, closed to {'/'.join(rule.classes)}, for " \
+                       f"{duration:.1f} s"
+                out.append(_Subject((gid,), (gid,), rule.place, duration, True, True, text, 1.0))
             else:
-                text = f"{obj.class_name} {obj.global_id} has been in zone {rule.place} for {max(duration, 0):.0f} s " \
-                       f"(allowed {rule.threshold:.0f} s)"
-                out.append(_Subject((obj.global_id,), (obj.global_id,), rule.place, max(duration, 0.0),
-                                    duration > rule.threshold, duration > rule.release, text, duration))
+                text = f"{frame.label(i)} has been in zone {rule.place} for {duration:.0f} s (allowed " \
+                       f"{rule.threshold:.0f} s)"
+                out.append(_Subject((gid,), (gid,), rule.place, duration, duration > rule.threshold,
+                                    duration > rule.release, text, duration))
         return out
 
-    def _speed_subjects(self, rule: Rule, objects) -> list[_Subject]:
-        members = self._members(objects, rule.classes)
-        if rule.place and members:
-            inside = points_in_polygon(np.array([o.xy for o in members]), self._zones[rule.place])
-            members = [o for o, i in zip(members, inside) if i]
+    def _speed_subjects(self, rule: Rule, frame: _Frame) -> list[_Subject]:
+        members = frame.mask(rule.classes)
+        if rule.place:
+            members = members & frame.inside(rule.place, self._zones[rule.place])
+        latched = self._latches[rule.id]
+        relevant = members & ((frame.speed > rule.release) | np.isin(frame.ids, [k[0] for k in latched]))
         out = []
-        for obj in members:
-            where = f" in zone {rule.place}" if rule.place else ""
-            text = f"{obj.class_name} {obj.global_id} at {obj.speed:.1f} m/s{where} (limit {rule.threshold:.1f} m/s)"
-            out.append(_Subject((obj.global_id,), (obj.global_id,), rule.place, obj.speed, obj.speed > rule.threshold,
-                                obj.speed > rule.release, text, obj.speed / rule.threshold))
+        where = f" in zone {rule.place}" if rule.place else ""
+        for i in np.flatnonzero(relevant):
+            gid, speed = int(frame.ids[i]), float(frame.speed[i])
+            text = f"{frame.label(i)} at {speed:.1f} m/s{where} (limit {rule.threshold:.1f} m/s)"
+            out.append(_Subject((gid,), (gid,), rule.place, speed, speed > rule.threshold, speed > rule.release,
+                                text, speed / rule.threshold))
+        if not out and members.any():
+            i = int(np.flatnonzero(members)[np.argmax(frame.speed[members])])
+            out.append(_Subject((int(frame.ids[i]),), (int(frame.ids[i]),), rule.place, float(frame.speed[i]), False,
+                                False, f"fastest: {frame.label(i)} at {frame.speed[i]:.1f} m/s{where}",
+                                float(frame.speed[i]) / rule.threshold))
         return out
 
-    def _wrong_way_subjects(self, rule: Rule, objects) -> list[_Subject]:
+    def _wrong_way_subjects(self, rule: Rule, frame: _Frame) -> list[_Subject]:
         out = []
-        for obj in self._members(objects, rule.classes):
+        for i in np.flatnonzero(frame.mask(rule.classes)):
+            obj = frame.objects[i]
             if not obj.lane or self._lanes.get(obj.lane, "both") == "both" or (rule.place and obj.lane != rule.place):
                 continue
             against = obj.against_lane
-            text = f"{obj.class_name} {obj.global_id} drives against one-way lane {obj.lane} at {obj.speed:.1f} m/s"
+            text = f"{frame.label(i)} drives against one-way lane {obj.lane} at {obj.speed:.1f} m/s"
             out.append(_Subject((obj.global_id,), (obj.global_id,), obj.lane, obj.speed if against else 0.0,
                                 against and obj.speed >= rule.threshold, against and obj.speed >= rule.release,
                                 text, obj.speed if against else 0.0))
         return out
 
-    def _blocked_exit_subjects(self, rule: Rule, objects, now: float) -> list[_Subject]:
+    def _blocked_exit_subjects(self, rule: Rule, frame: _Frame, now: float) -> list[_Subject]:
         a, b = self._gates[rule.place]
         ab = b - a
+        u = np.clip((frame.xy - a) @ ab / max(float(ab @ ab), 1e-12), 0.0, 1.0)
+        near = np.linalg.norm(a + u[:, None] * ab - frame.xy, axis=1) <= rule.radius_m
+        waiting = frame.mask(rule.classes) & near & (frame.speed < rule.stopped_speed_mps)
+        indices = np.flatnonzero(waiting)
+        durations = self._timed(rule, frame.ids[indices], now)
         out = []
-        for obj in self._members(objects, rule.classes):
-            p = np.asarray(obj.xy)
-            u = float(np.clip((p - a) @ ab / max(float(ab @ ab), 1e-12), 0, 1))
-            near = float(np.linalg.norm(a + u * ab - p)) <= rule.radius_m
-            duration = self._timed(rule, obj.global_id, now, near and obj.speed < rule.stopped_speed_mps)
-            if duration < 0:
-                continue
-            text = f"{obj.class_name} {obj.global_id} has stood at exit {rule.place} for {duration:.0f} s " \
-                   f"(allowed {rule.threshold:.0f} s)"
-            out.append(_Subject((obj.global_id,), (obj.global_id,), rule.place, duration, duration > rule.threshold,
+        for i in indices:
+            gid = int(frame.ids[i])
+            duration = durations[gid]
+            text = f"{frame.label(i)} has stood at exit {rule.place} for {duration:.0f} s (allowed " \
+                   f"{rule.threshold:.0f} s)"
+            out.append(_Subject((gid,), (gid,), rule.place, duration, duration > rule.threshold,
                                 duration > rule.release, text, duration))
         return out
 
-    def _pairs(self, rule: Rule, objects):
-        group_a = self._members(objects, rule.classes)
-        group_b = self._members(objects, rule.classes_b)
-        return [(a, b) for a in group_a for b in group_b if a.global_id != b.global_id
-                and not (a.global_id > b.global_id and a.class_name in rule.classes_b and b.class_name in rule.classes)]
+    def _pair_indices(self, rule: Rule, frame: _Frame) -> tuple[np.ndarray, np.ndarray]:
+        ia, ib = np.flatnonzero(frame.mask(rule.classes)), np.flatnonzero(frame.mask(rule.classes_b))
+        first, second = (a.ravel() for a in np.meshgrid(ia, ib, indexing="ij"))
+        keep = frame.ids[first] != frame.ids[second]
+        # A pair whose members could swap roles (car-car) is evaluated once: the lower id first.
+        both_ways = _class_table(rule.classes_b)[frame.codes[first]] & _class_table(rule.classes)[frame.codes[second]]
+        keep &= ~(both_ways & (frame.ids[first] > frame.ids[second]))
+        return first[keep], second[keep]
 
-    def _separation_subjects(self, rule: Rule, objects) -> list[_Subject]:
-        out = []
-        for a, b in self._pairs(rule, objects):
-            if max(a.speed, b.speed) < rule.min_speed_mps:
-                continue
-            coarse = math.dist(a.xy, b.xy) - 0.5 * (a.length + b.length) - 0.5 * (a.width + b.width)
-            if coarse > rule.release:
-                continue
-            gap = max(point_to_footprint(a.xy, b.xy, b.heading, b.length, b.width) - 0.5 * a.width, 0.0)
-            text = f"{a.class_name} {a.global_id} is {gap:.1f} m from {b.class_name} {b.global_id} " \
+    def _pair_subjects(self, rule: Rule, frame: _Frame, first, second, measured, trigger, holding, closeness,
+                       describe) -> list[_Subject]:
+        """Subjects for the pairs that fire, hold or are latched, and the one nearest to firing."""
+        latched = self._latches[rule.id]
+        relevant = trigger | holding
+        if latched:  # pairs as one integer each: membership in the latched set without a Python loop over pairs
+            codes = frame.ids[first] * (1 << 32) + frame.ids[second]
+            relevant |= np.isin(codes, [a * (1 << 32) + b for a, b in latched])
+        chosen = np.flatnonzero(relevant).tolist()
+        if not chosen and len(first):
+            chosen = [int(np.argmax(closeness))]
+        ids_a, ids_b = frame.ids[first[chosen]].tolist(), frame.ids[second[chosen]].tolist()
+        values, triggered, held, near = (measured[chosen].tolist(), trigger[chosen].tolist(), holding[chosen].tolist(),
+                                         closeness[chosen].tolist())
+        return [_Subject((a, b), (a, b), "", m, t, h, (lambda p=p: describe(p)), c)
+                for p, a, b, m, t, h, c in zip(chosen, ids_a, ids_b, values, triggered, held, near)]
+
+    def _separation_subjects(self, rule: Rule, frame: _Frame) -> list[_Subject]:
+        first, second = self._pair_indices(rule, frame)
+        offset = frame.xy[first] - frame.xy[second]
+        heading = frame.heading[second]
+        known = np.isfinite(heading)
+        c, s = np.cos(np.nan_to_num(heading)), np.sin(np.nan_to_num(heading))
+        along, across = c * offset[:, 0] + s * offset[:, 1], -s * offset[:, 0] + c * offset[:, 1]
+        to_box = np.hypot(np.maximum(np.abs(along) - frame.length[second] / 2, 0.0),
+                          np.maximum(np.abs(across) - frame.width[second] / 2, 0.0))
+        to_disc = np.maximum(np.linalg.norm(offset, axis=1) - 0.5 * frame.width[second], 0.0)
+        gap = np.maximum(np.where(known, to_box, to_disc) - 0.5 * frame.width[first], 0.0)
+        moving = np.maximum(frame.speed[first], frame.speed[second]) >= rule.min_speed_mps
+
+        def describe(p):
+            return f"{frame.label(first[p])} is {gap[p]:.1f} m from {frame.label(second[p])} " \
                    f"(keep {rule.threshold:.1f} m)"
-            out.append(_Subject((a.global_id, b.global_id), (a.global_id, b.global_id), "", gap, gap < rule.threshold,
-                                gap < rule.release, text, -gap))
-        return out
 
-    def _ttc_subjects(self, rule: Rule, objects) -> list[_Subject]:
-        pairs = self._pairs(rule, objects)
-        if not pairs:
-            return []
-        pa = np.array([a.xy for a, _ in pairs])
-        pb = np.array([b.xy for _, b in pairs])
-        dv = np.array([b.velocity for _, b in pairs]) - np.array([a.velocity for a, _ in pairs])
-        dp = pb - pa
-        # A cheap bound first: a pair whose closest approach within the horizon is beyond reach cannot fire.
-        speed2 = np.einsum("ij,ij->i", dv, dv)
-        t_star = np.clip(-np.einsum("ij,ij->i", dp, dv) / np.maximum(speed2, 1e-12), 0.0, rule.horizon_s)
-        miss = np.linalg.norm(dp + dv * t_star[:, None], axis=1)
-        reach = np.array([footprint_radius(a.length, a.width) + footprint_radius(b.length, b.width)
-                          for a, b in pairs]) + rule.margin_m
-        out = []
-        for index in np.flatnonzero(miss <= reach + 3.0):
-            a, b = pairs[index]
-            approach = closest_approach(a.xy, a.velocity, a.position_cov, a.velocity_cov, b.xy, b.velocity,
-                                        b.position_cov, b.velocity_cov, float(reach[index]), rule.horizon_s)
-            ttc = approach.time_to_collision_s
-            closing = approach.closing_speed_mps >= rule.min_closing_speed_mps
-            confident = approach.contact_probability >= rule.min_probability
-            trigger = closing and confident and ttc <= rule.threshold
-            holding = ttc <= rule.release and approach.contact_probability >= 0.5 * rule.min_probability
-            text = f"{a.class_name} {a.global_id} and {b.class_name} {b.global_id}: time to collision " \
-                   f"{_fmt(ttc, 's')} (alert at {rule.threshold:.1f} s), closest approach " \
-                   f"{approach.distance_m:.1f} m in {approach.time_s:.1f} s, contact probability " \
-                   f"{approach.contact_probability:.2f}"
-            out.append(_Subject((a.global_id, b.global_id), (a.global_id, b.global_id), "", ttc, trigger, holding,
-                                text, -ttc if math.isfinite(ttc) else -1e9 + approach.contact_probability))
-        return out
+        return self._pair_subjects(rule, frame, first, second, gap, moving & (gap < rule.threshold),
+                                   moving & (gap < rule.release), np.where(moving, -gap, -1e9 - gap), describe)
 
-    def _subjects(self, rule: Rule, objects, now: float) -> list[_Subject]:
+    def _ttc_subjects(self, rule: Rule, frame: _Frame) -> list[_Subject]:
+        first, second = self._pair_indices(rule, frame)
+        reach = frame.radius[first] + frame.radius[second] + rule.margin_m
+        if self.vectorized:
+            approach = closest_approaches(
+                frame.xy[second] - frame.xy[first], frame.velocity[second] - frame.velocity[first],
+                frame.position_cov[first] + frame.position_cov[second],
+                frame.velocity_cov[first] + frame.velocity_cov[second], reach, rule.horizon_s)
+            ttc, probability, closing = (approach.time_to_collision_s, approach.contact_probability,
+                                         approach.closing_speed_mps)
+            miss, when = approach.distance_m, approach.time_s
+        else:
+            scalar = [closest_approach(frame.xy[a], frame.velocity[a], frame.position_cov[a], frame.velocity_cov[a],
+                                       frame.xy[b], frame.velocity[b], frame.position_cov[b], frame.velocity_cov[b],
+                                       float(r), rule.horizon_s) for a, b, r in zip(first, second, reach)]
+            ttc = np.array([x.time_to_collision_s for x in scalar]).reshape(-1)
+            probability = np.array([x.contact_probability for x in scalar]).reshape(-1)
+            closing = np.array([x.closing_speed_mps for x in scalar]).reshape(-1)
+            miss = np.array([x.distance_m for x in scalar]).reshape(-1)
+            when = np.array([x.time_s for x in scalar]).reshape(-1)
+        moving = frame.speed[second] >= rule.min_speed_b_mps
+        trigger = moving & (closing >= rule.min_closing_speed_mps) & (probability >= rule.min_probability) & \
+            (ttc <= rule.threshold)
+        holding = moving & (ttc <= rule.release) & (probability >= 0.5 * rule.min_probability)
+        closeness = np.where(np.isfinite(ttc), -ttc, -1e9 + probability)
+
+        def describe(p):
+            return f"{frame.label(first[p])} and {frame.label(second[p])}: time to collision {_fmt(ttc[p], 's')} " \
+                   f"(alert at {rule.threshold:.1f} s), closest approach {miss[p]:.1f} m in {when[p]:.1f} s, " \
+                   f"contact probability {probability[p]:.2f}"
+
+        return self._pair_subjects(rule, frame, first, second, ttc, trigger, holding, closeness, describe)
+
+    def _subjects(self, rule: Rule, frame: _Frame, now: float) -> list[_Subject]:
         if rule.kind in (RuleKind.RESTRICTED_ZONE, RuleKind.DWELL):
-            return self._zone_subjects(rule, objects, now)
+            return self._zone_subjects(rule, frame, now)
         if rule.kind == RuleKind.SPEED_LIMIT:
-            return self._speed_subjects(rule, objects)
+            return self._speed_subjects(rule, frame)
         if rule.kind == RuleKind.SEPARATION:
-            return self._separation_subjects(rule, objects)
+            return self._separation_subjects(rule, frame)
         if rule.kind == RuleKind.TIME_TO_COLLISION:
-            return self._ttc_subjects(rule, objects)
+            return self._ttc_subjects(rule, frame)
         if rule.kind == RuleKind.WRONG_WAY:
-            return self._wrong_way_subjects(rule, objects)
-        return self._blocked_exit_subjects(rule, objects, now)
+            return self._wrong_way_subjects(rule, frame)
+        return self._blocked_exit_subjects(rule, frame, now)
 
     # -- latches -----------------------------------------------------------------------------
     def _step(self, rule: Rule, subject: _Subject, now: float) -> tuple[EvaluationState, float]:
-        latch = self._latches.setdefault((rule.id, subject.key), _Latch())
+        latches = self._latches[rule.id]
+        latch = latches.get(subject.key)
+        if latch is None:
+            if not subject.trigger:
+                return EvaluationState.INACTIVE, 0.0  # nothing to remember
+            latch = latches[subject.key] = _Latch()
         latch.seen = now
         if subject.trigger:
             latch.since = now if latch.since is None else latch.since
@@ -314,43 +426,44 @@ class RiskEngine:
             if subject.trigger and now - latch.since >= rule.min_dwell_s:
                 latch.active, latch.released_at = True, None
             else:
-                return (EvaluationState.PENDING if subject.trigger else EvaluationState.INACTIVE,
-                        now - latch.since if latch.since is not None else 0.0)
+                if not subject.trigger:
+                    del latches[subject.key]
+                    return EvaluationState.INACTIVE, 0.0
+                return EvaluationState.PENDING, now - latch.since
         if subject.trigger or subject.holding:
             latch.released_at = None
             return EvaluationState.ACTIVE, now - (latch.since if latch.since is not None else now)
         latch.released_at = now if latch.released_at is None else latch.released_at
         if now - latch.released_at >= rule.hold_s:
-            latch.active, latch.since, latch.released_at = False, None, None
+            del latches[subject.key]
             return EvaluationState.INACTIVE, 0.0
         return EvaluationState.HOLDING, 0.0
 
-    def _evaluate(self, rule: Rule, objects, now: float) -> list[Evaluation]:
-        subjects = self._subjects(rule, objects, now)
+    def _evaluate(self, rule: Rule, frame: _Frame, now: float) -> list[Evaluation]:
+        subjects = self._subjects(rule, frame, now)
         present = {s.key for s in subjects}
-        # A subject that vanished (object gone, pair apart) releases like one whose condition cleared.
-        for (rule_id, key), latch in list(self._latches.items()):
-            if rule_id == rule.id and key not in present:
+        # A latched subject that vanished (object gone, pair apart) releases like one whose condition cleared.
+        for key, latch in list(self._latches[rule.id].items()):
+            if key not in present:
                 if latch.active:
                     subjects.append(_Subject(key, key, rule.place, math.nan, False, False,
                                              f"objects {list(key)} no longer evaluated (gone or apart)"))
                 else:
-                    del self._latches[(rule_id, key)]
+                    del self._latches[rule.id][key]
         evaluations, nearest = [], None
         for subject in subjects:
             state, since = self._step(rule, subject, now)
-            evaluation = Evaluation(rule, state, tuple(int(i) for i in subject.object_ids), subject.place,
-                                    subject.measured, since, subject.text)
+            evaluation = Evaluation(rule, state, subject.object_ids, subject.place, subject.measured, since,
+                                    subject.text)
             if state != EvaluationState.INACTIVE:
                 evaluations.append(evaluation)
             elif nearest is None or subject.closeness > nearest[0]:
                 nearest = (subject.closeness, evaluation)
-            if state == EvaluationState.INACTIVE and not subject.trigger and (rule.id, subject.key) in self._latches \
-                    and not self._latches[(rule.id, subject.key)].active:
-                del self._latches[(rule.id, subject.key)]
         if not evaluations:
             evaluations.append(nearest[1] if nearest else Evaluation(
-                rule, EvaluationState.INACTIVE, (), rule.place, math.nan, 0.0, "no object this rule applies to"))
+                rule, EvaluationState.INACTIVE, (), rule.place, math.nan, 0.0,
+                f"no {'/'.join(rule.classes) or 'object'} this rule applies to"
+                + (f" in {rule.place}" if rule.place else "")))
         return evaluations
 
     # -- fail-safe ---------------------------------------------------------------------------
@@ -377,14 +490,12 @@ class RiskEngine:
                 self.reset()
             self._last_stamp = stamp
         objects = sorted(objects, key=lambda o: o.global_id)
-        present = {o.global_id for o in objects}
-        for key in [k for k in self._since if k[1] not in present]:
-            del self._since[key]
         fail_reason = self._fail_safe_reason(inputs)
         evaluations: list[Evaluation] = []
         if not inputs.stale:
+            frame = _Frame(objects)
             for rule in self.config.rules:
-                evaluations.extend(self._evaluate(rule, objects, stamp))
+                evaluations.extend(self._evaluate(rule, frame, stamp))
         reasons = sorted((e for e in evaluations if e.counts), key=lambda e: (-int(e.rule.severity), -e.score(),
                                                                               e.rule.id, e.object_ids))
         level = max((e.rule.severity for e in reasons), default=RiskLevel.CLEAR)
@@ -397,9 +508,9 @@ class RiskEngine:
                 and e.state != EvaluationState.INACTIVE and math.isfinite(e.measured)]
         command, command_reason = self._command_for(stamp, level, fail_safe, fail_reason, reasons)
         assessment = Assessment(self._next_id, stamp, RiskLevel(level), float(score), reasons, evaluations, fail_safe,
-                                fail_reason, min(ttcs) if ttcs else None, len(objects), command, command_reason)
+                                fail_reason, min(ttcs) if ttcs else None, len(objects), command, command_reason,
+                                self.config)
         self._next_id += 1
-        assessment.explanation = explain(assessment, self.config)
         return assessment
 
     def _command_for(self, now: float, level: RiskLevel, fail_safe: bool, fail_reason: str, reasons):

@@ -74,3 +74,43 @@ def closest_approach(pa, va, cov_pa, cov_va, pb, vb, cov_pb, cov_vb, contact_rad
     probability = _normal_cdf((contact_radius - miss_distance) / sigma) - _normal_cdf(
         (-contact_radius - miss_distance) / sigma)
     return Approach(t_star, miss_distance, ttc, float(np.clip(probability, 0.0, 1.0)), closing)
+
+
+@dataclass(frozen=True)
+class Approaches:
+    """:class:`Approach` for many pairs at once (arrays of shape (P,))."""
+
+    time_s: np.ndarray
+    distance_m: np.ndarray
+    time_to_collision_s: np.ndarray
+    contact_probability: np.ndarray
+    closing_speed_mps: np.ndarray
+
+
+def closest_approaches(dp: np.ndarray, dv: np.ndarray, cov_p: np.ndarray, cov_v: np.ndarray,
+                       contact_radius: np.ndarray, horizon_s: float) -> Approaches:
+    """Vectorised :func:`closest_approach`: relative positions and velocities (P, 2) of b with respect to a, the
+    summed position and velocity covariances (P, 2, 2) and contact radii (P,)."""
+    from scipy.special import ndtr
+
+    dp, dv = np.asarray(dp, dtype=np.float64).reshape(-1, 2), np.asarray(dv, dtype=np.float64).reshape(-1, 2)
+    radius = np.broadcast_to(np.asarray(contact_radius, dtype=np.float64), (len(dp),))
+    speed2 = np.einsum("ij,ij->i", dv, dv)
+    b = np.einsum("ij,ij->i", dp, dv)
+    distance = np.linalg.norm(dp, axis=1)
+    moving = speed2 >= 1e-12
+    t_star = np.where(moving, np.clip(-b / np.where(moving, speed2, 1.0), 0.0, horizon_s), 0.0)
+    miss = dp + dv * t_star[:, None]
+    miss_distance = np.linalg.norm(miss, axis=1)
+    disc = b * b - speed2 * (distance ** 2 - radius ** 2)
+    hit = moving & (disc >= 0) & (b < 0)
+    ttc = np.full(len(dp), np.inf)
+    ttc[hit] = (-b[hit] - np.sqrt(disc[hit])) / speed2[hit]
+    ttc[ttc > horizon_s] = np.inf
+    ttc[distance <= radius] = 0.0
+    cov = cov_p + (t_star ** 2)[:, None, None] * cov_v
+    direction = np.where(miss_distance[:, None] > 1e-9, miss / np.maximum(miss_distance, 1e-12)[:, None], [1.0, 0.0])
+    sigma = np.sqrt(np.maximum(np.einsum("pi,pij,pj->p", direction, cov, direction), 1e-6))
+    probability = np.clip(ndtr((radius - miss_distance) / sigma) - ndtr((-radius - miss_distance) / sigma), 0.0, 1.0)
+    closing = np.where(distance > 1e-9, -b / np.maximum(distance, 1e-12), np.sqrt(speed2))
+    return Approaches(t_star, miss_distance, ttc, probability, closing)

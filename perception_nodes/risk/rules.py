@@ -94,6 +94,7 @@ class Rule:
     margin_m: float = 0.5                  # added to the footprints' radii: what counts as contact
     min_probability: float = 0.5           # a pair counts only this sure of contact at closest approach
     min_closing_speed_mps: float = 0.3
+    min_speed_b_mps: float = 0.0           # the pair counts only while its second member (the vehicle) moves this fast
     # separation: a pair counts only while one of the two moves at least this fast (people walk past parked cars)
     min_speed_mps: float = 0.5
     # blocked_exit
@@ -160,7 +161,8 @@ risk:
     - {id: keep_apart, kind: separation, classes: [person], classes_b: [car, truck], distance_m: 1.5, release_m: 2.5,
        min_speed_mps: 0.5}          # the pair counts while one of them moves at least this fast
     - {id: ttc, kind: time_to_collision, classes: [person], classes_b: [car, truck], ttc_s: 3.0,
-       release_ratio: 1.5, horizon_s: 6.0, margin_m: 0.5, min_probability: 0.5}
+       release_ratio: 1.5, horizon_s: 6.0, margin_m: 0.5, min_probability: 0.5,
+       min_speed_b_mps: 0.3}        # a person walking up to a parked car is not a collision course
     - {id: wrong_way, kind: wrong_way, lane: LANE, min_speed_mps: 1.0, min_dwell_s: 1.0}   # lane optional
     - {id: loitering, kind: dwell, zone: ZONE, classes: [person], max_dwell_s: 120}
     - {id: exit_blocked, kind: blocked_exit, gate: GATE, radius_m: 3.0, max_stopped_s: 30}
@@ -182,7 +184,7 @@ _EXTRA = {
     RuleKind.SPEED_LIMIT: {"zone", "limit_mps", "release_mps"},
     RuleKind.SEPARATION: {"classes_b", "distance_m", "release_m", "min_speed_mps"},
     RuleKind.TIME_TO_COLLISION: {"classes_b", "ttc_s", "release_ratio", "horizon_s", "margin_m", "min_probability",
-                                 "min_closing_speed_mps"},
+                                 "min_closing_speed_mps", "min_speed_b_mps"},
     RuleKind.WRONG_WAY: {"lane", "min_speed_mps", "release_mps"},
     RuleKind.DWELL: {"zone", "max_dwell_s"},
     RuleKind.BLOCKED_EXIT: {"gate", "max_stopped_s", "radius_m", "stopped_speed_mps"},
@@ -266,7 +268,7 @@ def _rule(data, index: int, site_map, problems: list[str], seen: set[str]) -> Ru
                     problems.append(f"{where}.{release_key}: {release} must be on the safe side of "
                                     f"{trigger_key} {trigger} ({'<=' if worse_high else '>='})")
     for key in ("min_dwell_s", "hold_s", "horizon_s", "margin_m", "radius_m", "stopped_speed_mps",
-                "min_closing_speed_mps", "min_speed_mps"):
+                "min_closing_speed_mps", "min_speed_mps", "min_speed_b_mps"):
         if key in data:
             value = _number(data[key], f"{where}.{key}", problems, maximum=3600.0,
                             positive=key in ("horizon_s", "radius_m"))
@@ -391,7 +393,8 @@ def suggested_rules(map_data: dict) -> dict:
     everyone = ["person", "bicycle", "car", "truck"]
     rules: list[dict] = [
         {"id": "person_vehicle_ttc", "kind": "time_to_collision", "classes": ["person", "bicycle"],
-         "classes_b": list(VEHICLES), "ttc_s": 3.0, "release_ratio": 1.5, "hold_s": 1.0, "severity": "critical"},
+         "classes_b": list(VEHICLES), "ttc_s": 3.0, "release_ratio": 1.5, "min_speed_b_mps": 0.3, "hold_s": 1.0,
+         "severity": "critical"},
         {"id": "vehicle_vehicle_ttc", "kind": "time_to_collision", "classes": list(VEHICLES),
          "classes_b": list(VEHICLES), "ttc_s": 2.0, "release_ratio": 1.5, "hold_s": 1.0, "severity": "high"},
         {"id": "person_vehicle_separation", "kind": "separation", "classes": ["person", "bicycle"],
