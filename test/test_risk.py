@@ -120,7 +120,7 @@ def test_separation_uses_the_vehicle_footprint_not_its_centre():
     assert reason.measured == pytest.approx(0.15) and set(reason.object_ids) == {1, 2}
     b = engine().assess(0.0, [car(1, (0, -10), (1.0, 0.0)), person(2, (0.0, -7.0))])  # 2.1 m from the side - 0.25
     assert "keep_apart" not in active_rules(b)
-    parked = engine().assess(0.0, [car(1, (0, -10)), person(2, (2.6, -10), (0.3, 0.0))])  # walking past a parked car
+    parked = engine().assess(0.0, [car(1, (0, -10)), person(2, (2.6, -10), (1.4, 0.0))])  # walking past a parked car
     assert "keep_apart" not in active_rules(parked)
 
 

@@ -172,7 +172,8 @@ def test_vectorised_faces_match_the_face_by_face_rule():
         cam_pos = camera.T_map_optical.t
         for actor in world.actors[:8]:
             R, t = matrix_from_rpy(0, 0, 0.7), np.array([actor.path[0][0], actor.path[0][1], 1.0])
-            for part in actor.parts:
+            faces = renderer._actor_faces(actor.parts, R, t, cam_pos)
+            for index, part in enumerate(actor.parts):
                 expected = []
                 corners = _CORNERS * np.asarray(part.size) + np.asarray(part.center)
                 points = corners @ R.T + t
@@ -188,7 +189,7 @@ def test_vectorised_faces_match_the_face_by_face_rule():
                     shade = 0.55 + 0.45 * max(0.0, float(np.dot(n_world, LIGHT_DIRECTION)))
                     expected.append((camera.project_pinhole(optical[list(indices)]),
                                      tuple(float(c) * shade for c in part.color)))
-                got = renderer._part_faces(part, R, t, cam_pos)
+                got = faces[index]
                 assert len(got) == len(expected)
                 for (pixels, color), (want_pixels, want_color) in zip(got, expected):
                     assert np.array_equal(pixels, want_pixels) and color == want_color

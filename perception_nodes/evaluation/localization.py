@@ -26,7 +26,7 @@ ablations run on the identical observation stream in the same run.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -57,6 +57,7 @@ class CameraMessage:
     scores: np.ndarray
     embeddings: np.ndarray | None
     truth_ids: np.ndarray   # (N,) matched ground-truth id per box (IoU >= 0.5), 0 when none
+    delay_s: float = 0.0    # arrives this much after its stamp (a scripted detection delay)
 
 
 @dataclass
@@ -86,8 +87,13 @@ def camera_geometry(spec, angle_sigma_rad: float = 0.002) -> CameraGeometry:
 
 
 def record(scene_name: str, seed: int | None, frames: int | None, detections: str, model=None,
-           appearance: str = "hsv-hist", det_conf: float = 0.1, log=print) -> Recording:
-    """Render the scene, run detections and the per-camera trackers, keep ground truth for scoring."""
+           appearance: str = "hsv-hist", det_conf: float = 0.1, log=print, calibration: bool = True,
+           noise: NoiseModel | None = None) -> Recording:
+    """Render the scene, run detections and the per-camera trackers, keep ground truth for scoring.
+
+    The scene's scripted disturbances apply to what the cameras deliver: a dropped-out camera sends nothing,
+    detection noise bursts change the ``gt-noisy`` noise, delayed detections carry their delay. Images are
+    rendered only where something looks at them (the detector, the appearance embedder, calibration health)."""
     from perception_nodes.boxes import iou_matrix
     from perception_nodes.tracking.tracker import ByteTracker, TrackState
     from perception_nodes.world import World, load_scene
@@ -107,12 +113,14 @@ def record(scene_name: str, seed: int | None, frames: int | None, detections: st
 
         embedder = ColorHistogramEmbedder()
     rng = np.random.default_rng([world.scene.seed, 0x10C])
-    noise = NoiseModel()
+    base_noise = noise or NoiseModel()
+    disturbances = world.scene.disturbances
     trackers = [ByteTracker() for _ in world.cameras]
     rec = Recording(world.scene, frames, world.scene.fps)
     rec.site_map = _site_map(world.scene)
     markings = rec.site_map.markings
-    monitor = CalibrationMonitor(markings) if markings else None
+    monitor = CalibrationMonitor(markings) if markings and calibration else None
+    with_images = detector is not None or embedder is not None or monitor is not None
     geometries = [camera_geometry(spec) for spec in world.scene.cameras]
     check_every = max(int(round(world.scene.fps / CALIBRATION_CHECK_HZ)), 1)
     started = time.perf_counter()
@@ -123,8 +131,17 @@ def record(scene_name: str, seed: int | None, frames: int | None, detections: st
         by_id = {a.global_id: (a, p, v) for a, p, _, v in states}
         seen: dict[int, list[int]] = {}
         messages = []
+        noise = base_noise
+        for burst in disturbances.detection_noise:
+            if burst.contains(stamp):
+                noise = replace(noise, **{k: v for k, v in (("jitter", burst.jitter), ("miss_rate", burst.miss_rate),
+                                                            ("false_positives_per_frame",
+                                                             burst.false_positives_per_frame)) if v is not None})
+        delay = max((d.delay_s for d in disturbances.detection_delays if d.contains(stamp)), default=0.0)
         for ci, cam in enumerate(world.cameras):
-            image, boxes = world.render(ci, index)
+            if any(d.camera == cam.spec.id and d.contains(stamp) for d in disturbances.camera_dropouts):
+                continue  # the camera delivers nothing
+            image, boxes = world.render(ci, index, with_image=with_images)
             if monitor is not None and index % check_every == 0:
                 monitor.check(geometries[ci], image, stamp)
             tracked = [b for b in boxes if b.visible_fraction >= GT_MIN_VISIBILITY and
@@ -149,7 +166,7 @@ def record(scene_name: str, seed: int | None, frames: int | None, detections: st
                 embeddings = np.array([t.embedding for t in shown])
             messages.append(CameraMessage(cam.spec.id, ci, stamp, np.array([t.track_id for t in shown], dtype=int),
                                           tboxes, np.array([t.class_id for t in shown], dtype=int),
-                                          np.array([t.score for t in shown]), embeddings, truth_ids))
+                                          np.array([t.score for t in shown]), embeddings, truth_ids, delay))
         truth = {}
         for gid, cams in seen.items():
             actor, p, _ = by_id[gid]
@@ -237,7 +254,7 @@ def run_variant(rec: Recording, variant: Variant, site_map, cameras: list[Camera
                 msg.camera_id, msg.stamp, msg.track_ids, msg.boxes, msg.classes, msg.scores, msg.embeddings))
             update_times.append(time.perf_counter() - started)
             lifted_frame.append((msg, report.lifted))
-        stamp = messages[0].stamp
+        stamp = messages[0].stamp if messages else f / rec.fps
         snapshot = localizer.snapshot(stamp)
         events.extend(localizer.update_scene(stamp, snapshot))
         outputs.append((snapshot, {s: (st.occupied, st.global_id) for s, st in localizer.scene.stalls.items()}))

@@ -66,3 +66,266 @@ def bench_engine(site_map, risk_section, objects: int = 100, frames: int = 300, 
             "active_reasons_mean": round(float(np.mean(active)), 2),
             "same_decisions_as_scalar": decided == reference, "scalar_pairs": exact,
             "speedup_vs_scalar": round(exact["decision_ms_p99"] / max(ours["decision_ms_p99"], 1e-9), 2)}
+
+
+# -- the safety suite ------------------------------------------------------------------------------------------------
+# Ground truth: the site's rules evaluated on the world's true states (exact positions, velocities, headings and
+# sizes, near-zero covariance) -- the hazards a perfect perception chain would report. The system: the same rules on
+# what the localizer makes of noisy per-camera tracks, with the scene's scripted disturbances applied. An alert is
+# a system episode (a rule active on one subject) of at least medium severity; it is a false alarm when no true
+# hazard of the same family on the same objects overlaps it (within MATCH_SLACK_S).
+
+SCENARIOS_DIR = "scenarios"
+COLLISION_KINDS = ("time_to_collision", "separation")
+MATCH_SLACK_S = 1.0
+REQUIRED_LEAD_S = 2.1          # NHTSA forward-collision-warning: the alert at least this long before the closest approach
+ALERT_SEVERITY = 3             # RiskLevel.MEDIUM: an alert slows, stops or warns; LOW only logs
+TRUE_SIGMA_M = 0.02
+CAMERA_DEADLINE_S = 3.0
+MAX_TRACK_AGE_S = 2.0
+
+
+def scenario_names() -> list[str]:
+    from perception_nodes.paths import package_path
+
+    return sorted(p.stem for p in (package_path("config/scenes") / SCENARIOS_DIR).glob("*.yaml"))
+
+
+def _true_states(world, frame: int, scene_state) -> list[ObjectState]:
+    out = []
+    for o in world.object_states(frame):
+        xy, v = o.position[:2], o.velocity[:2]
+        lane, motion = scene_state.lane_motion(xy, v)
+        out.append(ObjectState(o.global_id, o.class_name, (float(xy[0]), float(xy[1])), (float(v[0]), float(v[1])),
+                               ((TRUE_SIGMA_M ** 2, 0.0), (0.0, TRUE_SIGMA_M ** 2)),
+                               ((TRUE_SIGMA_M ** 2, 0.0), (0.0, TRUE_SIGMA_M ** 2)), float(o.size[0]), float(o.size[1]),
+                               float(o.yaw), lane, int(motion) == 4))
+    return out
+
+
+def _system_states(objects, scene_state) -> list[ObjectState]:
+    from perception_nodes.localization.lifting import DEFAULT_SIZE_PRIORS
+    from perception_nodes.taxonomy import SITE_CLASS_NAMES
+
+    out = []
+    for o in objects:
+        name = SITE_CLASS_NAMES[o.class_id] if o.class_id < len(SITE_CLASS_NAMES) else "other"
+        (length, width, _), _ = DEFAULT_SIZE_PRIORS.get(name, DEFAULT_SIZE_PRIORS["other"])
+        lane, motion = scene_state.lane_motion(o.xy, o.velocity)
+        out.append(ObjectState(int(o.global_id), name, (float(o.xy[0]), float(o.xy[1])),
+                               (float(o.velocity[0]), float(o.velocity[1])), o.cov[:2, :2], o.cov[2:, 2:], length, width,
+                               float(o.heading) if o.heading_known else None, lane, int(motion) == 4,
+                               int(o.state) == 3))
+    return out
+
+
+def _episodes(active_per_frame, times) -> list[dict]:
+    """{rule, kind, severity, ids, start, end} per contiguous run of a (rule, subject) being active."""
+    open_runs: dict[tuple, dict] = {}
+    out = []
+    for t, active in zip(times, active_per_frame):
+        for key, info in active.items():
+            run = open_runs.get(key)
+            if run is None:
+                open_runs[key] = {**info, "start": t, "end": t}
+            else:
+                run["end"] = t
+        for key in [k for k in open_runs if k not in active]:
+            out.append(open_runs.pop(key))
+    out.extend(open_runs.values())
+    return sorted(out, key=lambda e: (e["start"], e["rule"], e["ids"]))
+
+
+def _active(assessment) -> dict:
+    return {(e.rule.id, e.object_ids): {"rule": e.rule.id, "kind": e.rule.kind.value, "severity": int(e.rule.severity),
+                                        "ids": e.object_ids} for e in assessment.reasons}
+
+
+def _family(kind: str) -> str:
+    return "collision" if kind in COLLISION_KINDS else kind
+
+
+def _closest_approach_time(world, ids, start: float, end: float, horizon: float) -> tuple[float, float]:
+    """(time, gap m) of the smallest true centre distance of a pair in [start, end + horizon]."""
+    best = (start, np.inf)
+    fps = world.scene.fps
+    for f in range(int(start * fps), min(int((end + horizon) * fps) + 1, world.scene.frame_count)):
+        states = {o.global_id: o for o in world.object_states(f)}
+        if ids[0] in states and ids[1] in states:
+            d = float(np.linalg.norm(states[ids[0]].position[:2] - states[ids[1]].position[:2]))
+            if d < best[1]:
+                best = (f / fps, d)
+    return best
+
+
+def run_scenario(scene_ref, seed: int | None = None, frames: int | None = None, risk_section=None,
+                 noise=None, camera_deadline_s: float = CAMERA_DEADLINE_S, max_track_age_s: float = MAX_TRACK_AGE_S,
+                 log=print) -> dict:
+    """One scene through the whole chain (noisy detections -> trackers -> localizer -> risk) and through the rules
+    on ground truth; the hazards, the alerts, their match, lead times, false alarms and the fail-safe record."""
+    from perception_nodes.evaluation.localization import camera_geometry, record
+    from perception_nodes.localization.localizer import Localizer, LocalizerConfig, TrackBatch
+    from perception_nodes.localization.scene_state import SceneUnderstanding
+    from perception_nodes.risk.coverage import CoverageModel
+    from perception_nodes.risk.engine import InputStatus
+    from perception_nodes.world import World, load_scene
+
+    scene = load_scene(scene_ref, seed=seed)
+    world = World(scene)
+    rec = record(scene_ref, seed, frames, "gt-noisy", appearance="none", log=log,
+                 calibration=scene.camera_bump is not None, noise=noise)
+    site_map = rec.site_map
+    if risk_section is None:
+        from perception_nodes.sources.synthetic import site_manifest_for_scene
+
+        risk_section = site_manifest_for_scene(scene, ".")["risk"]
+    config = parse_risk_config(risk_section, site_map)
+    cameras = [camera_geometry(spec) for spec in scene.cameras]
+    coverage = CoverageModel(site_map.zones)
+    for camera in cameras:
+        coverage.add_camera(camera)
+    system = RiskEngine(config, site_map, coverage)
+    truth = RiskEngine(config, site_map)
+    localizer = Localizer(site_map, LocalizerConfig())
+    lanes = SceneUnderstanding(site_map)
+    order = np.random.default_rng(5)
+    pending: list = []
+    last_arrival: dict[str, float] = {}
+    last_age: dict[str, float] = {}
+    times, system_active, truth_active, fail_safe, positions = [], [], [], [], []
+    decision_ms = []
+    for f, messages in enumerate(rec.messages):
+        t = f / rec.fps
+        for camera_id, (sigma, shift) in (rec.calibration[f] if f < len(rec.calibration) else {}).items():
+            localizer.set_camera_uncertainty(camera_id, sigma * 0.25, shift)
+        pending.extend((m.stamp + m.delay_s, k, m) for k, m in zip(order.permutation(len(messages)), messages))
+        due = sorted((p for p in pending if p[0] <= t + 1e-9), key=lambda p: (p[0], p[1]))
+        pending = [p for p in pending if p[0] > t + 1e-9]
+        for arrival, _, msg in due:
+            localizer.fuse(cameras[msg.camera_index], TrackBatch(msg.camera_id, msg.stamp, msg.track_ids, msg.boxes,
+                                                                 msg.classes, msg.scores, msg.embeddings))
+            last_arrival[msg.camera_id] = t
+            last_age[msg.camera_id] = t - msg.stamp
+        objects = [o for o in localizer.snapshot(t) if int(o.state) != 1]
+        positions.append({int(o.global_id): o.xy for o in objects})
+        live = tuple(c.camera_id for c in cameras if t - last_arrival.get(c.camera_id, -np.inf) <= camera_deadline_s
+                     and last_age.get(c.camera_id, 0.0) <= max_track_age_s) if t >= camera_deadline_s else None
+        started = time.perf_counter()
+        a = system.assess(t, _system_states(objects, lanes), InputStatus(live_cameras=live))
+        decision_ms.append((time.perf_counter() - started) * 1e3)
+        b = truth.assess(t, _true_states(world, f, lanes))
+        times.append(t)
+        system_active.append(_active(a))
+        truth_active.append(_active(b))
+        fail_safe.append(a.fail_safe)
+    # Predicted ids -> true ids, frame by frame (nearest, within the localization evaluation's match distance).
+    from perception_nodes.evaluation.localization import _match
+
+    id_maps = []
+    for f, predicted in enumerate(positions):
+        true_ids, _, true_xy, _ = rec.true_positions[f]
+        pred_ids = list(predicted)
+        rows, cols, _ = _match(np.asarray(true_xy).reshape(-1, 2),
+                               np.array([predicted[g] for g in pred_ids]).reshape(-1, 2))
+        id_maps.append({pred_ids[c]: int(true_ids[r]) for r, c in zip(rows, cols)})
+    return _score(world, config, times, system_active, truth_active, fail_safe, id_maps, decision_ms, coverage,
+                  system.watched_zones, [c.camera_id for c in cameras], camera_deadline_s, max_track_age_s)
+
+
+def _score(world, config, times, system_active, truth_active, fail_safe, id_maps, decision_ms, coverage, watched,
+           camera_ids, camera_deadline_s, max_track_age_s) -> dict:
+    from collections import Counter
+
+    scene = world.scene
+    hazards = _episodes(truth_active, times)
+    alerts = _episodes(system_active, times)
+    frame_of = {t: f for f, t in enumerate(times)}
+    for alert in alerts:  # the true objects behind the alert: the most frequent match over its frames
+        f0, f1 = frame_of[alert["start"]], frame_of[alert["end"]]
+        votes = Counter(tuple(sorted(id_maps[f].get(i, -1) for i in alert["ids"])) for f in range(f0, f1 + 1))
+        alert["true_ids"] = votes.most_common(1)[0][0]
+    horizon = max((r.horizon_s for r in config.rules), default=6.0)
+
+    def matches(alert, hazard) -> bool:
+        return (_family(alert["kind"]) == _family(hazard["kind"])
+                and alert["true_ids"] == tuple(sorted(hazard["ids"]))
+                and alert["start"] <= hazard["end"] + MATCH_SLACK_S and alert["end"] >= hazard["start"] - MATCH_SLACK_S)
+
+    found = []
+    for hazard in hazards:
+        hits = [a for a in alerts if matches(a, hazard)]
+        entry = {"rule": hazard["rule"], "kind": hazard["kind"], "severity": hazard["severity"],
+                 "ids": list(hazard["ids"]), "start_s": round(hazard["start"], 2), "end_s": round(hazard["end"], 2),
+                 "detected": bool(hits), "alert_s": round(min(a["start"] for a in hits), 2) if hits else None}
+        if _family(hazard["kind"]) == "collision" and len(hazard["ids"]) == 2:
+            closest_t, gap = _closest_approach_time(world, hazard["ids"], hazard["start"], hazard["end"], horizon)
+            entry["closest_approach_s"], entry["closest_distance_m"] = round(closest_t, 2), round(gap, 2)
+            entry["truth_lead_s"] = round(closest_t - hazard["start"], 2)
+            if hits:
+                entry["lead_time_s"] = round(closest_t - entry["alert_s"], 2)
+        found.append(entry)
+    false_alarms = [a for a in alerts if a["severity"] >= ALERT_SEVERITY and not any(matches(a, h) for h in hazards)]
+    critical = [h for h in found if h["severity"] >= 4]
+    missed = [h for h in critical if not h["detected"]]
+
+    def lead_ok(h) -> bool:
+        if "truth_lead_s" not in h:
+            return h["detected"]
+        if not h["detected"]:
+            return False
+        # The alert may not come earlier than the truth allows: a hazard born 1.5 s before closest approach
+        # (a person stepping out from behind a truck) asks for no more lead than the truth had, less a frame.
+        return h["lead_time_s"] >= min(REQUIRED_LEAD_S, h["truth_lead_s"] - 1.0 / scene.fps - 0.5)
+
+    duration_h = len(times) / scene.fps / 3600.0
+    per_pair: dict = {}
+    for a in alerts:
+        per_pair.setdefault((a["rule"], a["true_ids"]), []).append(a)
+    flicker = max((len(v) - 1 for v in per_pair.values()), default=0)
+    fail_safe_times = [t for t, fs in zip(times, fail_safe) if fs]
+    fail_safe_report = _fail_safe_report(scene, coverage, watched, camera_ids, config, times, fail_safe,
+                                         camera_deadline_s, max_track_age_s)
+    passed = all(lead_ok(h) for h in critical) and fail_safe_report["pass"]
+    leads = [h["lead_time_s"] for h in critical if h.get("lead_time_s") is not None]
+    dm = np.asarray(decision_ms) if decision_ms else np.zeros(1)
+    return {"scene": scene.name, "seed": scene.seed, "duration_s": round(len(times) / scene.fps, 1),
+            "pass": bool(passed), "hazards": found, "critical_hazards": len(critical), "missed": len(missed),
+            "lead_time_s": min(leads) if leads else None,
+            "alerts": len(alerts), "false_alarms": len(false_alarms),
+            "false_alarm_examples": [{k: a[k] for k in ("rule", "ids", "true_ids", "start", "end")}
+                                     for a in false_alarms[:5]],
+            "false_alarms_per_hour": round(len(false_alarms) / duration_h, 2) if duration_h else None,
+            "max_repeat_alerts_per_pair": flicker, "fail_safe": fail_safe_report,
+            "fail_safe_time_s": round(len(fail_safe_times) / scene.fps, 1),
+            "decision_ms_p99": round(float(np.percentile(dm, 99)), 3)}
+
+
+def _fail_safe_report(scene, coverage, watched, camera_ids, config, times, fail_safe, camera_deadline_s,
+                      max_track_age_s) -> dict:
+    """When the scripted disturbances should have put the node in fail-safe (a dropout that uncovers a zone with
+    a rule, a delay beyond the tracks' age limit), and how soon it did; and no fail-safe outside them."""
+    expected = []
+    for drop in scene.disturbances.camera_dropouts:
+        live = [c for c in camera_ids if c != drop.camera]
+        if coverage.lost(watched, live, config.min_coverage_share):
+            expected.append((drop.start_s, drop.end_s, camera_deadline_s, f"camera {drop.camera} dropout"))
+    for delay in scene.disturbances.detection_delays:
+        if delay.delay_s > max_track_age_s:
+            expected.append((delay.start_s, delay.end_s, delay.delay_s, f"detections {delay.delay_s:.1f} s late"))
+    events = []
+    ok = True
+    fps = scene.fps
+    for start, end, latency, what in expected:
+        # Late by design: a dropout is noticed after the camera deadline; late detections once they arrive
+        # (their age then exceeds the limit).
+        allowed = latency + 2.0 / fps
+        hit = next((t for t, fs in zip(times, fail_safe) if fs and start <= t <= end + latency), None)
+        took = None if hit is None else round(hit - start, 2)
+        good = hit is not None and took <= allowed + 1e-9
+        ok &= good
+        events.append({"what": what, "start_s": start, "fail_safe_after_s": took, "allowed_s": round(allowed, 2),
+                       "pass": good})
+    windows = [(s, e + lat + 3.0) for s, e, lat, _ in expected]
+    spurious = sum(1 for t, fs in zip(times, fail_safe) if fs and not any(a <= t <= b for a, b in windows))
+    ok &= spurious == 0
+    return {"expected": events, "unexpected_fail_safe_frames": spurious, "pass": bool(ok)}

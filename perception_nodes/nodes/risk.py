@@ -2,8 +2,8 @@
 that fails safe.
 
 Subscribes  objects              perception_nodes/LocalizedObjectArray (qos.RESULTS): the localizer's map objects
-            <cam>/tracks         perception_nodes/TrackArray (qos.RESULTS): only their arrival, to know which cameras
-                                 are live (coverage of the zones with rules)
+            <cam>/tracks         perception_nodes/TrackArray (qos.RESULTS): only their arrival and age, to know
+                                 which cameras are live and on time (coverage of the zones with rules)
             <cam>/camera_info    sensor_msgs/CameraInfo + /tf_static: what each camera sees of the map
             /perception/health   perception_nodes/NodeHealth: an upstream node in ERROR puts the node in fail-safe
 Publishes   risk/assessment      perception_nodes/RiskAssessment (qos.COMMANDS), one per objects message, and one per
@@ -146,6 +146,9 @@ class RiskNode(Node):
         self.camera_deadline_s = params.declare(
             "camera_deadline_s", 3.0, "A camera whose tracks stop this long counts as lost for coverage.",
             minimum=0.1, maximum=600.0)
+        self.max_track_age_s = params.declare(
+            "max_track_age_s", 2.0, "A camera whose tracks arrive older than this (capture to arrival) counts as "
+            "lost for coverage (a latency spike).", minimum=0.05, maximum=600.0)
         self.health_timeout_s = params.declare(
             "health_timeout_s", 5.0, "An upstream ERROR report counts for this long.", minimum=0.5, maximum=600.0)
         self.command_expiry_s = params.declare(
@@ -191,6 +194,7 @@ class RiskNode(Node):
         self._started = self._now()
         self._last_objects: float | None = None  # node-clock time of the last objects message
         self._last_tracks: dict[str, float] = {}
+        self._track_age: dict[str, float] = {}  # camera -> age of its newest tracks when they arrived (s)
         self._health: dict[str, tuple[float, int, str]] = {}  # node -> (node-clock time, level, message)
         self._records: OrderedDict[int, object] = OrderedDict()
         self._sequence = 0
@@ -218,7 +222,7 @@ class RiskNode(Node):
         self.create_subscription(LocalizedObjectArray, "objects", self._on_objects, qos.RESULTS,
                                  qos_overriding_options=qos.overridable())
         for cam in self.cameras:
-            self.create_subscription(TrackArray, f"{cam}/tracks", lambda m, c=cam: self._on_tracks(c), qos.RESULTS,
+            self.create_subscription(TrackArray, f"{cam}/tracks", lambda m, c=cam: self._on_tracks(c, m), qos.RESULTS,
                                      qos_overriding_options=qos.overridable())
             self.create_subscription(CameraInfo, f"{cam}/camera_info",
                                      lambda m, c=cam: self.geometry.on_camera_info(c, m), CAMERA_INFO_ANY,
@@ -240,8 +244,10 @@ class RiskNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _on_tracks(self, camera_id: str) -> None:
-        self._last_tracks[camera_id] = self._now()
+    def _on_tracks(self, camera_id: str, msg) -> None:
+        now = self._now()
+        self._last_tracks[camera_id] = now
+        self._track_age[camera_id] = now - _seconds(msg.header.stamp)
 
     def _on_health(self, msg) -> None:
         if msg.node_name == self.get_fully_qualified_name():
@@ -267,7 +273,8 @@ class RiskNode(Node):
                           if level >= self._health_type.LEVEL_ERROR and now - seen <= self.health_timeout_s)
         live = None
         if self.coverage is not None and self.coverage.cameras and now - self._started > self.startup_grace_s:
-            live = tuple(c for c in self.cameras if now - self._last_tracks.get(c, -math.inf) <= self.camera_deadline_s)
+            live = tuple(c for c in self.cameras if now - self._last_tracks.get(c, -math.inf) <= self.camera_deadline_s
+                         and self._track_age.get(c, 0.0) <= self.max_track_age_s)
         return InputStatus(stale=stale, unhealthy=unhealthy, live_cameras=live)
 
     def _object_states(self, msg) -> tuple[list[ObjectState], int]:

@@ -157,6 +157,7 @@ def _fmt(value: float, unit: str) -> str:
     return "inf" if not math.isfinite(value) else f"{value:.2f} {unit}"
 
 
+CLOSING_Z = 2.0  # a pair is closing when its closing speed is this many standard deviations above zero
 _CLASS_CODES = {name: code for code, name in enumerate(SITE_CLASS_NAMES)}
 
 
@@ -354,7 +355,7 @@ class RiskEngine:
                           np.maximum(np.abs(across) - frame.width[second] / 2, 0.0))
         to_disc = np.maximum(np.linalg.norm(offset, axis=1) - 0.5 * frame.width[second], 0.0)
         gap = np.maximum(np.where(known, to_box, to_disc) - 0.5 * frame.width[first], 0.0)
-        moving = np.maximum(frame.speed[first], frame.speed[second]) >= rule.min_speed_mps
+        moving = frame.speed[second] >= rule.min_speed_mps  # the vehicle moves: walking past a parked car is fine
 
         def describe(p):
             return f"{frame.label(first[p])} is {gap[p]:.1f} m from {frame.label(second[p])} " \
@@ -373,7 +374,7 @@ class RiskEngine:
                 frame.velocity_cov[first] + frame.velocity_cov[second], reach, rule.horizon_s)
             ttc, probability, closing = (approach.time_to_collision_s, approach.contact_probability,
                                          approach.closing_speed_mps)
-            miss, when = approach.distance_m, approach.time_s
+            miss, when, closing_sigma = approach.distance_m, approach.time_s, approach.closing_sigma_mps
         else:
             scalar = [closest_approach(frame.xy[a], frame.velocity[a], frame.position_cov[a], frame.velocity_cov[a],
                                        frame.xy[b], frame.velocity[b], frame.position_cov[b], frame.velocity_cov[b],
@@ -383,9 +384,12 @@ class RiskEngine:
             closing = np.array([x.closing_speed_mps for x in scalar]).reshape(-1)
             miss = np.array([x.distance_m for x in scalar]).reshape(-1)
             when = np.array([x.time_s for x in scalar]).reshape(-1)
+            closing_sigma = np.array([x.closing_sigma_mps for x in scalar]).reshape(-1)
         moving = frame.speed[second] >= rule.min_speed_b_mps
-        trigger = moving & (closing >= rule.min_closing_speed_mps) & (probability >= rule.min_probability) & \
-            (ttc <= rule.threshold)
+        # Closing for sure: faster than the minimum and than CLOSING_Z sigma of its own uncertainty (two parked cars
+        # side by side, each with a little velocity noise, are not closing on each other).
+        closing_sure = closing >= np.maximum(rule.min_closing_speed_mps, CLOSING_Z * closing_sigma)
+        trigger = moving & closing_sure & (probability >= rule.min_probability) & (ttc <= rule.threshold)
         holding = moving & (ttc <= rule.release) & (probability >= 0.5 * rule.min_probability)
         closeness = np.where(np.isfinite(ttc), -ttc, -1e9 + probability)
 

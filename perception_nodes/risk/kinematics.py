@@ -35,6 +35,7 @@ class Approach:
     time_to_collision_s: float  # first time the centres come within contact radius; inf when they never do
     contact_probability: float  # P(centre distance < contact radius at closest approach) from the covariance
     closing_speed_mps: float    # -d|p|/dt now (> 0 closing)
+    closing_sigma_mps: float = 0.0  # its standard deviation from the velocity covariance
 
 
 def _normal_cdf(x: float) -> float:
@@ -73,7 +74,10 @@ def closest_approach(pa, va, cov_pa, cov_va, pb, vb, cov_pb, cov_vb, contact_rad
     sigma = math.sqrt(max(float(direction @ cov @ direction), 1e-6))
     probability = _normal_cdf((contact_radius - miss_distance) / sigma) - _normal_cdf(
         (-contact_radius - miss_distance) / sigma)
-    return Approach(t_star, miss_distance, ttc, float(np.clip(probability, 0.0, 1.0)), closing)
+    line = p / distance_now if distance_now > 1e-9 else np.array([1.0, 0.0])
+    cov_v = np.asarray(cov_va, dtype=np.float64) + np.asarray(cov_vb, dtype=np.float64)
+    closing_sigma = math.sqrt(max(float(line @ cov_v @ line), 0.0))
+    return Approach(t_star, miss_distance, ttc, float(np.clip(probability, 0.0, 1.0)), closing, closing_sigma)
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,7 @@ class Approaches:
     time_to_collision_s: np.ndarray
     contact_probability: np.ndarray
     closing_speed_mps: np.ndarray
+    closing_sigma_mps: np.ndarray   # the closing speed's standard deviation (from the velocity covariance)
 
 
 def closest_approaches(dp: np.ndarray, dv: np.ndarray, cov_p: np.ndarray, cov_v: np.ndarray,
@@ -113,4 +118,6 @@ def closest_approaches(dp: np.ndarray, dv: np.ndarray, cov_p: np.ndarray, cov_v:
     sigma = np.sqrt(np.maximum(np.einsum("pi,pij,pj->p", direction, cov, direction), 1e-6))
     probability = np.clip(ndtr((radius - miss_distance) / sigma) - ndtr((-radius - miss_distance) / sigma), 0.0, 1.0)
     closing = np.where(distance > 1e-9, -b / np.maximum(distance, 1e-12), np.sqrt(speed2))
-    return Approaches(t_star, miss_distance, ttc, probability, closing)
+    line = np.where(distance[:, None] > 1e-9, dp / np.maximum(distance, 1e-12)[:, None], [1.0, 0.0])
+    closing_sigma = np.sqrt(np.maximum(np.einsum("pi,pij,pj->p", line, cov_v, line), 0.0))
+    return Approaches(t_star, miss_distance, ttc, probability, closing, closing_sigma)

@@ -95,7 +95,8 @@ class Rule:
     min_probability: float = 0.5           # a pair counts only this sure of contact at closest approach
     min_closing_speed_mps: float = 0.3
     min_speed_b_mps: float = 0.0           # the pair counts only while its second member (the vehicle) moves this fast
-    # separation: a pair counts only while one of the two moves at least this fast (people walk past parked cars)
+    # separation: a pair counts only while its second member (the vehicle) moves at least this fast (people walk
+    # past parked cars)
     min_speed_mps: float = 0.5
     # blocked_exit
     radius_m: float = 3.0
@@ -125,8 +126,8 @@ class RiskConfig:
     fail_safe_level: RiskLevel = RiskLevel.HIGH
     fail_safe_command: Command = Command.STOP
     command_release_s: float = 1.0             # a lower command must hold this long before it replaces a higher
-    min_coverage_share: float = 0.5            # a zone keeps coverage while live cameras see this share of
-    #                                            what all cameras see of it
+    min_coverage_share: float = 0.8            # a zone keeps coverage while live cameras see this share of
+    #                                            what all cameras see of it (a fifth of it blind is too much)
 
     @property
     def version(self) -> str:
@@ -153,13 +154,13 @@ risk:
   fail_safe: {level: high, command: stop}   # issued when inputs are stale, uncovered or unhealthy
   actions: {clear: continue, low: alert, medium: slow_down, high: stop, critical: emergency_stop}
   command_release_s: 1.0           # a lower command must hold this long before it replaces a higher one
-  min_coverage_share: 0.5          # zone coverage lost when live cameras see less than this share of it
+  min_coverage_share: 0.8          # zone coverage lost when live cameras see less than this share of what all see
   rules:                           # common keys: id, kind, severity (low|medium|high|critical),
                                    # min_dwell_s, hold_s, classes [car, truck, person, bicycle, other]
     - {id: no_people_on_driveway, kind: restricted_zone, zone: ZONE, classes: [person], min_dwell_s: 0.5}
     - {id: lot_speed, kind: speed_limit, zone: ZONE, limit_mps: 4.0, release_mps: 3.5}   # zone optional
     - {id: keep_apart, kind: separation, classes: [person], classes_b: [car, truck], distance_m: 1.5, release_m: 2.5,
-       min_speed_mps: 0.5}          # the pair counts while one of them moves at least this fast
+       min_speed_mps: 0.5}          # the pair counts while the vehicle (classes_b) moves at least this fast
     - {id: ttc, kind: time_to_collision, classes: [person], classes_b: [car, truck], ttc_s: 3.0,
        release_ratio: 1.5, horizon_s: 6.0, margin_m: 0.5, min_probability: 0.5,
        min_speed_b_mps: 0.3}        # a person walking up to a parked car is not a collision course

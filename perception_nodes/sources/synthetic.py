@@ -187,7 +187,8 @@ def site_manifest_for_scene(scene: Scene, calibration_dir: str, map_frame: str =
             zones.append({"name": f"walkway{w}_{s}", "kind": "walkway", "polygon": _rectangle_along(a, b, 2.0)})
     lanes, gates = [], []
     for i, path in enumerate(scene.lanes):
-        lanes.append({"name": f"lane{i}", "polyline": [list(p) for p in path], "direction": "both"})
+        direction = scene.lane_directions[i] if scene.lane_directions else "both"
+        lanes.append({"name": f"lane{i}", "polyline": [list(p) for p in path], "direction": direction})
         for end, (inner, outer) in (("start", (path[1], path[0])), ("end", (path[-2], path[-1]))):
             crossing = _boundary_crossing(inner, outer, half_w, half_h)
             if crossing is None:

@@ -191,6 +191,41 @@ def _paths_for(class_name: str, scene: Scene):
     return (scene.walkways + scene.lanes) if scene.walkways else scene.lanes
 
 
+class Timeline:
+    """Keyframes built leg by leg: drive to a point at a speed (forwards or reversing), wait."""
+
+    def __init__(self, t: float, start):
+        self.frames = [(t, float(start[0]), float(start[1]))]
+        self.reverse: list[bool] = []
+
+    @property
+    def t(self) -> float:
+        return self.frames[-1][0]
+
+    @property
+    def position(self) -> np.ndarray:
+        return np.array(self.frames[-1][1:])
+
+    def drive(self, points, speed: float, reverse: bool = False) -> None:
+        for p in points:
+            distance = float(np.linalg.norm(np.asarray(p) - self.position))
+            if distance < 1e-6:
+                continue
+            self.frames.append((self.t + distance / speed, float(p[0]), float(p[1])))
+            self.reverse.append(reverse)
+
+    def wait(self, seconds: float) -> None:
+        if seconds > 1e-6:
+            self.frames.append((self.t + seconds, *self.frames[-1][1:]))
+            self.reverse.append(False)
+
+    def wait_until(self, t: float) -> None:
+        self.wait(t - self.t)
+
+    def keyframes(self) -> np.ndarray:
+        return np.asarray(self.frames, dtype=np.float64)
+
+
 def generate_actors(scene: Scene) -> list[Actor]:
     """The scene's actors for its seed: scripted ones first, then random traffic."""
     rng = np.random.default_rng([scene.seed, 0xA7])
@@ -199,9 +234,22 @@ def generate_actors(scene: Scene) -> list[Actor]:
         class_name = spec["class"]
         size = tuple(float(np.mean(r)) for r in CLASS_SIZES[class_name])
         gid = len(actors) + 1
-        actors.append(Actor(gid, class_name, size, make_parts(class_name, size, rng, gid),
-                            np.asarray(spec["path"], dtype=np.float64), float(spec.get("lateral_offset", 0.0)),
-                            float(spec["speed"]), float(spec.get("enter_time", 0.0))))
+        parts = make_parts(class_name, size, rng, gid)
+        if "legs" in spec:  # a speed profile: drive to points at speeds (or reversing), stand still, go on
+            timeline = Timeline(float(spec.get("enter_time", 0.0)), spec["start"])
+            for leg in spec["legs"]:
+                if "wait" in leg:
+                    timeline.wait(float(leg["wait"]))
+                else:
+                    timeline.drive([leg["to"]], float(leg["speed"]), bool(leg.get("reverse", False)))
+            frames = timeline.keyframes()
+            actors.append(Actor(gid, class_name, size, parts, frames[:, 1:].copy(), 0.0,
+                                float(max(leg.get("speed", 0.0) for leg in spec["legs"])), float(frames[0, 0]),
+                                keyframes=frames, reverse=tuple(timeline.reverse)))
+            continue
+        actors.append(Actor(gid, class_name, size, parts, np.asarray(spec["path"], dtype=np.float64),
+                            float(spec.get("lateral_offset", 0.0)), float(spec["speed"]),
+                            float(spec.get("enter_time", 0.0))))
     names = list(scene.class_mix)
     weights = np.array([scene.class_mix[n] for n in names], dtype=np.float64)
     weights /= weights.sum()

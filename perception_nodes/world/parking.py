@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from perception_nodes.world.actors import CLASS_SIZES, Actor, make_parts
+from perception_nodes.world.actors import CLASS_SIZES, Actor, Timeline, make_parts
 from perception_nodes.world.scene import Scene, Stall
 
 QUEUE_GAP_M = 7.5       # where the next vehicle waits behind one at the gate
@@ -64,41 +64,6 @@ class Polyline:
         return 0.0
 
 
-class _Timeline:
-    """Keyframes built leg by leg: drive to a point at a speed, wait."""
-
-    def __init__(self, t: float, start):
-        self.frames = [(t, float(start[0]), float(start[1]))]
-        self.reverse: list[bool] = []
-
-    @property
-    def t(self) -> float:
-        return self.frames[-1][0]
-
-    @property
-    def position(self) -> np.ndarray:
-        return np.array(self.frames[-1][1:])
-
-    def drive(self, points, speed: float, reverse: bool = False) -> None:
-        for p in points:
-            distance = float(np.linalg.norm(np.asarray(p) - self.position))
-            if distance < 1e-6:
-                continue
-            self.frames.append((self.t + distance / speed, float(p[0]), float(p[1])))
-            self.reverse.append(reverse)
-
-    def wait(self, seconds: float) -> None:
-        if seconds > 1e-6:
-            self.frames.append((self.t + seconds, *self.frames[-1][1:]))
-            self.reverse.append(False)
-
-    def wait_until(self, t: float) -> None:
-        self.wait(t - self.t)
-
-    def keyframes(self) -> np.ndarray:
-        return np.asarray(self.frames, dtype=np.float64)
-
-
 def _stall_mouth(stall: Stall) -> np.ndarray:
     """Middle of the stall's edge on the lane side (its first two corners)."""
     return (np.asarray(stall.polygon[0]) + np.asarray(stall.polygon[1])) / 2.0
@@ -123,7 +88,7 @@ def parking_actors(scene: Scene, first_id: int) -> list[Actor]:
     walkways = [Polyline(p) for p in scene.walkways]
     actors: list[Actor] = []
 
-    def new_actor(class_name: str, timeline: _Timeline) -> Actor:
+    def new_actor(class_name: str, timeline: Timeline) -> Actor:
         size = tuple(float(rng.uniform(*r)) for r in CLASS_SIZES[class_name])
         gid = first_id + len(actors)
         frames = timeline.keyframes()
@@ -132,7 +97,7 @@ def parking_actors(scene: Scene, first_id: int) -> list[Actor]:
         actors.append(actor)
         return actor
 
-    def leave(timeline: _Timeline, stall: Stall) -> None:
+    def leave(timeline: Timeline, stall: Stall) -> None:
         lane_index, arc = _serving_lane(stall, lanes)
         lane = lanes[lane_index]
         timeline.drive([_stall_mouth(stall), lane.at(arc)], spec.manoeuvre_speed, reverse=True)
@@ -150,12 +115,12 @@ def parking_actors(scene: Scene, first_id: int) -> list[Actor]:
         end = 0.0 if arc < path.length / 2 else path.length
         along = path.waypoints(arc, end)[1:] if end > arc else path.waypoints(end, arc)[::-1][1:]
         route = [path.at(arc)] + along
-        out = _Timeline(parked_at + 2.0, door)
+        out = Timeline(parked_at + 2.0, door)
         out.drive(route, WALK_SPEED)
         new_actor("person", out)
         if leave_at is not None and leave_at < scene.duration_s:
             length = sum(float(np.linalg.norm(b - a)) for a, b in zip([door] + route[:-1], route))
-            back = _Timeline(max(leave_at - 3.0 - length / WALK_SPEED, out.t + 1.0), route[-1])
+            back = Timeline(max(leave_at - 3.0 - length / WALK_SPEED, out.t + 1.0), route[-1])
             back.drive(route[::-1][1:] + [door], WALK_SPEED)
             new_actor("person", back)
 
@@ -164,7 +129,7 @@ def parking_actors(scene: Scene, first_id: int) -> list[Actor]:
     for stall_index in order[:spec.initially_parked]:
         stall = stalls[stall_index]
         dwell = float(rng.uniform(*spec.dwell_s))
-        timeline = _Timeline(0.0, stall.center)
+        timeline = Timeline(0.0, stall.center)
         timeline.wait(dwell)
         leave(timeline, stall)
         stall_free_at[stall.id] = dwell + STALL_TURNOVER_S + 4.0
@@ -181,7 +146,7 @@ def parking_actors(scene: Scene, first_id: int) -> list[Actor]:
             lane_index, stall_arc = _serving_lane(stall, lanes)
         lane = lanes[lane_index]
         gate_arc = min(lane.entry_arc(half_w, half_h) + 1.0, lane.length)
-        timeline = _Timeline(float(arrival) - lane.project(lane.at(0.0))[0], lane.at(0.0))
+        timeline = Timeline(float(arrival) - lane.project(lane.at(0.0))[0], lane.at(0.0))
         queue_arc = max(gate_arc - QUEUE_GAP_M, 0.0)
         timeline.drive(lane.waypoints(0.0, queue_arc)[1:], spec.approach_speed)
         if timeline.t < gate_free_at[lane_index]:  # someone is at the gate: wait behind them

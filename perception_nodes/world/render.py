@@ -136,37 +136,44 @@ class CameraRenderer:
         return undistorted[..., 0].astype(np.float32), undistorted[..., 1].astype(np.float32)
 
     # -- per frame --------------------------------------------------------------------
-    def _part_faces(self, part: Part, R: np.ndarray, t: np.ndarray, cam_pos: np.ndarray):
-        # One pass over the part's 8 corners and 6 faces (vectorised; the same arithmetic per face as face by
-        # face, so frames are identical to the per-face loop's).
-        corners = _CORNERS * np.asarray(part.size) + np.asarray(part.center)
+    def _actor_faces(self, parts, R: np.ndarray, t: np.ndarray, cam_pos: np.ndarray) -> list[list]:
+        """The faces each part of one actor shows the camera (per part, in ``parts`` order): back faces, faces
+        behind the near plane and decal tops left out, Lambert shade; all parts in one pass over stacked arrays."""
+        sizes = np.array([p.size for p in parts], dtype=np.float64)
+        offsets = np.array([p.center for p in parts], dtype=np.float64)
+        corners = (_CORNERS[None] * sizes[:, None, :] + offsets[:, None, :]).reshape(-1, 3)
         world = corners @ R.T + t
-        optical = self.camera.to_optical(world)
+        optical = self.camera.to_optical(world).reshape(len(parts), 8, 3)
+        world = world.reshape(len(parts), 8, 3)
         normals = _FACE_NORMALS @ R.T
-        centers = world[_FACE_INDICES].mean(axis=1)
-        facing = np.einsum("ij,ij->i", normals, cam_pos - centers) > 0
-        in_front = np.all(optical[_FACE_INDICES, 2] >= NEAR_PLANE_M, axis=1)
+        centers = world[:, _FACE_INDICES].mean(axis=2)
+        facing = np.einsum("fj,pfj->pf", normals, cam_pos - centers) > 0
+        in_front = np.all(optical[:, _FACE_INDICES, 2] >= NEAR_PLANE_M, axis=2)
         visible = facing & in_front
-        if part.kind in _DECALS:
-            visible &= _SIDE_FACES  # decals only cover side faces; their tops would poke through the body
-        if not visible.any():
-            return []
-        pixels = self.camera.project_pinhole(optical)
+        decal = np.array([p.kind in _DECALS for p in parts])
+        visible[decal] &= _SIDE_FACES  # decals only cover side faces; their tops would poke through the body
         light = normals @ LIGHT_DIRECTION
-        faces = []
-        for face in np.flatnonzero(visible):
-            shade = 0.55 + 0.45 * max(0.0, float(light[face]))
-            faces.append((pixels[_FACE_INDICES[face]], tuple(float(c) * shade for c in part.color)))
-        return faces
+        shades = [0.55 + 0.45 * max(0.0, float(v)) for v in light]
+        out: list[list] = [[] for _ in parts]
+        rows = np.flatnonzero(visible.any(axis=1))
+        if not len(rows):
+            return out
+        pixels = self.camera.project_pinhole(optical[rows])
+        for k, part_index in enumerate(rows):
+            color = parts[part_index].color
+            out[part_index] = [(pixels[k][_FACE_INDICES[face]], tuple(float(c) * shades[face] for c in color))
+                               for face in np.flatnonzero(visible[part_index])]
+        return out
 
-    def render(self, actors_at_t, frame_index: int, time_s: float):
+    def render(self, actors_at_t, frame_index: int, time_s: float, with_image: bool = True):
         """Render one frame. ``actors_at_t`` is a list of (Actor, position, yaw).
 
-        Returns (bgr8 image, list of GroundTruthBox).
+        Returns (bgr8 image, list of GroundTruthBox); without ``with_image`` only the boxes (the same ones: the
+        occlusion labels are rasterised all the same) and None for the image.
         """
         cam = self.camera
         w, h = cam.size
-        image = self.background.copy()
+        image = self.background.copy() if with_image else None
         labels = np.zeros((h, w), dtype=np.int32)
         cam_pos = cam.T_map_optical.t
         drawables = []
@@ -178,17 +185,22 @@ class CameraRenderer:
         drawables.sort(key=lambda d: -d[0])
         silhouettes: dict[int, list[np.ndarray]] = {}  # label -> the actor's front faces, for its unoccluded area
         for _, label, parts, R, position in drawables:
-            bodies = sorted((p for p in parts if p.kind not in _DECALS),
-                            key=lambda p: -np.linalg.norm(R @ np.asarray(p.center) + position - cam_pos))
-            for part in bodies + [p for p in parts if p.kind in _DECALS]:
-                for pixels, color in self._part_faces(part, R, position, cam_pos):
+            faces_of = self._actor_faces(parts, R, position, cam_pos)
+            order = list(range(len(parts)))
+            bodies = sorted((k for k in order if parts[k].kind not in _DECALS),
+                            key=lambda k: -np.linalg.norm(R @ np.asarray(parts[k].center) + position - cam_pos))
+            for k in bodies + [k for k in order if parts[k].kind in _DECALS]:
+                for pixels, color in faces_of[k]:
                     poly = np.round(pixels * 16).astype(np.int32)
-                    cv2.fillConvexPoly(image, poly, color, lineType=cv2.LINE_8, shift=4)
+                    if image is not None:
+                        cv2.fillConvexPoly(image, poly, color, lineType=cv2.LINE_8, shift=4)
                     cv2.fillConvexPoly(labels, poly, label, lineType=cv2.LINE_8, shift=4)
                     if label:
                         silhouettes.setdefault(label, []).append(poly)
         if self._remap is not None:
-            image = cv2.remap(image, *self._remap, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            if image is not None:
+                image = cv2.remap(image, *self._remap, interpolation=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
             labels = cv2.remap(labels.astype(np.float32), *self._remap, interpolation=cv2.INTER_NEAREST).astype(np.int32)
         visible = np.bincount(labels.ravel(), minlength=len(actors_at_t) + 1)
         boxes = []
@@ -196,7 +208,7 @@ class CameraRenderer:
             box = self._ground_truth(actor, position, yaw, int(visible[index + 1]), silhouettes.get(index + 1, []))
             if box is not None:
                 boxes.append(box)
-        return self._apply_sensor(image, frame_index, time_s), boxes
+        return (self._apply_sensor(image, frame_index, time_s) if image is not None else None), boxes
 
     def _ground_truth(self, actor: Actor, position: np.ndarray, yaw: float, visible_pixels: int,
                       faces: list[np.ndarray]):

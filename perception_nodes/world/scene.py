@@ -83,6 +83,48 @@ class CameraBump:
 
 
 @dataclass(frozen=True)
+class Interval:
+    """A scripted disturbance between ``start_s`` and ``end_s`` (scene time)."""
+
+    start_s: float
+    end_s: float
+
+    def contains(self, t: float) -> bool:
+        return self.start_s <= t < self.end_s
+
+
+@dataclass(frozen=True)
+class CameraDropout(Interval):
+    camera: str = ""                  # the camera that delivers nothing in the interval
+
+
+@dataclass(frozen=True)
+class DetectionDelay(Interval):
+    delay_s: float = 0.0              # every camera's detections arrive this much later in the interval
+
+
+@dataclass(frozen=True)
+class DetectionNoise(Interval):
+    """The ``gt-noisy`` detector's noise in the interval (a noise burst, glare): overrides NoiseModel fields."""
+
+    jitter: float | None = None
+    miss_rate: float | None = None
+    false_positives_per_frame: float | None = None
+
+
+@dataclass(frozen=True)
+class Disturbances:
+    """Scripted failures of the sensing chain, with their true times (opt-in per scene, ``disturbances:``).
+
+    The world itself is unchanged by them: harnesses (``perception eval safety``) apply them to what the cameras
+    deliver, and score how the system noticed."""
+
+    camera_dropouts: tuple[CameraDropout, ...] = ()
+    detection_delays: tuple[DetectionDelay, ...] = ()
+    detection_noise: tuple[DetectionNoise, ...] = ()
+
+
+@dataclass(frozen=True)
 class Stall:
     """A parking stall painted on the lot: id (as the site manifest names it), row, corner polygon (m)."""
 
@@ -119,6 +161,8 @@ class Scene:
     source_path: str = ""
     parking: ParkingSpec | None = None
     camera_bump: CameraBump | None = None
+    lane_directions: tuple[str, ...] = ()   # per lane: forward|backward|both for the site map (default both)
+    disturbances: Disturbances = field(default_factory=Disturbances)
 
     @property
     def stalls(self) -> tuple[Stall, ...]:
@@ -281,9 +325,19 @@ def load_scene(name_or_path: str | os.PathLike | None = None, seed: int | None =
         brightness_variation=_number(lighting, "variation", f"{where}: lighting", 0.0, 0, 1),
         lighting_period_s=_number(lighting, "period_s", f"{where}: lighting", 60.0, 0.1),
         noise_sigma=_number(data.get("noise", {}) or {}, "sigma", f"{where}: noise", 2.0, 0, 100),
-        scripted_actors=tuple(traffic.get("scripted", []) or []),
+        scripted_actors=tuple(_scripted(a, f"{where}: traffic.scripted[{i}]")
+                              for i, a in enumerate(traffic.get("scripted", []) or [])),
         source_path=str(path),
     )
+    directions = lot.get("lane_directions", []) or []
+    if len(directions) not in (0, len(scene.lanes)) or any(d not in ("forward", "backward", "both")
+                                                           for d in directions):
+        raise ConfigError(f"{where}: lot.lane_directions must give forward, backward or both for each of the "
+                          f"{len(scene.lanes)} lanes")
+    scene = replace(scene, lane_directions=tuple(directions))
+    if data.get("disturbances") is not None:
+        scene = replace(scene, disturbances=_disturbances(data["disturbances"], f"{where}: disturbances", ids,
+                                                          scene.duration_s))
     if not scene.lanes and not scene.walkways and scene.actor_count:
         raise ConfigError(f"{where}: actors need at least one lane or walkway")
     if data.get("parking") is not None:
@@ -322,3 +376,67 @@ def _camera_bump(data, where: str, camera_ids: list[str]) -> CameraBump:
     return CameraBump(str(data["camera"]), _number(data, "time_s", where, None, 0),
                       _number(data, "yaw_deg", where, 0.0, -30, 30), _number(data, "pitch_deg", where, 0.0, -30, 30),
                       _number(data, "roll_deg", where, 0.0, -30, 30))
+
+
+def _scripted(spec, where: str) -> dict:
+    """A scripted actor: ``{class, path, speed, enter_time, lateral_offset}`` (constant speed along a path) or
+    ``{class, start, enter_time, legs: [{to: [x, y], speed: v, reverse: bool} | {wait: s}, ...]}`` (a speed
+    profile with stops and reversing)."""
+    if not isinstance(spec, dict) or spec.get("class") not in ("car", "truck", "person", "bicycle"):
+        raise ConfigError(f"{where}: needs 'class' (car, truck, person or bicycle)")
+    if "legs" in spec:
+        start = spec.get("start")
+        if not (isinstance(start, (list, tuple)) and len(start) == 2):
+            raise ConfigError(f"{where}: a scripted actor with legs needs 'start: [x, y]'")
+        legs = spec["legs"]
+        if not isinstance(legs, list) or not legs:
+            raise ConfigError(f"{where}: 'legs' must list at least one leg")
+        for k, leg in enumerate(legs):
+            if not isinstance(leg, dict):
+                raise ConfigError(f"{where}: legs[{k}] must be {{to: [x, y], speed: v}} or {{wait: s}}")
+            if "wait" in leg:
+                _number(leg, "wait", f"{where}: legs[{k}]", None, 0, 3600)
+            elif not (isinstance(leg.get("to"), (list, tuple)) and len(leg["to"]) == 2):
+                raise ConfigError(f"{where}: legs[{k}] needs 'to: [x, y]' and 'speed' (or 'wait')")
+            else:
+                _number(leg, "speed", f"{where}: legs[{k}]", None, 1e-6, 60)
+        return dict(spec)
+    if "path" not in spec or "speed" not in spec:
+        raise ConfigError(f"{where}: needs 'path' and 'speed' (or 'start' and 'legs')")
+    _number(spec, "speed", where, None, 1e-6, 60)
+    return dict(spec)
+
+
+def _disturbances(data, where: str, camera_ids: list[str], duration_s: float) -> Disturbances:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: must be a mapping (camera_dropouts, detection_delays, detection_noise)")
+    unknown = set(data) - {"camera_dropouts", "detection_delays", "detection_noise"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+
+    def interval(item, what: str, k: int) -> tuple[float, float]:
+        here = f"{where}: {what}[{k}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{here}: must be a mapping with start_s and end_s")
+        start = _number(item, "start_s", here, None, 0, duration_s)
+        end = _number(item, "end_s", here, duration_s, start, 1e9)
+        return start, end
+
+    dropouts = []
+    for k, item in enumerate(data.get("camera_dropouts", []) or []):
+        start, end = interval(item, "camera_dropouts", k)
+        if item.get("camera") not in camera_ids:
+            raise ConfigError(f"{where}: camera_dropouts[{k}].camera must be one of {camera_ids}")
+        dropouts.append(CameraDropout(start, end, str(item["camera"])))
+    delays = []
+    for k, item in enumerate(data.get("detection_delays", []) or []):
+        start, end = interval(item, "detection_delays", k)
+        delays.append(DetectionDelay(start, end, _number(item, "delay_s", f"{where}: detection_delays[{k}]", None,
+                                                         0, 60)))
+    noise = []
+    for k, item in enumerate(data.get("detection_noise", []) or []):
+        start, end = interval(item, "detection_noise", k)
+        here = f"{where}: detection_noise[{k}]"
+        noise.append(DetectionNoise(start, end, *(_number(item, key, here, None, 0, 100) if key in item else None
+                                                  for key in ("jitter", "miss_rate", "false_positives_per_frame"))))
+    return Disturbances(tuple(dropouts), tuple(delays), tuple(noise))
