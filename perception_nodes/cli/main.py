@@ -10,8 +10,8 @@ import argparse
 import os
 import sys
 
-from perception_nodes.cli import bag_cmds, bench, calibrate, detection_cmds, graph_cmds, localization_cmds, risk_cmds, \
-    site_cmds, tracking_cmds
+from perception_nodes.cli import bag_cmds, bench, calibrate, detection_cmds, gate_cmds, graph_cmds, localization_cmds, \
+    risk_cmds, site_cmds, tracking_cmds
 from perception_nodes.cli.common import add_scene_args
 from perception_nodes.errors import PerceptionError
 from perception_nodes.rosenv import configure_dds
@@ -58,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     localization_cmds.add_parsers(eval_sub, bench_sub, add_scene_args)
     detection_cmds.add_parsers(sub, eval_sub, add_scene_args)
     detection_cmds.add_bench_parser(bench_sub, add_scene_args)
+    risk_cmds.add_eval_parser(eval_sub)
 
     risk_cmds.add_parsers(sub)
+    gate_cmds.add_parsers(sub)
     report = sub.add_parser("report", help="Markdown report of the latest eval/bench results against the targets")
     report.add_argument("--results", default=None, help="results folder (default: $PERCEPTION_RESULTS_DIR or "
                                                         "runs/results)")

@@ -157,7 +157,6 @@ def _fmt(value: float, unit: str) -> str:
     return "inf" if not math.isfinite(value) else f"{value:.2f} {unit}"
 
 
-CLOSING_Z = 2.0  # a pair is closing when its closing speed is this many standard deviations above zero
 _CLASS_CODES = {name: code for code, name in enumerate(SITE_CLASS_NAMES)}
 
 
@@ -386,9 +385,9 @@ class RiskEngine:
             when = np.array([x.time_s for x in scalar]).reshape(-1)
             closing_sigma = np.array([x.closing_sigma_mps for x in scalar]).reshape(-1)
         moving = frame.speed[second] >= rule.min_speed_b_mps
-        # Closing for sure: faster than the minimum and than CLOSING_Z sigma of its own uncertainty (two parked cars
-        # side by side, each with a little velocity noise, are not closing on each other).
-        closing_sure = closing >= np.maximum(rule.min_closing_speed_mps, CLOSING_Z * closing_sigma)
+        # Closing for sure: faster than the minimum and than closing_z sigma of its own uncertainty (two parked
+        # cars side by side, each with a little velocity noise, are not closing on each other).
+        closing_sure = closing >= np.maximum(rule.min_closing_speed_mps, rule.closing_z * closing_sigma)
         trigger = moving & closing_sure & (probability >= rule.min_probability) & (ttc <= rule.threshold)
         holding = moving & (ttc <= rule.release) & (probability >= 0.5 * rule.min_probability)
         closeness = np.where(np.isfinite(ttc), -ttc, -1e9 + probability)

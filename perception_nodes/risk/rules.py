@@ -95,6 +95,7 @@ class Rule:
     min_probability: float = 0.5           # a pair counts only this sure of contact at closest approach
     min_closing_speed_mps: float = 0.3
     min_speed_b_mps: float = 0.0           # the pair counts only while its second member (the vehicle) moves this fast
+    closing_z: float = 2.0                 # closing counts when this many standard deviations above zero
     # separation: a pair counts only while its second member (the vehicle) moves at least this fast (people walk
     # past parked cars)
     min_speed_mps: float = 0.5
@@ -185,7 +186,7 @@ _EXTRA = {
     RuleKind.SPEED_LIMIT: {"zone", "limit_mps", "release_mps"},
     RuleKind.SEPARATION: {"classes_b", "distance_m", "release_m", "min_speed_mps"},
     RuleKind.TIME_TO_COLLISION: {"classes_b", "ttc_s", "release_ratio", "horizon_s", "margin_m", "min_probability",
-                                 "min_closing_speed_mps", "min_speed_b_mps"},
+                                 "min_closing_speed_mps", "min_speed_b_mps", "closing_z"},
     RuleKind.WRONG_WAY: {"lane", "min_speed_mps", "release_mps"},
     RuleKind.DWELL: {"zone", "max_dwell_s"},
     RuleKind.BLOCKED_EXIT: {"gate", "max_stopped_s", "radius_m", "stopped_speed_mps"},
@@ -269,7 +270,7 @@ def _rule(data, index: int, site_map, problems: list[str], seen: set[str]) -> Ru
                     problems.append(f"{where}.{release_key}: {release} must be on the safe side of "
                                     f"{trigger_key} {trigger} ({'<=' if worse_high else '>='})")
     for key in ("min_dwell_s", "hold_s", "horizon_s", "margin_m", "radius_m", "stopped_speed_mps",
-                "min_closing_speed_mps", "min_speed_mps", "min_speed_b_mps"):
+                "min_closing_speed_mps", "min_speed_mps", "min_speed_b_mps", "closing_z"):
         if key in data:
             value = _number(data[key], f"{where}.{key}", problems, maximum=3600.0,
                             positive=key in ("horizon_s", "radius_m"))
@@ -426,3 +427,28 @@ def suggested_rules(map_data: dict) -> dict:
             rules.append({"id": f"blocked_{gate['name']}", "kind": "blocked_exit", "gate": gate["name"],
                           "max_stopped_s": 30.0, "radius_m": 3.0, "hold_s": 1.0, "severity": "low"})
     return {"target": "site", "fail_safe": {"level": "high", "command": "stop"}, "rules": rules}
+
+
+def naive_rules(section: dict) -> dict:
+    """The same rules without what makes them robust to perception noise: no hysteresis (release = trigger), no
+    minimum dwell or hold, time to collision from point estimates (any contact probability, no closing-speed
+    significance). The safety suite's baseline."""
+    out = dict(section or {})
+    rules = []
+    for rule in (section or {}).get("rules", []):
+        rule = dict(rule)
+        kind = rule.get("kind")
+        trigger_key, release_key, _ = _THRESHOLD_KEYS[RuleKind(kind)]
+        if release_key:
+            rule.pop(release_key, None)
+            if trigger_key in rule:
+                rule[release_key] = rule[trigger_key]
+        if kind == RuleKind.TIME_TO_COLLISION.value:
+            rule.update(release_ratio=1.0, min_probability=1e-6, closing_z=0.0)
+        if kind != RuleKind.RESTRICTED_ZONE.value:
+            rule["min_dwell_s"] = 0.0
+        rule["hold_s"] = 0.0
+        rules.append(rule)
+    out["rules"] = rules
+    out["command_release_s"] = 0.0
+    return out
