@@ -337,6 +337,8 @@ def _score(world, config, times, system_active, truth_active, fail_safe, id_maps
             "alerts": len(alerts), "false_alarms": len(false_alarms),
             "false_alarm_examples": [{k: a[k] for k in ("rule", "ids", "true_ids", "start", "end")}
                                      for a in false_alarms[:5]],
+            "false_alarms_by_rule": {rule: sum(1 for a in false_alarms if a["rule"] == rule)
+                                     for rule in sorted({a["rule"] for a in false_alarms})},
             "false_alarms_per_hour": round(len(false_alarms) / duration_h, 2) if duration_h else None,
             "max_repeat_alerts_per_pair": flicker, "fail_safe": fail_safe_report,
             "fail_safe_time_s": round(len(fail_safe_times) / scene.fps, 1),

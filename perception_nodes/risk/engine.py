@@ -370,14 +370,15 @@ class RiskEngine:
             approach = closest_approaches(
                 frame.xy[second] - frame.xy[first], frame.velocity[second] - frame.velocity[first],
                 frame.position_cov[first] + frame.position_cov[second],
-                frame.velocity_cov[first] + frame.velocity_cov[second], reach, rule.horizon_s)
+                frame.velocity_cov[first] + frame.velocity_cov[second], reach, rule.horizon_s, rule.accel_sigma_mps2)
             ttc, probability, closing = (approach.time_to_collision_s, approach.contact_probability,
                                          approach.closing_speed_mps)
             miss, when, closing_sigma = approach.distance_m, approach.time_s, approach.closing_sigma_mps
         else:
             scalar = [closest_approach(frame.xy[a], frame.velocity[a], frame.position_cov[a], frame.velocity_cov[a],
                                        frame.xy[b], frame.velocity[b], frame.position_cov[b], frame.velocity_cov[b],
-                                       float(r), rule.horizon_s) for a, b, r in zip(first, second, reach)]
+                                       float(r), rule.horizon_s, rule.accel_sigma_mps2)
+                      for a, b, r in zip(first, second, reach)]
             ttc = np.array([x.time_to_collision_s for x in scalar]).reshape(-1)
             probability = np.array([x.contact_probability for x in scalar]).reshape(-1)
             closing = np.array([x.closing_speed_mps for x in scalar]).reshape(-1)

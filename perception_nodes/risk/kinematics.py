@@ -43,7 +43,7 @@ def _normal_cdf(x: float) -> float:
 
 
 def closest_approach(pa, va, cov_pa, cov_va, pb, vb, cov_pb, cov_vb, contact_radius: float,
-                     horizon_s: float) -> Approach:
+                     horizon_s: float, accel_sigma: float = 0.0) -> Approach:
     """Closest approach of b relative to a within ``horizon_s``.
 
     Covariances are 2x2 (m^2 and (m/s)^2); the relative position at time t has covariance
@@ -69,7 +69,8 @@ def closest_approach(pa, va, cov_pa, cov_va, pb, vb, cov_pb, cov_vb, contact_rad
         if ttc > horizon_s:
             ttc = math.inf
     cov = (np.asarray(cov_pa, dtype=np.float64) + np.asarray(cov_pb, dtype=np.float64)
-           + t_star ** 2 * (np.asarray(cov_va, dtype=np.float64) + np.asarray(cov_vb, dtype=np.float64)))
+           + t_star ** 2 * (np.asarray(cov_va, dtype=np.float64) + np.asarray(cov_vb, dtype=np.float64))
+           + (0.5 * accel_sigma * t_star ** 2) ** 2 * np.eye(2))
     direction = miss / miss_distance if miss_distance > 1e-9 else np.array([1.0, 0.0])
     sigma = math.sqrt(max(float(direction @ cov @ direction), 1e-6))
     probability = _normal_cdf((contact_radius - miss_distance) / sigma) - _normal_cdf(
@@ -93,9 +94,11 @@ class Approaches:
 
 
 def closest_approaches(dp: np.ndarray, dv: np.ndarray, cov_p: np.ndarray, cov_v: np.ndarray,
-                       contact_radius: np.ndarray, horizon_s: float) -> Approaches:
+                       contact_radius: np.ndarray, horizon_s: float, accel_sigma: float = 0.0) -> Approaches:
     """Vectorised :func:`closest_approach`: relative positions and velocities (P, 2) of b with respect to a, the
-    summed position and velocity covariances (P, 2, 2) and contact radii (P,)."""
+    summed position and velocity covariances (P, 2, 2) and contact radii (P,). ``accel_sigma`` (m/s^2): the
+    relative acceleration the constant-velocity prediction ignores (braking, turning), adding (a t^2 / 2)^2 to
+    the position variance at the closest approach."""
     from scipy.special import ndtr
 
     dp, dv = np.asarray(dp, dtype=np.float64).reshape(-1, 2), np.asarray(dv, dtype=np.float64).reshape(-1, 2)
@@ -113,7 +116,8 @@ def closest_approaches(dp: np.ndarray, dv: np.ndarray, cov_p: np.ndarray, cov_v:
     ttc[hit] = (-b[hit] - np.sqrt(disc[hit])) / speed2[hit]
     ttc[ttc > horizon_s] = np.inf
     ttc[distance <= radius] = 0.0
-    cov = cov_p + (t_star ** 2)[:, None, None] * cov_v
+    cov = cov_p + (t_star ** 2)[:, None, None] * cov_v + ((0.5 * accel_sigma * t_star ** 2) ** 2)[:, None, None] \
+        * np.eye(2)
     direction = np.where(miss_distance[:, None] > 1e-9, miss / np.maximum(miss_distance, 1e-12)[:, None], [1.0, 0.0])
     sigma = np.sqrt(np.maximum(np.einsum("pi,pij,pj->p", direction, cov, direction), 1e-6))
     probability = np.clip(ndtr((radius - miss_distance) / sigma) - ndtr((-radius - miss_distance) / sigma), 0.0, 1.0)
