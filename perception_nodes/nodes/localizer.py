@@ -48,6 +48,7 @@ from perception_nodes.ros.logthrottle import ThrottledLogger
 from perception_nodes.ros.main import run_node
 from perception_nodes.ros.markers import frustum_marker, object_markers, site_markers
 from perception_nodes.ros.params import ParameterSet
+from perception_nodes.ros.stamps import set_stamp, stamp_seconds
 from perception_nodes.stats import NodeCounters
 from perception_nodes.taxonomy import SITE_CLASS_NAMES
 
@@ -56,16 +57,6 @@ from perception_nodes.taxonomy import SITE_CLASS_NAMES
 CAMERA_INFO_ANY = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=1)
 _FUSION_FLOATS = ("gate_chi2", "binding_bonus", "appearance_weight", "appearance_gate", "reid_max_distance",
                   "coast_after_s", "max_coast_s", "max_coast_stationary_s", "max_out_of_order_s")
-
-
-def _seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
-def _stamp(msg_time, seconds: float) -> None:
-    seconds = max(seconds, 0.0)
-    msg_time.sec = int(math.floor(seconds))
-    msg_time.nanosec = min(int(round((seconds - math.floor(seconds)) * 1e9)), 999_999_999)
 
 
 class LocalizerNode(Node):
@@ -226,7 +217,8 @@ class LocalizerNode(Node):
             embeddings = np.array([t.embedding for t in tracks], dtype=np.float64)
         elif len(dims) > 1:
             embeddings = [np.asarray(t.embedding, dtype=np.float64) for t in tracks]
-        batch = TrackBatch(camera_id, _seconds(msg.header.stamp), np.array([t.track_id for t in tracks], dtype=np.int64),
+        batch = TrackBatch(camera_id, stamp_seconds(msg.header.stamp),
+                           np.array([t.track_id for t in tracks], dtype=np.int64),
                            boxes, np.array([t.class_id for t in tracks], dtype=np.int64),
                            np.array([t.score for t in tracks], dtype=np.float64), embeddings)
         try:
@@ -268,7 +260,7 @@ class LocalizerNode(Node):
             events = self.core.update_scene(t, [o for o in objects if o.state != ExistenceState.TENTATIVE])
         out = LocalizedObjectArray()
         out.header.frame_id = self.map_frame
-        _stamp(out.header.stamp, t)
+        set_stamp(out.header.stamp, t)
         out.objects = [self._object_msg(o) for o in objects]
         self.objects_pub.publish(out)
         self.objects_3d_pub.publish(self._detection3d(out))
@@ -303,8 +295,8 @@ class LocalizerNode(Node):
         msg.velocity_covariance = [float(v) for v in vcov.ravel()]
         msg.velocity.x, msg.velocity.y = float(o.velocity[0]), float(o.velocity[1])
         msg.contributors = [CameraTrackRef(camera_id=c, track_id=int(t)) for c, t in sorted(o.contributors.items())]
-        _stamp(msg.last_seen, o.last_seen)
-        _stamp(msg.first_seen, o.first_seen)
+        set_stamp(msg.last_seen, o.last_seen)
+        set_stamp(msg.first_seen, o.first_seen)
         if o.embedding is not None:
             msg.embedding = [float(v) for v in o.embedding]
         scene = self.core.scene
@@ -341,7 +333,7 @@ class LocalizerNode(Node):
 
         msg = SiteEvent(kind=int(event.kind), global_id=int(event.global_id), class_id=int(event.class_id),
                         place=event.place)
-        _stamp(msg.stamp, event.stamp)
+        set_stamp(msg.stamp, event.stamp)
         return msg
 
     def _stall_msgs(self, stall_filter: str = ""):
@@ -358,7 +350,7 @@ class LocalizerNode(Node):
                              dwell_s=float(status.dwell_s(t)))
             if self.core.scene.time is None:
                 msg.occupancy = StallState.OCCUPANCY_UNKNOWN
-            _stamp(msg.since, status.since)
+            set_stamp(msg.since, status.since)
             out.append(msg)
         return out
 
@@ -402,7 +394,7 @@ class LocalizerNode(Node):
         elif request.zone and request.zone not in scene.zones:
             status.code, status.message = ServiceStatus.NOT_FOUND, f"no zone {request.zone!r}; zones: " \
                                                                   f"{', '.join(sorted(scene.zones)[:20])}"
-        start, end = _seconds(request.start), _seconds(request.end)
+        start, end = stamp_seconds(request.start), stamp_seconds(request.end)
         if status.code == ServiceStatus.OK and end and end < start:
             status.code, status.message = ServiceStatus.INVALID_REQUEST, "end is before start"
         if status.code != ServiceStatus.OK:

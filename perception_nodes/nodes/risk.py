@@ -44,6 +44,7 @@ from perception_nodes.ros.health import HEALTH_TOPIC, HealthReporter
 from perception_nodes.ros.logthrottle import ThrottledLogger
 from perception_nodes.ros.main import run_node
 from perception_nodes.ros.params import ParameterSet
+from perception_nodes.ros.stamps import set_stamp, stamp_seconds
 from perception_nodes.stats import NodeCounters
 
 DECISION_TOPIC = "/risk/decision"
@@ -52,16 +53,6 @@ DECISION_TYPE = "perception_nodes/msg/RiskDecisionRecord"
 CAMERA_INFO_ANY = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=1)
 _LEVEL_COLOURS = {RiskLevel.UNKNOWN: (0.6, 0.6, 0.6), RiskLevel.CLEAR: (0.1, 0.8, 0.2), RiskLevel.LOW: (0.9, 0.9, 0.1),
                   RiskLevel.MEDIUM: (1.0, 0.6, 0.0), RiskLevel.HIGH: (1.0, 0.2, 0.0), RiskLevel.CRITICAL: (0.9, 0.0, 0.6)}
-
-
-def _seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
-def _stamp(msg_time, seconds: float) -> None:
-    seconds = max(seconds, 0.0)
-    msg_time.sec = int(math.floor(seconds))
-    msg_time.nanosec = min(int(round((seconds - math.floor(seconds)) * 1e9)), 999_999_999)
 
 
 def default_decision_log() -> Path:
@@ -247,7 +238,7 @@ class RiskNode(Node):
     def _on_tracks(self, camera_id: str, msg) -> None:
         now = self._now()
         self._last_tracks[camera_id] = now
-        self._track_age[camera_id] = now - _seconds(msg.header.stamp)
+        self._track_age[camera_id] = now - stamp_seconds(msg.header.stamp)
 
     def _on_health(self, msg) -> None:
         if msg.node_name == self.get_fully_qualified_name():
@@ -308,7 +299,7 @@ class RiskNode(Node):
         now = self._now()
         self._last_objects = now
         with self._lock:
-            assessment = self.engine.assess(_seconds(msg.header.stamp), states, self._input_status(now))
+            assessment = self.engine.assess(stamp_seconds(msg.header.stamp), states, self._input_status(now))
         self._publish(assessment, msg.header.stamp, msg.objects)
         self.counters.on_processed(time.perf_counter() - started)
 
@@ -335,7 +326,7 @@ class RiskNode(Node):
             fail_safe=assessment.fail_safe, sequence=self._sequence, assessment_id=assessment.assessment_id,
             assessment=msg)
         command.header = msg.header
-        _stamp(command.expires, _seconds(stamp) + self.command_expiry_s)
+        set_stamp(command.expires, stamp_seconds(stamp) + self.command_expiry_s)
         self.assessment_pub.publish(msg)
         self.command_pub.publish(command)
         now = time.monotonic()
