@@ -467,3 +467,18 @@ def _baseline_summary(scenario_results: dict, nominal: list, hours: float) -> di
             "max_repeat_alerts_per_pair": max((r["baseline"]["max_repeat_alerts_per_pair"] for r in nominal),
                                               default=0),
             "false_alarm_ratio_ours_vs_baseline": round(ours_fa / naive_fa, 3) if naive_fa else None}
+
+
+def interleaved_decision_ms(site_map, sections: dict, objects: int = 100, frames: int = 150) -> dict:
+    """Decision time p99 (ms) of several rule sets on the same lot-like stream, measured snapshot by snapshot in
+    alternating order (so load on the machine hits them alike): {name: p99}."""
+    stream = bench_stream(objects, frames, parked_share=0.6)
+    engines = {name: RiskEngine(parse_risk_config(section, site_map), site_map) for name, section in sections.items()}
+    times: dict[str, list] = {name: [] for name in engines}
+    names = list(engines)
+    for index, snapshot in enumerate(stream):
+        for name in (names if index % 2 == 0 else names[::-1]):
+            started = time.perf_counter()
+            engines[name].assess(index * 0.1, snapshot)
+            times[name].append((time.perf_counter() - started) * 1e3)
+    return {name: round(float(np.percentile(values, 99)), 3) for name, values in times.items()}
