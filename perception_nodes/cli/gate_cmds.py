@@ -57,6 +57,7 @@ def run_gate(args) -> int:
     # thresholds on a loaded 2-core machine.
     decision_p99 = interleaved_decision_ms(site.map, {role: c[0] if c[0] is not None else site.risk
                                                       for role, c in configs.items()})
+    both_models = all(c[2].get("model") for c in configs.values())  # the detection stage compares two models
     metrics = {}
     for role, (_, noise, raw) in configs.items():
         s = safety[role]
@@ -69,7 +70,7 @@ def run_gate(args) -> int:
             m.update(_localization(noise, args.localization_scene, args.localization_seed, args.localization_frames))
             print(f"[gate] {role}: localization HOTA {m['localization.hota']} IDF1 {m['localization.idf1']}",
                   flush=True)
-        if raw.get("model") and args.detection_seeds:
+        if both_models and args.detection_seeds:
             m.update(_detection(raw, [int(x) for x in args.detection_seeds.split(",")], args.detection_frame_step))
         metrics[role] = m
     if args.latency:
@@ -77,11 +78,6 @@ def run_gate(args) -> int:
         bench = bench_localizer(4, 50, 5.0)
         for role in metrics:
             metrics[role]["latency.localizer_ms_p99"] = bench["added_latency_ms_p99"]
-    both_models = all(configs[r][2].get("model") for r in configs)
-    if not both_models:
-        for role in metrics:
-            metrics[role].pop("detection.map50", None)
-            metrics[role].pop("detection.map50_95", None)
     verdict = judge(thresholds, metrics["candidate"], metrics["baseline"])
     print(report_text(verdict, args.candidate, args.baseline))
     emit({**verdict, "candidate": args.candidate, "baseline": args.baseline,

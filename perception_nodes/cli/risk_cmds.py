@@ -4,15 +4,13 @@ from __future__ import annotations
 import sys
 
 from perception_nodes.cli.common import emit
+from perception_nodes.risk import DECISION_TOPIC, Command, EvaluationState, RiskLevel
 
-DECISION_TOPIC = "/risk/decision"
-LEVELS = ("UNKNOWN", "CLEAR", "LOW", "MEDIUM", "HIGH", "CRITICAL")
-COMMANDS = ("NONE", "CONTINUE", "ALERT", "SLOW_DOWN", "STOP", "EMERGENCY_STOP")
-STATES = ("UNKNOWN", "INACTIVE", "PENDING", "ACTIVE", "HOLDING")
+LEVELS, COMMANDS, STATES = RiskLevel, Command, EvaluationState
 
 
-def _name(table, value: int) -> str:
-    return table[value] if 0 <= value < len(table) else f"?{value}"
+def _name(enum_type, value: int) -> str:
+    return enum_type(value).name if value in enum_type._value2member_map_ else f"?{value}"
 
 
 def _records(path):

@@ -146,14 +146,19 @@ def _family(kind: str) -> str:
     return "collision" if kind in COLLISION_KINDS else kind
 
 
-def _closest_approach_time(world, ids, start: float, end: float, horizon: float) -> tuple[float, float]:
-    """(time, gap m) of the smallest true centre distance of a pair in [start, end + horizon]."""
+def _closest_approach_time(world, true_states, ids, start: float, end: float,
+                           horizon: float) -> tuple[float, float]:
+    """(time, gap m) of the smallest true centre distance of a pair in [start, end + horizon]: from the replay's
+    true states, and from the world past the replay's last frame."""
     best = (start, np.inf)
     fps = world.scene.fps
     for f in range(int(start * fps), min(int((end + horizon) * fps) + 1, world.scene.frame_count)):
-        states = {o.global_id: o for o in world.object_states(f)}
-        if ids[0] in states and ids[1] in states:
-            d = float(np.linalg.norm(states[ids[0]].position[:2] - states[ids[1]].position[:2]))
+        if f < len(true_states):
+            xy = {o.global_id: np.asarray(o.xy) for o in true_states[f]}
+        else:
+            xy = {o.global_id: o.position[:2] for o in world.object_states(f)}
+        if ids[0] in xy and ids[1] in xy:
+            d = float(np.linalg.norm(xy[ids[0]] - xy[ids[1]]))
             if d < best[1]:
                 best = (f / fps, d)
     return best
@@ -258,25 +263,21 @@ def score_rules(replay: Replay, risk_section=None, with_baseline: bool = True) -
 
     engine, active, fail_safe, ms = system_run(config)
     args = (replay.coverage, engine.watched_zones, replay.camera_ids, replay.camera_deadline_s, replay.max_track_age_s)
-    result = _score(replay.world, config, replay.times, active, truth_active, fail_safe, replay.id_maps, ms, *args)
+    result = _score(replay.world, replay.true_states, config, replay.times, active, truth_active, fail_safe,
+                    replay.id_maps, ms, *args)
     if with_baseline:
         naive_config = parse_risk_config(naive_rules(risk_section), replay.site_map)
         _, naive_active, naive_fail_safe, _ = system_run(naive_config)
-        naive = _score(replay.world, naive_config, replay.times, naive_active, truth_active, naive_fail_safe,
+        naive = _score(replay.world, replay.true_states, naive_config, replay.times, naive_active, truth_active,
+                       naive_fail_safe,
                        replay.id_maps, [], *args)
         result["baseline"] = {k: naive[k] for k in ("pass", "missed", "lead_time_s", "alerts", "false_alarms",
                                                     "max_repeat_alerts_per_pair")}
     return result
 
 
-def run_scenario(scene_ref, seed: int | None = None, frames: int | None = None, risk_section=None, noise=None,
-                 log=print) -> dict:
-    """:func:`replay_scene` then :func:`score_rules`."""
-    return score_rules(replay_scene(scene_ref, seed, frames, noise, log=log), risk_section)
-
-
-def _score(world, config, times, system_active, truth_active, fail_safe, id_maps, decision_ms, coverage, watched,
-           camera_ids, camera_deadline_s, max_track_age_s) -> dict:
+def _score(world, true_states, config, times, system_active, truth_active, fail_safe, id_maps, decision_ms, coverage,
+           watched, camera_ids, camera_deadline_s, max_track_age_s) -> dict:
     from collections import Counter
 
     scene = world.scene
@@ -301,7 +302,8 @@ def _score(world, config, times, system_active, truth_active, fail_safe, id_maps
                  "ids": list(hazard["ids"]), "start_s": round(hazard["start"], 2), "end_s": round(hazard["end"], 2),
                  "detected": bool(hits), "alert_s": round(min(a["start"] for a in hits), 2) if hits else None}
         if _family(hazard["kind"]) == "collision" and len(hazard["ids"]) == 2:
-            closest_t, gap = _closest_approach_time(world, hazard["ids"], hazard["start"], hazard["end"], horizon)
+            closest_t, gap = _closest_approach_time(world, true_states, hazard["ids"], hazard["start"],
+                                                    hazard["end"], horizon)
             entry["closest_approach_s"], entry["closest_distance_m"] = round(closest_t, 2), round(gap, 2)
             entry["truth_lead_s"] = round(closest_t - hazard["start"], 2)
             if hits:

@@ -32,7 +32,6 @@ from collections import deque
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo
 from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
 from visualization_msgs.msg import MarkerArray
@@ -52,9 +51,6 @@ from perception_nodes.ros.stamps import set_stamp, stamp_seconds
 from perception_nodes.stats import NodeCounters
 from perception_nodes.taxonomy import SITE_CLASS_NAMES
 
-# CameraInfo: BEST_EFFORT depth 1 subscribes to RELIABLE and BEST_EFFORT camera publishers alike; only the newest
-# calibration matters.
-CAMERA_INFO_ANY = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=1)
 _FUSION_FLOATS = ("gate_chi2", "binding_bonus", "appearance_weight", "appearance_gate", "reid_max_distance",
                   "coast_after_s", "max_coast_s", "max_coast_stationary_s", "max_out_of_order_s")
 
@@ -144,7 +140,7 @@ class LocalizerNode(Node):
                                      qos_overriding_options=qos.overridable())
             self.create_subscription(CameraInfo, f"{cam}/camera_info",
                                      lambda m, c=cam: self.cameras_geometry.on_camera_info(c, m),
-                                     CAMERA_INFO_ANY, qos_overriding_options=qos.overridable())
+                                     qos.CAMERA_INFO_ANY, qos_overriding_options=qos.overridable())
         from perception_nodes.msg import CameraCalibrationHealth
 
         # Calibration health (calibration_monitor): a camera off its calibration is down-weighted in fusion.

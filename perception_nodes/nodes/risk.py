@@ -36,7 +36,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSProf
 from sensor_msgs.msg import CameraInfo
 from visualization_msgs.msg import Marker, MarkerArray
 
-from perception_nodes.risk import (CoverageModel, InputStatus, ObjectState, RiskConfigError,
+from perception_nodes.risk import (DECISION_TOPIC, CoverageModel, InputStatus, ObjectState, RiskConfigError,
                                    RiskEngine, RiskLevel, parse_risk_config)
 from perception_nodes.ros import qos
 from perception_nodes.ros.camera_geometry import CameraGeometrySource
@@ -47,10 +47,8 @@ from perception_nodes.ros.params import ParameterSet
 from perception_nodes.ros.stamps import set_stamp, stamp_seconds
 from perception_nodes.stats import NodeCounters
 
-DECISION_TOPIC = "/risk/decision"
 MAX_MARKED_REASONS = 32  # a viewer shows the most severe; the explain service has every one
 DECISION_TYPE = "perception_nodes/msg/RiskDecisionRecord"
-CAMERA_INFO_ANY = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=1)
 _LEVEL_COLOURS = {RiskLevel.UNKNOWN: (0.6, 0.6, 0.6), RiskLevel.CLEAR: (0.1, 0.8, 0.2), RiskLevel.LOW: (0.9, 0.9, 0.1),
                   RiskLevel.MEDIUM: (1.0, 0.6, 0.0), RiskLevel.HIGH: (1.0, 0.2, 0.0), RiskLevel.CRITICAL: (0.9, 0.0, 0.6)}
 
@@ -202,7 +200,7 @@ class RiskNode(Node):
 
         self.tf_buffer = TransformBuffer(cache_duration_s=30.0)
         self.tf_listener = TransformListener(self, self.tf_buffer)
-        self.geometry = CameraGeometrySource(self.tf_buffer, NodeCounters(), self.log, self.map_frame, 0.0)
+        self.geometry = CameraGeometrySource(self.tf_buffer, self.counters, self.log, self.map_frame, 0.0)
         self.assessment_pub = self.create_publisher(RiskAssessment, "risk/assessment", qos.COMMANDS,
                                                     qos_overriding_options=qos.overridable())
         self.command_pub = self.create_publisher(ActuationCommand, "risk/command", command_qos(self.input_deadline_s),
@@ -216,7 +214,7 @@ class RiskNode(Node):
             self.create_subscription(TrackArray, f"{cam}/tracks", lambda m, c=cam: self._on_tracks(c, m), qos.RESULTS,
                                      qos_overriding_options=qos.overridable())
             self.create_subscription(CameraInfo, f"{cam}/camera_info",
-                                     lambda m, c=cam: self.geometry.on_camera_info(c, m), CAMERA_INFO_ANY,
+                                     lambda m, c=cam: self.geometry.on_camera_info(c, m), qos.CAMERA_INFO_ANY,
                                      qos_overriding_options=qos.overridable())
         self._health_type = NodeHealth
         self.create_subscription(NodeHealth, HEALTH_TOPIC, self._on_health, qos.HEALTH,

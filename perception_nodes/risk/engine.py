@@ -19,7 +19,7 @@ import numpy as np
 
 from perception_nodes.geometry import points_in_polygon
 from perception_nodes.risk.coverage import CoverageModel
-from perception_nodes.risk.kinematics import closest_approach, closest_approaches
+from perception_nodes.risk.kinematics import closest_approach, closest_approaches, footprint_radius
 from perception_nodes.risk.rules import Command, RiskConfig, RiskLevel, Rule, RuleKind
 from perception_nodes.taxonomy import SITE_CLASS_NAMES
 
@@ -131,7 +131,6 @@ class _Latch:
     since: float | None = None         # condition true since
     active: bool = False
     released_at: float | None = None   # past the release threshold since (while active)
-    seen: float = 0.0
 
 
 @dataclass
@@ -189,7 +188,7 @@ class _Frame:
         self.width = np.array([o.width for o in objects], dtype=np.float64)
         self.heading = np.array([np.nan if o.heading is None else o.heading for o in objects], dtype=np.float64)
         self.speed = np.linalg.norm(self.velocity, axis=1)
-        self.radius = 0.5 * self.width + 0.25 * np.maximum(self.length - self.width, 0.0)  # footprint_radius
+        self.radius = footprint_radius(self.length, self.width)
         self._masks: dict[tuple, np.ndarray] = {}
         self._inside: dict[str, np.ndarray] = {}
 
@@ -421,7 +420,6 @@ class RiskEngine:
             if not subject.trigger:
                 return EvaluationState.INACTIVE, 0.0  # nothing to remember
             latch = latches[subject.key] = _Latch()
-        latch.seen = now
         if subject.trigger:
             latch.since = now if latch.since is None else latch.since
         elif not latch.active:

@@ -8,22 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def footprint_radius(extent_length: float, extent_width: float) -> float:
-    """Radius of the circle a footprint is treated as for contact: half its width plus a quarter of the length
-    beyond it (a car end-on is not a disc of its half-length)."""
-    return 0.5 * extent_width + 0.25 * max(extent_length - extent_width, 0.0)
-
-
-def point_to_footprint(point, centre, heading: float | None, length: float, width: float) -> float:
-    """Distance (m) from a point to an object's footprint rectangle (a disc of half its width when the heading is
-    unknown); 0 inside."""
-    offset = np.asarray(point, dtype=np.float64) - np.asarray(centre, dtype=np.float64)
-    if heading is None:
-        return max(float(np.linalg.norm(offset)) - 0.5 * width, 0.0)
-    c, s = math.cos(heading), math.sin(heading)
-    along, across = c * offset[0] + s * offset[1], -s * offset[0] + c * offset[1]
-    dx, dy = max(abs(along) - length / 2, 0.0), max(abs(across) - width / 2, 0.0)
-    return math.hypot(dx, dy)
+def footprint_radius(extent_length, extent_width):
+    """Radius of the circle a footprint is treated as for contact (scalars or arrays): half its width plus a
+    quarter of the length beyond it (a car end-on is not a disc of its half-length)."""
+    return 0.5 * extent_width + 0.25 * np.maximum(extent_length - extent_width, 0.0)
 
 
 @dataclass(frozen=True)

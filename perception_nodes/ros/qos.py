@@ -29,6 +29,10 @@ IMAGE_SENSOR_DATA = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, histor
 # CameraInfo goes with every image; same policy so the pair arrives together.
 CAMERA_INFO = IMAGE
 
+# CameraInfo for nodes that only need a camera's calibration (localizer, risk): BEST_EFFORT depth 1 subscribes to
+# RELIABLE and BEST_EFFORT camera publishers alike; only the newest calibration matters.
+CAMERA_INFO_ANY = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=1)
+
 IMAGE_QOS_CHOICES = ("reliable", "sensor_data")
 
 
