@@ -88,7 +88,8 @@ def run_export(args) -> int:
     return 0
 
 
-def add_parsers(sub, eval_sub, add_scene_args) -> None:
+def add_parsers(sub, eval_sub, add_scene_args):
+    """The export, train and eval detection parsers; returns the `train` subparsers for other stages."""
     export = sub.add_parser("export", help="export registered models to other runtimes")
     export_sub = export.add_subparsers(dest="export_command", required=True)
     ex = export_sub.add_parser("detector", help="export a .pt detector to ONNX (dynamic batch) as <name>-onnx@V, "
@@ -146,6 +147,7 @@ def add_parsers(sub, eval_sub, add_scene_args) -> None:
     # Saved results keep one latest run per model (the configured one under the plain key) and input size.
     ev.set_defaults(func=run_eval, result_variant=lambda a: "-".join(
         part for part in (getattr(a, "model_key", ""), f"imgsz{a.imgsz}" if a.imgsz else "") if part))
+    return train_sub
 
 
 def run_bench_backends(args) -> int:

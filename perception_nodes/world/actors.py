@@ -137,7 +137,12 @@ def _color(rng: np.random.Generator, jitter: int = 25) -> tuple[int, int, int]:
     return tuple(int(v) for v in np.clip(base, 0, 255))
 
 
-def make_parts(class_name: str, size, rng: np.random.Generator, global_id: int) -> tuple[Part, ...]:
+def make_parts(class_name: str, size, rng: np.random.Generator, global_id: int,
+               appearance: str = "varied") -> tuple[Part, ...]:
+    """An actor's coloured cuboids. ``appearance``: ``varied`` (any colour: the detector's training world) or
+    ``fleet`` (realistic colours and body types, ``fleet_parts``)."""
+    if appearance == "fleet":
+        return fleet_parts(class_name, size, rng, global_id)
     length, width, height = size
     body = _color(rng)
     if class_name == "car":
@@ -181,6 +186,116 @@ def make_parts(class_name: str, size, rng: np.random.Generator, global_id: int) 
     else:  # pragma: no cover - guarded by scene validation
         raise ValueError(class_name)
     return tuple(parts)
+
+
+# A real fleet's paint: most vehicles white, black, grey or silver (share, BGR).
+FLEET_PAINT = (
+    (0.30, (232, 234, 236)), (0.20, (26, 26, 30)), (0.15, (118, 120, 124)), (0.15, (180, 182, 186)),
+    (0.06, (80, 44, 28)), (0.05, (36, 36, 150)), (0.05, (150, 176, 190)), (0.04, (40, 70, 40)),
+)
+# Clothing that overlaps between people: dark tops and trousers, a few high-visibility vests.
+FLEET_TOPS = ((0.25, (30, 30, 30)), (0.2, (70, 40, 25)), (0.15, (120, 120, 120)), (0.15, (225, 225, 225)),
+              (0.1, (40, 70, 40)), (0.1, (30, 230, 230)), (0.05, (20, 120, 250)))
+FLEET_TROUSERS = ((0.35, (28, 28, 28)), (0.25, (80, 50, 30)), (0.15, (110, 110, 110)), (0.15, (140, 90, 50)),
+                  (0.1, (110, 150, 170)))
+# Car body types: (lower body height share, cabin length share, cabin offset share, cabin height scale)
+BODY_TYPES = {"sedan": (0.55, 0.50, -0.08, 1.0), "hatchback": (0.55, 0.58, -0.18, 1.0),
+              "suv": (0.58, 0.68, -0.10, 1.0), "van": (0.50, 0.86, -0.05, 1.0),
+              "pickup": (0.58, 0.34, 0.14, 1.0)}
+
+
+def _pick(rng: np.random.Generator, table, jitter: int = 6) -> tuple[int, int, int]:
+    shares = np.array([share for share, _ in table], dtype=np.float64)
+    base = np.array(table[int(rng.choice(len(table), p=shares / shares.sum()))][1])
+    return tuple(int(v) for v in np.clip(base + rng.integers(-jitter, jitter + 1, size=3), 0, 255))
+
+
+def _fleet_plate(length: float, global_id: int) -> list[Part]:
+    """A plate front and back with two rows of six bits: a pattern unique to each of 4096 vehicles."""
+    parts = []
+    for sign in (1.0, -1.0):
+        x = sign * (length / 2.0 + 0.01)
+        parts.append(Part((x, 0.0, 0.45), (0.02, 0.52, 0.13), (235, 235, 235), "plate"))
+        for b in range(12):
+            if (global_id >> b) & 1:
+                y, z = -0.2 + (b % 6) * 0.08, 0.48 if b < 6 else 0.42
+                parts.append(Part((x + sign * 0.005, y, z), (0.02, 0.05, 0.05), (10, 10, 10), "plate"))
+    return parts
+
+
+def fleet_parts(class_name: str, size, rng: np.random.Generator, global_id: int) -> tuple[Part, ...]:
+    """A fleet-like actor: common paints, a few body types, an own plate pattern, clothing people share.
+
+    Colour alone does not tell two white sedans apart; their body type, roof, trim and plate may."""
+    length, width, height = size
+    if class_name == "car":
+        body = _pick(rng, FLEET_PAINT)
+        kind = str(rng.choice(list(BODY_TYPES), p=[0.4, 0.2, 0.25, 0.08, 0.07]))
+        low_share, cabin_len, cabin_off, _ = BODY_TYPES[kind]
+        low_h = height * low_share
+        cabin_h = height - low_h
+        bottom = -height / 2.0
+        roof = body if rng.random() > 0.15 else (20, 20, 22)      # a black roof on some
+        parts = [
+            Part((0.0, 0.0, bottom + low_h / 2.0), (length, width, low_h), body),
+            Part((cabin_off * length, 0.0, bottom + low_h + cabin_h / 2.0),
+                 (length * cabin_len, width * 0.92, cabin_h), roof),
+            Part((cabin_off * length, 0.0, bottom + low_h + cabin_h * 0.45),
+                 (length * cabin_len * 1.01, width * 0.94, cabin_h * 0.6), (50, 40, 30), "window"),
+        ]
+        if kind == "pickup":  # the open bed behind the cab: its rim
+            parts.append(Part((-0.28 * length, 0.0, bottom + low_h + 0.1), (length * 0.4, width * 0.95, 0.2),
+                              tuple(max(0, c - 30) for c in body)))
+        if rng.random() < 0.35:  # a trim line a little darker or lighter than the paint
+            shade = int(rng.choice([-40, 40]))
+            parts.append(Part((0.0, 0.0, bottom + low_h * 0.55), (length * 1.002, width * 1.01, height * 0.05),
+                              tuple(int(np.clip(c + shade, 0, 255)) for c in body), "stripe"))
+        if rng.random() < 0.2 and kind != "van":  # roof rack or roof box
+            parts.append(Part((cabin_off * length, 0.0, height / 2.0 - 0.02),
+                              (length * cabin_len * 0.8, width * 0.7, 0.04), (30, 30, 30), "stripe"))
+        parts += [Part((p.center[0], p.center[1], p.center[2] - height / 2.0), p.size, p.color, p.kind)
+                  for p in _fleet_plate(length, global_id)]
+        return tuple(parts)
+    if class_name == "truck":
+        cab = _pick(rng, FLEET_PAINT[:4])
+        company = [(40, 40, 170), (150, 80, 20), (30, 140, 40), (20, 160, 230)][int(rng.integers(4))]
+        cargo = _pick(rng, ((0.6, (230, 230, 230)), (0.4, (175, 178, 182))))
+        cab_len = 2.0
+        parts = [
+            Part((length / 2.0 - cab_len / 2.0, 0.0, -height * 0.15), (cab_len, width, height * 0.7), cab),
+            Part((length / 2.0 - cab_len / 2.0 + 0.3, 0.0, height * 0.05),
+                 (cab_len * 0.72, width * 1.01, height * 0.22), (50, 40, 30), "window"),
+            Part((-cab_len / 2.0 + 0.05, 0.0, 0.05 * height), (length - cab_len - 0.1, width, height * 0.9), cargo),
+            Part((-cab_len / 2.0 + 0.05, 0.0, 0.1 * height), (length - cab_len - 0.08, width * 1.01, 0.25), company,
+                 "stripe"),
+        ]
+        parts += [Part((p.center[0], p.center[1], p.center[2] - height / 2.0), p.size, p.color, p.kind)
+                  for p in _fleet_plate(length, global_id)]
+        return tuple(parts)
+    if class_name == "person":
+        top, trousers = _pick(rng, FLEET_TOPS), _pick(rng, FLEET_TROUSERS)
+        skin = tuple(int(v) for v in rng.integers([60, 90, 120], [140, 170, 220]))
+        legs_h, torso_h = height * 0.47, height * 0.38
+        parts = [
+            Part((0.0, 0.0, -height / 2.0 + legs_h / 2.0), (length * 0.7, width * 0.8, legs_h), trousers),
+            Part((0.0, 0.0, -height / 2.0 + legs_h + torso_h / 2.0), (length, width, torso_h), top),
+            Part((0.0, 0.0, height / 2.0 - (height - legs_h - torso_h) / 2.0), (0.22, 0.2, height - legs_h - torso_h),
+                 skin),
+        ]
+        if rng.random() < 0.3:  # a backpack or bag on the back
+            parts.append(Part((-length * 0.55, 0.0, -height / 2.0 + legs_h + torso_h * 0.55),
+                              (0.15, width * 0.6, torso_h * 0.6), _pick(rng, FLEET_TROUSERS)))
+        return tuple(parts)
+    if class_name == "bicycle":
+        frame, rider = _pick(rng, FLEET_PAINT), _pick(rng, FLEET_TOPS)
+        return (
+            Part((length * 0.3, 0.0, -height / 2.0 + 0.35), (0.7, 0.08, 0.7), (25, 25, 25), "wheel"),
+            Part((-length * 0.3, 0.0, -height / 2.0 + 0.35), (0.7, 0.08, 0.7), (25, 25, 25), "wheel"),
+            Part((0.0, 0.0, -height / 2.0 + 0.6), (length * 0.7, 0.1, 0.12), frame),
+            Part((-0.1, 0.0, -height / 2.0 + 1.05), (0.35, width, 0.6), rider),
+            Part((-0.05, 0.0, height / 2.0 - 0.13), (0.22, 0.2, 0.24), (90, 130, 190)),
+        )
+    raise ValueError(class_name)  # pragma: no cover - guarded by scene validation
 
 
 def _paths_for(class_name: str, scene: Scene):
@@ -234,7 +349,7 @@ def generate_actors(scene: Scene) -> list[Actor]:
         class_name = spec["class"]
         size = tuple(float(np.mean(r)) for r in CLASS_SIZES[class_name])
         gid = len(actors) + 1
-        parts = make_parts(class_name, size, rng, gid)
+        parts = make_parts(class_name, size, rng, gid, scene.appearance)
         if "legs" in spec:  # a speed profile: drive to points at speeds (or reversing), stand still, go on
             timeline = Timeline(float(spec.get("enter_time", 0.0)), spec["start"])
             for leg in spec["legs"]:
@@ -267,7 +382,8 @@ def generate_actors(scene: Scene) -> list[Actor]:
         enter = float(rng.uniform(-0.8 * traverse, max(scene.duration_s - 0.2 * traverse, 0.0)))
         lateral = float(rng.uniform(-1.2, 1.2)) if class_name in ("car", "truck") else float(rng.uniform(-1.0, 1.0))
         gid = len(actors) + 1
-        actors.append(Actor(gid, class_name, size, make_parts(class_name, size, rng, gid), path, lateral, speed, enter))
+        actors.append(Actor(gid, class_name, size, make_parts(class_name, size, rng, gid, scene.appearance), path, lateral,
+                            speed, enter))
     if scene.parking is not None:
         from perception_nodes.world.parking import parking_actors
 

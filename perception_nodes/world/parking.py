@@ -92,8 +92,8 @@ def parking_actors(scene: Scene, first_id: int) -> list[Actor]:
         size = tuple(float(rng.uniform(*r)) for r in CLASS_SIZES[class_name])
         gid = first_id + len(actors)
         frames = timeline.keyframes()
-        actor = Actor(gid, class_name, size, make_parts(class_name, size, rng, gid), frames[:, 1:].copy(), 0.0,
-                      1.0, float(frames[0, 0]), keyframes=frames, reverse=tuple(timeline.reverse))
+        actor = Actor(gid, class_name, size, make_parts(class_name, size, rng, gid, scene.appearance),
+                      frames[:, 1:].copy(), 0.0, 1.0, float(frames[0, 0]), keyframes=frames, reverse=tuple(timeline.reverse))
         actors.append(actor)
         return actor
 

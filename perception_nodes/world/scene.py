@@ -163,6 +163,8 @@ class Scene:
     camera_bump: CameraBump | None = None
     lane_directions: tuple[str, ...] = ()   # per lane: forward|backward|both for the site map (default both)
     disturbances: Disturbances = field(default_factory=Disturbances)
+    # "varied": actors in any colour (the shipped detector's world); "fleet": a realistic fleet (actors.fleet_parts)
+    appearance: str = "varied"
 
     @property
     def stalls(self) -> tuple[Stall, ...]:
@@ -335,6 +337,10 @@ def load_scene(name_or_path: str | os.PathLike | None = None, seed: int | None =
         raise ConfigError(f"{where}: lot.lane_directions must give forward, backward or both for each of the "
                           f"{len(scene.lanes)} lanes")
     scene = replace(scene, lane_directions=tuple(directions))
+    appearance = str((traffic.get("appearance") or "varied"))
+    if appearance not in ("varied", "fleet"):
+        raise ConfigError(f"{where}: traffic.appearance must be 'varied' or 'fleet', got {appearance!r}")
+    scene = replace(scene, appearance=appearance)
     if data.get("disturbances") is not None:
         scene = replace(scene, disturbances=_disturbances(data["disturbances"], f"{where}: disturbances", ids,
                                                           scene.duration_s))

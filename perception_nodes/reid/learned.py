@@ -1,0 +1,97 @@
+"""A learned appearance embedder (trained here by ``perception train embedder``), run with ONNX Runtime.
+
+Same interface as ``ColorHistogramEmbedder``: ``embed(image_bgr, boxes) -> (N, dim)`` L2-normalised rows, so
+the detector node (tracking, localization) and the retrieval node use either. Crops are the box with a 10 %
+margin, resized to a square of ``input_size`` pixels, RGB, normalised with the training statistics.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from perception_nodes.errors import ImageFormatError, PerceptionError
+
+CROP_MARGIN = 0.1
+MEAN = np.array([0.45, 0.45, 0.45], np.float32)
+STD = np.array([0.25, 0.25, 0.25], np.float32)
+
+
+class EmbedderError(PerceptionError):
+    """An embedder model is missing, corrupt or not an embedder."""
+
+
+def crop_with_margin(image_bgr: np.ndarray, box, margin: float = CROP_MARGIN) -> np.ndarray | None:
+    height, width = image_bgr.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if not np.all(np.isfinite((x1, y1, x2, y2))):
+        return None
+    mx, my = margin * (x2 - x1), margin * (y2 - y1)
+    left, top = int(max(0, np.floor(x1 - mx))), int(max(0, np.floor(y1 - my)))
+    right, bottom = int(min(width, np.ceil(x2 + mx))), int(min(height, np.ceil(y2 + my)))
+    if right - left < 2 or bottom - top < 2:
+        return None
+    return image_bgr[top:bottom, left:right]
+
+
+def preprocess(crop_bgr: np.ndarray, size: int) -> np.ndarray:
+    """(3, size, size) float32 network input of one crop."""
+    resized = cv2.resize(crop_bgr, (size, size), interpolation=cv2.INTER_AREA)
+    rgb = resized[:, :, ::-1].astype(np.float32) / 255.0
+    return ((rgb - MEAN) / STD).transpose(2, 0, 1)
+
+
+class OnnxEmbedder:
+    """An ONNX embedder model: input ``images`` (N, 3, S, S) float32, output ``embeddings`` (N, dim)."""
+
+    def __init__(self, path: str | os.PathLike, name: str, input_size: int = 64, threads: int = 1):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - onnxruntime is in requirements.txt
+            raise EmbedderError(f"ONNX Runtime is not installed: {exc}") from exc
+        path = Path(path)
+        if not path.is_file():
+            raise EmbedderError(f"embedder model {path} does not exist")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types for corrupt files
+            raise EmbedderError(f"embedder model {path} could not be loaded: {exc}") from exc
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or len(outputs[0].shape) != 2:
+            raise EmbedderError(f"{path} is not an embedder (needs one (N, 3, S, S) input and an (N, D) output)")
+        self._input = inputs[0].name
+        self.name = name
+        self.input_size = int(input_size)
+        dim = outputs[0].shape[1]
+        self._dim = int(dim) if isinstance(dim, int) else int(self._run(np.zeros((1, 3, self.input_size,
+                                                                                      self.input_size), np.float32)).shape[1])
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        out = self._session.run(None, {self._input: batch})[0].astype(np.float32)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+    def embed_crops(self, crops: list[np.ndarray], boxes=None) -> np.ndarray:
+        """Rows for crops that already carry their margin (the retrieval evaluation's sightings)."""
+        out = np.zeros((len(crops), self.dim), np.float32)
+        usable = [i for i, c in enumerate(crops) if c is not None and c.ndim == 3 and min(c.shape[:2]) >= 2]
+        for start in range(0, len(usable), 64):
+            chunk = usable[start:start + 64]
+            out[chunk] = self._run(np.stack([preprocess(crops[i], self.input_size) for i in chunk]))
+        return out
+
+    def embed(self, image_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """One L2-normalised row per box (xyxy, px); an all-zero row where the box has no usable pixels."""
+        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
+            raise ImageFormatError(f"need an HxWx3 uint8 BGR image, got {image_bgr.shape} {image_bgr.dtype}")
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        return self.embed_crops([crop_with_margin(image_bgr, b) for b in boxes])
