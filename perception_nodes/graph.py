@@ -16,6 +16,9 @@ Layout for a site with cameras cam0..camN under namespace NS (default: none):
   /NS/calibration_monitor  images vs the map's painted lines -> calibration/health (where the map has markings)
   /NS/risk                 objects + the manifest's risk rules -> risk/assessment, risk/command (fail-safe),
                            ~/explain, a decision log (with localization, where the manifest has a risk section)
+  /NS/retrieval            every camera's images + tracks (+ objects) -> the best crop per track per window,
+                           indexed; ~/query_by_image, ~/query_by_id, ~/query_by_embedding, ~/delete, ~/stats,
+                           ~/snapshot (with tracking)
   /NS/monitor              health aggregator  -> /diagnostics, ~/get_health
 Calibration comes from the manifest's calibration_dir unless calibration_dir is
 given: the site publisher builds the TF tree from it and every camera reads its
@@ -34,7 +37,7 @@ from perception_nodes.paths import package_path
 from perception_nodes.site.manifest import SiteManifest, load_manifest
 from perception_nodes.sources import SourceType
 
-STAGES = ("site", "cameras", "detection", "tracking", "localization", "risk", "monitor")
+STAGES = ("site", "cameras", "detection", "tracking", "localization", "risk", "retrieval", "monitor")
 # What runs when no stages are named: everything.
 DEFAULT_STAGES = STAGES
 DEFAULT_PARAMS_FILE = "perception.yaml"
@@ -192,6 +195,12 @@ def build_graph(site: str | os.PathLike | SiteManifest, seed: int | None = None,
         if "risk" in stages and manifest.risk is not None:
             specs.append(NodeSpec("risk", "risk", _join(namespace), [params],
                                   {"site": str(manifest.path), "map_frame": manifest.map_frame}))
+    if "retrieval" in stages and "tracking" in stages:
+        from perception_nodes.retrieval.index import default_store_dir
+
+        specs.append(NodeSpec("retrieval", "retrieval", _join(namespace), [params],
+                              {"cameras": [c.id for c in manifest.cameras],
+                               "store_dir": str(default_store_dir() / manifest.name)}))
     if "monitor" in stages:
         specs.append(NodeSpec("monitor", "monitor", _join(namespace), [params]))
     return specs

@@ -23,8 +23,8 @@ from perception_nodes.reid.learned import MEAN, STD
 @dataclass
 class EmbedderTrainingConfig:
     scene: str = "fleet"
-    train_seeds: tuple[int, ...] = tuple(range(1000, 1008))
-    val_seed: int = 1010
+    train_seeds: tuple[int, ...] = tuple(range(1000, 1020))
+    val_seed: int = 1099
     duration_s: float = 60.0
     input_size: int = 64
     dim: int = 128

@@ -70,7 +70,7 @@ class FaissBackend:
     MANIFEST_FILE = "faiss_hnsw.json"
 
     def __init__(self, dim: int, approximate_above: int = 50_000, exact_filtered_below: int = 20_000,
-                 hnsw_m: int = 32, ef_construction: int = 80, ef_search: int = 96):
+                 hnsw_m: int = 32, ef_construction: int = 80, ef_search: int = 512):
         self._faiss = _import_faiss()
         self.dim = int(dim)
         self.approximate_above = int(approximate_above)
@@ -314,8 +314,8 @@ class MilvusBackend:
 
     kind = "milvus"
 
-    def __init__(self, dim: int, uri: str, collection: str, token: str = "", index_type: str = "AUTOINDEX",
-                 search_params: dict | None = None):
+    def __init__(self, dim: int, uri: str, collection: str, token: str = "", index_type: str = "",
+                 index_params: dict | None = None, search_params: dict | None = None):
         try:
             from pymilvus import DataType, MilvusClient
         except ImportError as exc:  # pragma: no cover - pymilvus is in requirements.txt
@@ -327,7 +327,16 @@ class MilvusBackend:
             self._client = MilvusClient(uri=self.uri, token=token) if token else MilvusClient(uri=self.uri)
         except Exception as exc:  # noqa: BLE001 - connection errors come in many types
             raise RetrievalError(RetrievalErrorCode.UNAVAILABLE, f"cannot reach Milvus at {self.uri}: {exc}")
-        self._search_params = search_params or {}
+        self.lite = self.uri.endswith(".db")
+        # milvus-lite's default index is IVF with a small nprobe (low recall); exact search suits its scale. A
+        # server gets an HNSW graph searched with ef = 128 unless told otherwise.
+        index_type = index_type or ("FLAT" if self.lite else "HNSW")
+        if index_params is None:
+            index_params = {} if index_type == "FLAT" else {"M": 32, "efConstruction": 200}
+        if search_params is None:
+            search_params = {"ef": 128} if index_type == "HNSW" else {}
+        self._search_params = search_params
+        self._index_type = index_type
         if not self._client.has_collection(self.collection):
             schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("id", DataType.INT64, is_primary=True)
@@ -339,12 +348,11 @@ class MilvusBackend:
             schema.add_field("x", DataType.DOUBLE)
             schema.add_field("y", DataType.DOUBLE)
             schema.add_field("zone", DataType.VARCHAR, max_length=128)
-            index_params = self._client.prepare_index_params()
-            index_params.add_index(field_name="vector", index_type=index_type, metric_type="IP")
-            self._client.create_collection(self.collection, schema=schema, index_params=index_params,
+            prepared = self._client.prepare_index_params()
+            prepared.add_index(field_name="vector", index_type=index_type, metric_type="IP", params=dict(index_params))
+            self._client.create_collection(self.collection, schema=schema, index_params=prepared,
                                            consistency_level="Strong")
         self._client.load_collection(self.collection)
-        self.lite = self.uri.endswith(".db")
         self._partitions = None if self.lite else set(self._client.list_partitions(self.collection))
         self._count = int(self._client.query(self.collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
 
@@ -355,7 +363,7 @@ class MilvusBackend:
 
     @property
     def index_type(self) -> str:
-        return f"milvus ({self.uri})"
+        return f"milvus {self._index_type} ({self.uri})"
 
     def __len__(self) -> int:
         return self._count

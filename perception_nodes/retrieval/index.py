@@ -27,6 +27,11 @@ LOG = logging.getLogger(__name__)
 SNAPSHOT_DIR = "snapshots"
 
 
+def default_store_dir() -> Path:
+    """Where retrieval indexes live: $PERCEPTION_RETRIEVAL_DIR, else ~/.local/share/perception_nodes/retrieval."""
+    return Path(os.environ.get("PERCEPTION_RETRIEVAL_DIR", Path.home() / ".local/share/perception_nodes/retrieval"))
+
+
 @dataclass(frozen=True)
 class IndexStats:
     items: int
@@ -153,6 +158,14 @@ class RetrievalIndex:
         if not camera_id:
             raise invalid("a track id needs its camera_id")
         return self.store.by_track(camera_id, int(track_id), self.embedder)
+
+    def recent(self, n: int) -> tuple[np.ndarray, dict[int, Observation], np.ndarray]:
+        """The newest ``n`` items of this embedder: (ids, observations by id, vectors)."""
+        ids = self.store.ids(self.embedder)[-int(n):]
+        observations = self.store.get(ids.tolist())
+        with self._lock:
+            vectors = self.backend.vectors(ids.tolist()) if len(ids) else np.zeros((0, self.dim), np.float32)
+        return ids, observations, vectors
 
     def stats(self) -> IndexStats:
         others = {name: n for name, n in self.store.embedders().items() if name != self.embedder}

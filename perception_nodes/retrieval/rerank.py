@@ -175,12 +175,12 @@ class Reranker:
             elif stage is Stage.SCENE:
                 bonus += self._scene(query, hits)
             new_order = np.argsort(-np.where(keep, visual + bonus, -np.inf), kind="stable")
-            old_rank = np.empty(len(hits), int)
-            old_rank[order] = np.arange(len(hits))
-            new_rank = np.empty(len(hits), int)
-            new_rank[new_order] = np.arange(len(hits))
-            for i in np.flatnonzero(old_rank != new_rank):
-                hits[i].moved_by.append(stage.value)
+            # A hit moved when its place among the hits still kept changed (a removal alone moves nobody).
+            before = [i for i in order if keep[i]]
+            after = [i for i in new_order if keep[i]]
+            for i, j in zip(before, after):
+                if i != j:
+                    hits[j].moved_by.append(stage.value)
             order = new_order
         for i, hit in enumerate(hits):
             hit.score_final = float(visual[i] + bonus[i])
@@ -208,30 +208,36 @@ class Reranker:
         return stored @ expanded
 
     def _k_reciprocal(self, query: QueryContext, stored: np.ndarray) -> np.ndarray:
-        """Similarity 1 - d* with d* = (1 - lambda) d_J + lambda d, over the query and its shortlist."""
+        """Similarity 1 - d* with d* = (1 - lambda) d_J + lambda d, over the query and its shortlist (row 0).
+
+        The k-reciprocal sets, their expansion by the half-k sets that mostly lie inside them, the Gaussian-kernel
+        weights, the local query expansion over k2 neighbours and the Jaccard distance are all matrix operations
+        on the (n x n) shortlist."""
         cfg = self.config
         features = np.vstack([np.asarray(query.vector, np.float64)[None], stored])
         n = len(features)
         distance = np.clip(2.0 - 2.0 * features @ features.T, 0, None)  # squared Euclidean of unit vectors
-        distance /= max(distance.max(axis=0).max(), 1e-12)
+        distance /= max(float(distance.max()), 1e-12)
         ranks = np.argsort(distance, axis=1, kind="stable")
+
+        def reciprocal(k: int) -> np.ndarray:
+            near = np.zeros((n, n), bool)
+            np.put_along_axis(near, ranks[:, :k + 1], True, axis=1)
+            return near & near.T
+
         k1 = min(cfg.k1, n - 1)
-        weights = np.zeros((n, n))
-        for i in range(n):
-            forward = ranks[i, :k1 + 1]
-            reciprocal = forward[np.any(ranks[forward, :k1 + 1] == i, axis=1)]
-            expanded = reciprocal
-            half = max(1, int(round(k1 / 2)))
-            for candidate in reciprocal:
-                c_forward = ranks[candidate, :half + 1]
-                c_reciprocal = c_forward[np.any(ranks[c_forward, :half + 1] == candidate, axis=1)]
-                if len(np.intersect1d(c_reciprocal, reciprocal)) > 2.0 / 3.0 * len(c_reciprocal):
-                    expanded = np.union1d(expanded, c_reciprocal)
-            w = np.exp(-distance[i, expanded])
-            weights[i, expanded] = w / max(w.sum(), 1e-12)
+        recip = reciprocal(k1)
+        half = reciprocal(max(1, int(round(k1 / 2))))
+        overlap = half.astype(np.float64) @ recip.T.astype(np.float64)          # [c, i] = |half[c] & recip[i]|
+        mostly_inside = overlap > (2.0 / 3.0) * half.sum(axis=1, keepdims=True)  # [c, i]
+        expanded = recip | (((recip & mostly_inside.T).astype(np.float64) @ half.astype(np.float64)) > 0)
+        weights = np.where(expanded, np.exp(-distance), 0.0)
+        weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
         k2 = min(cfg.k2, n)
         if k2 > 1:  # local query expansion of the weight vectors
-            weights = np.stack([weights[ranks[i, :k2]].mean(axis=0) for i in range(n)])
+            neighbours = np.zeros((n, n))
+            np.put_along_axis(neighbours, ranks[:, :k2], 1.0 / k2, axis=1)
+            weights = neighbours @ weights
         minimum = np.minimum(weights[0][None, :], weights[1:]).sum(axis=1)
         maximum = np.maximum(weights[0][None, :], weights[1:]).sum(axis=1)
         jaccard = 1.0 - minimum / np.maximum(maximum, 1e-12)

@@ -1,0 +1,131 @@
+"""``perception bench retrieval``: query latency and recall against exact search at growing index sizes,
+unfiltered and with selective filters, insert throughput, re-ranking cost; FAISS and Milvus side by side.
+
+Vectors are a mixture of clusters (objects seen many times) in the embedder's dimension; metadata spreads
+them over 100 cameras and a day, so a camera is a 1 % filter and a camera plus a tenth of the day 0.1 %.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+
+import numpy as np
+
+from perception_nodes.retrieval.backends import FaissBackend
+from perception_nodes.retrieval.index import RetrievalIndex
+from perception_nodes.retrieval.rerank import STAGE_ORDER, QueryContext, Reranker
+from perception_nodes.retrieval.types import Hit, Observation, QueryFilter
+
+T0 = 1_764_633_600_000_000_000
+DAY_NS = 86_400 * 10**9
+CAMERAS = 100
+
+
+def clustered_vectors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    centres = rng.standard_normal((max(n // 20, 1), dim)).astype(np.float32)
+    out = centres[rng.integers(len(centres), size=n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def observations(n: int, rng: np.random.Generator) -> list[Observation]:
+    cams = rng.integers(CAMERAS, size=n)
+    stamps = T0 + rng.integers(DAY_NS, size=n)
+    return [Observation(f"cam{c:02d}", int(s), 0, "car") for c, s in zip(cams, stamps)]
+
+
+def _percentiles(values_ms: list[float]) -> dict:
+    return {"p50_ms": round(float(np.percentile(values_ms, 50)), 3), "p99_ms": round(float(np.percentile(values_ms, 99)), 3)}
+
+
+def _exact_top(vectors: np.ndarray, keep: np.ndarray | None, query: np.ndarray, k: int) -> set[int]:
+    rows = np.arange(len(vectors)) if keep is None else np.flatnonzero(keep)
+    scores = vectors[rows] @ query
+    top = rows[np.argsort(-scores)[:k]]
+    return set((top + 1).tolist())
+
+
+def _measure(search, vectors, obs_cam, obs_stamp, queries, k=10) -> dict:
+    out = {}
+    filters = {
+        "unfiltered": (None, None),
+        "filter_1pct": (QueryFilter(camera_ids=("cam07",)), obs_cam == 7),
+        "filter_0.1pct": (QueryFilter(camera_ids=("cam07",), start_ns=T0, end_ns=T0 + DAY_NS // 10),
+                          (obs_cam == 7) & (obs_stamp <= T0 + DAY_NS // 10)),
+    }
+    for name, (flt, keep) in filters.items():
+        latencies, recalls = [], []
+        for q in queries:
+            started = time.perf_counter()
+            ids, _ = search(q, k, flt)
+            latencies.append((time.perf_counter() - started) * 1e3)
+            truth = _exact_top(vectors, keep, q, k)
+            recalls.append(len(truth & set(int(i) for i in ids)) / max(len(truth), 1))
+        out[name] = {**_percentiles(latencies), "recall_at_10": round(float(np.mean(recalls)), 4),
+                     "selected": int(len(vectors) if keep is None else keep.sum())}
+    return out
+
+
+def bench_retrieval(sizes: list[int], dim: int, queries: int = 300, milvus_max: int = 100_000,
+                    insert_items: int = 50_000, log=print) -> dict:
+    rng = np.random.default_rng(0)
+    result: dict = {"dim": dim, "sizes": {}, "queries": queries}
+    with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as tmp:
+        # Insert throughput through the real path: durable SQLite commit + vector index, batches of 1000.
+        vectors = clustered_vectors(insert_items, dim, rng)
+        obs = observations(insert_items, rng)
+        index = RetrievalIndex(f"{tmp}/insert", "bench@1", dim)
+        started = time.perf_counter()
+        for i in range(0, insert_items, 1000):
+            index.insert(obs[i:i + 1000], vectors[i:i + 1000])
+        result["inserts_per_s"] = round(insert_items / (time.perf_counter() - started))
+        # Re-ranking cost: all stages over a shortlist of k = 100 from this index.
+        reranker = Reranker(STAGE_ORDER)
+        costs = []
+        for q in vectors[:100]:
+            hits = index.search(q, 100)
+            fresh = [Hit(h.item_id, h.score_initial, h.score_initial, h.rank_initial, h.observation) for h in hits]
+            started = time.perf_counter()
+            reranker.rerank(QueryContext(q, obs[0]), fresh, index.vectors)
+            costs.append((time.perf_counter() - started) * 1e3)
+        result["rerank_k100"] = _percentiles(costs)
+        index.close()
+        log(f"[bench] inserts {result['inserts_per_s']}/s (durable, batches of 1000); re-ranking k=100 "
+            f"p50 {result['rerank_k100']['p50_ms']} ms p99 {result['rerank_k100']['p99_ms']} ms")
+        for n in sizes:
+            vectors = clustered_vectors(n, dim, rng)
+            cams = rng.integers(CAMERAS, size=n)
+            stamps = T0 + rng.integers(DAY_NS, size=n)
+            obs = [Observation(f"cam{c:02d}", int(s), 0, "car") for c, s in zip(cams, stamps)]
+            qs = clustered_vectors(queries, dim, rng)
+            entry: dict = {}
+            backend = FaissBackend(dim)
+            started = time.perf_counter()
+            for i in range(0, n, 100_000):
+                backend.load_rows(np.arange(i + 1, min(i + 100_000, n) + 1), vectors[i:i + 100_000], obs[i:i + 100_000])
+            backend.finish_load(None)
+            entry["faiss"] = {"index_type": backend.index_type, "build_s": round(time.perf_counter() - started, 1),
+                              **_measure(backend.search, vectors, cams, stamps, qs)}
+            log(f"[bench] {n} vectors FAISS {backend.index_type} (built in {entry['faiss']['build_s']} s): "
+                + "; ".join(f"{k} p50 {v['p50_ms']} p99 {v['p99_ms']} ms R@10 {v['recall_at_10']}"
+                            for k, v in entry["faiss"].items() if isinstance(v, dict)))
+            del backend
+            if n <= milvus_max:
+                from perception_nodes.retrieval.backends import MilvusBackend
+
+                milvus = MilvusBackend(dim, f"{tmp}/milvus_{n}.db", "bench")
+                started = time.perf_counter()
+                for i in range(0, n, 5000):
+                    milvus.add(np.arange(i + 1, min(i + 5000, n) + 1), vectors[i:i + 5000], obs[i:i + 5000])
+                build = time.perf_counter() - started
+                entry["milvus"] = {"index_type": milvus.index_type.split(" ")[0] + " (milvus-lite)",
+                                   "build_s": round(build, 1), "inserts_per_s": round(n / build),
+                                   **_measure(milvus.search, vectors, cams, stamps, qs[:min(queries, 100)])}
+                milvus.close()
+                ratio = entry["milvus"]["unfiltered"]["p50_ms"] / max(entry["faiss"]["unfiltered"]["p50_ms"], 1e-6)
+                entry["milvus_vs_faiss_p50_ratio"] = round(ratio, 2)
+                log(f"[bench] {n} vectors Milvus (milvus-lite): "
+                    + "; ".join(f"{k} p50 {v['p50_ms']} p99 {v['p99_ms']} ms R@10 {v['recall_at_10']}"
+                                for k, v in entry["milvus"].items() if isinstance(v, dict))
+                    + f"; p50 ratio to FAISS {entry['milvus_vs_faiss_p50_ratio']}")
+            result["sizes"][str(n)] = entry
+    return result
