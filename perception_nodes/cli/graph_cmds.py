@@ -78,11 +78,16 @@ def run_demo(args) -> int:
 
     specs = _specs(args)
     print(f"[demo] site {args.site_path}", flush=True)
+    run_folder = Path("runs") / "demo" / time.strftime("%Y%m%d-%H%M%S")
     risk = next((s for s in specs if s.executable == "risk"), None)
     if risk is not None and not risk.parameters.get("decision_log"):
-        folder = Path("runs") / "demo" / time.strftime("%Y%m%d-%H%M%S") / "decisions"
+        folder = run_folder / "decisions"
         risk.parameters["decision_log"] = str(folder)
         print(f"[demo] risk decisions are logged to {folder} (perception explain {folder})", flush=True)
+    retrieval = next((s for s in specs if s.executable == "retrieval"), None)
+    if retrieval is not None:  # a fresh index per demo run, beside its decision log
+        retrieval.parameters["store_dir"] = str((run_folder / "retrieval").resolve())
+        print(f"[demo] the retrieval index is kept in {run_folder / 'retrieval'}", flush=True)
     result = run_demo_session(specs, duration=args.duration, startup_timeout=args.startup_timeout,
                               tracking="tracking" in args.stages, monitor="monitor" in args.stages,
                               namespace=args.namespace, respawn=None if args.no_respawn else RespawnPolicy(),
@@ -110,5 +115,20 @@ def run_demo(args) -> int:
         for change in risk["command_changes"][:8]:
             print(f"[demo]   command #{change['sequence']} -> {change['command']}"
                   f"{' (fail-safe)' if change['fail_safe'] else ''}: {change['reason']}")
+    retrieval = result.get("retrieval")
+    if retrieval is not None:
+        if "error" in retrieval:
+            print(f"[demo] retrieval: {retrieval['error']}")
+        else:
+            print(f"[demo] retrieval: {retrieval['items']} crops indexed ({retrieval['embedding_model']}, "
+                  f"{retrieval['backend']} {retrieval['index_type']}), {retrieval['dropped_total']} dropped")
+            query = retrieval.get("drive_in_out_query")
+            if query:
+                q, a = query["query"], query["answer"]
+                print(f"[demo]   when did {q['camera_id']} track {q['track_id']} drive in? best match: "
+                      f"{a['camera_id']} track {a['track_id']}, {a['seconds_before_query']} s before, score "
+                      f"{a['score']} (re-ranked by {', '.join(a['moved_by']) or 'none'}) {a['thumbnail_uri']}")
+            else:
+                print("[demo]   no vehicle track with earlier sightings to ask about")
     emit({**result, "site": args.site_path, "scene": args.scene})
     return 0 if result["ok"] else 1

@@ -29,6 +29,8 @@ class GraphObserver:
         self.track_msgs: dict[str, int] = {}
         self.track_ids: dict[str, set] = {}
         self.track_age_ms: dict[str, list[float]] = {}
+        self.vehicle_tracks: dict[tuple[str, int], list[int]] = {}
+        self.retrieval = next((s for s in specs if s.executable == "retrieval"), None)
         for spec in specs:
             if spec.executable != "camera":
                 continue
@@ -168,6 +170,10 @@ class GraphObserver:
             self.track_msgs[cam] += 1
             self.track_age_ms[cam].append((now - stamp) / 1e6)  # capture -> tracks: the stamp is the capture time
             self.track_ids[cam].update(t.track_id for t in msg.tracks)
+            for t in msg.tracks:  # per vehicle track: first and last stamp (the demo's drive-in/drive-out query)
+                if t.class_name in ("car", "truck") and t.state == t.STATE_CONFIRMED:
+                    seen = self.vehicle_tracks.setdefault((cam, int(t.track_id)), [stamp, stamp, 0])
+                    seen[1], seen[2] = stamp, seen[2] + 1
             span = self.track_first_last.setdefault(cam, [now, now])
             span[1] = now
 
@@ -254,6 +260,54 @@ def query_monitor(node, namespace: str, timeout: float = 5.0) -> dict:
                       for n in response.nodes}}
 
 
+def _call(node, srv_type, name: str, request, timeout: float = 10.0):
+    client = node.create_client(srv_type, name)
+    if not client.wait_for_service(timeout_sec=timeout):
+        return None
+    future = client.call_async(request)
+    deadline = time.monotonic() + timeout
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the caller's executor thread spins the node
+    return future.result() if future.done() else None
+
+
+def query_retrieval(observer: GraphObserver) -> dict | None:
+    """What the retrieval node indexed, and one drive-in/drive-out query: the vehicle track seen last, searched
+    among the sightings from before that track began ("when did this vehicle drive in?")."""
+    if observer.retrieval is None:
+        return None
+    from perception_nodes.srv import IndexStats, QueryById
+
+    ns = observer.retrieval.namespace.rstrip("/")
+    stats = _call(observer.node, IndexStats, f"{ns}/retrieval/stats", IndexStats.Request())
+    if stats is None:
+        return {"error": "the retrieval node did not answer ~/stats"}
+    report = {"items": int(stats.items), "embedding_model": stats.embedding_model, "backend": stats.backend,
+              "index_type": stats.index_type, "indexed_total": int(stats.indexed_total),
+              "dropped_total": int(stats.dropped_total)}
+    with observer.lock:
+        tracks = sorted(((v[1], v[0], k) for k, v in observer.vehicle_tracks.items() if v[2] >= 10), reverse=True)
+    for last, first, (camera_id, track_id) in tracks[:10]:
+        request = QueryById.Request(id_kind=QueryById.Request.ID_TRACK, camera_id=camera_id, id=track_id, k=3,
+                                    rerank=True)
+        request.filter.end_time.sec, request.filter.end_time.nanosec = divmod(max(first - 1_000_000_000, 1),
+                                                                              1_000_000_000)
+        response = _call(observer.node, QueryById, f"{ns}/retrieval/query_by_id", request)
+        if response is None or response.status.code != 0 or not response.hits:
+            continue
+        hit = response.hits[0]
+        report["drive_in_out_query"] = {
+            "query": {"camera_id": camera_id, "track_id": track_id},
+            "answer": {"item_id": hit.item_id, "camera_id": hit.metadata.camera_id,
+                       "track_id": int(hit.metadata.track_id), "global_id": int(hit.metadata.global_id),
+                       "seconds_before_query": round((first - (hit.metadata.stamp.sec * 1_000_000_000 +
+                                                               hit.metadata.stamp.nanosec)) / 1e9, 1),
+                       "score": round(float(hit.score_final), 3), "moved_by": list(hit.moved_by),
+                       "thumbnail_uri": hit.metadata.thumbnail_uri}}
+        break
+    return report
+
+
 def run_demo_session(specs, *, duration: float, startup_timeout: float, tracking: bool, monitor: bool,
                      namespace: str = "", respawn: RespawnPolicy | None = None, log=print) -> dict:
     """Run the graph, wait until every camera delivers (tracks when ``tracking``), then count for ``duration``
@@ -289,6 +343,7 @@ def run_demo_session(specs, *, duration: float, startup_timeout: float, tracking
     localization = observer.localization_report()
     calibration = observer.calibration_report()
     risk = observer.risk_report()
+    retrieval = query_retrieval(observer)
     executor.shutdown(timeout_sec=1.0)
     spin.join(timeout=5.0)  # no spinning thread may outlive the context
     runner.stop()
@@ -300,9 +355,12 @@ def run_demo_session(specs, *, duration: float, startup_timeout: float, tracking
         ok = ok and localization["object_messages"] > 0
     if risk is not None:
         ok = ok and risk["assessments"] > 0
+    if retrieval is not None:
+        ok = ok and retrieval.get("items", 0) > 0
     return {"ok": bool(ok), "startup_s": round(startup_s, 1), "duration_s": duration, "cameras": cameras,
             **({"localization": localization} if localization is not None else {}),
             **({"calibration_health": calibration} if calibration is not None else {}),
             **({"risk": risk} if risk is not None else {}),
+            **({"retrieval": retrieval} if retrieval is not None else {}),
             "monitor": health, "failed_nodes": sorted({f.node for f in runner.failures}),
             "restarts": runner.restarts, "given_up": runner.given_up}
