@@ -287,3 +287,38 @@ def test_crop_selector_keeps_the_best_crop_per_window():
     assert crop_quality(image, (0, 20, 40, 60)) < crop_quality(image, (20, 20, 60, 60))  # cut by the border
     crop, inner = cut_crop(image, (20, 20, 60, 60))
     assert crop.shape[:2] == (48, 48) and inner == (4.0, 4.0, 44.0, 44.0)
+
+
+def test_shipped_embedder_loads_by_the_registry_and_embeds_boxes(tmp_path):
+    from perception_nodes.reid.learned import EmbedderError, OnnxEmbedder
+    from perception_nodes.retrieval.embedders import load_embedder
+
+    embedder = load_embedder("reid-fleet@1")
+    image = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    rows = embedder.embed(image, np.array([[10, 10, 60, 90], [0, 0, 1, 1], [np.nan, 0, 5, 5]]))
+    assert rows.shape == (3, embedder.dim) and abs(np.linalg.norm(rows[0]) - 1) < 1e-5
+    assert not rows[1].any() and not rows[2].any()   # no usable pixels: zero rows, as hsv-hist gives
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not onnx")
+    with pytest.raises(EmbedderError):
+        OnnxEmbedder(broken, "broken@1")
+    with pytest.raises(EmbedderError):
+        load_embedder("yolov8n-lot-onnx@3")  # a detector is not an embedder
+
+
+def test_fleet_scene_paints_vehicles_like_a_fleet_and_the_default_stays_varied():
+    from perception_nodes.world import World, load_scene
+    from perception_nodes.world.actors import FLEET_PAINT
+
+    fleet = World(load_scene("fleet", seed=5))
+    paints = {c for _, c in FLEET_PAINT}
+    bodies = [a.parts[0].color for a in fleet.actors if a.class_name == "car"]
+    near = [min(max(abs(x - y) for x, y in zip(body, p)) for p in paints) <= 6 for body in bodies]
+    assert bodies and all(near)
+    plain = [a.parts[0].color for a in fleet.actors if a.class_name == "car"
+             and min(max(abs(x - y) for x, y in zip(a.parts[0].color, p)) for _, p in FLEET_PAINT[:4]) <= 6]
+    assert len(plain) >= 0.6 * len(bodies)   # white, black, grey or silver
+    default = World(load_scene("default", seed=5))
+    assert load_scene("default").appearance == "varied"
+    assert not all(min(max(abs(x - y) for x, y in zip(a.parts[0].color, p)) for p in paints) <= 6
+                   for a in default.actors if a.class_name == "car")

@@ -123,13 +123,14 @@ class DetectorNode(LifecycleNode):
                                        minimum=0.0, maximum=10000.0, read_only=True)
         self.publish_debug_image = params.declare("publish_debug_image", False, "Publish <cam>/detections/image.")
         embedding = params.declare("appearance_embedding", "", "Per-detection appearance embedding for the tracker: "
-                                   "'' (none) or 'hsv-hist' (colour histogram of the box).", read_only=True,
-                                   validator=lambda v: None if v in ("", "hsv-hist") else "'' or 'hsv-hist'")
+                                   "'' (none), 'hsv-hist' (colour histogram of the box) or a registered embedder "
+                                   "name@version (e.g. reid-fleet@1, models/manifest.yaml).", read_only=True)
         self.embedder = None
-        if embedding == "hsv-hist":
-            from perception_nodes.reid.appearance import ColorHistogramEmbedder
+        if embedding:
+            from perception_nodes.retrieval.embedders import load_embedder
 
-            self.embedder = ColorHistogramEmbedder()
+            # A missing or corrupt embedder fails start-up with the reason (run_node reports it).
+            self.embedder = load_embedder(embedding)
         self.autostart = params.declare("autostart", True, "Configure and activate at start-up.", read_only=True)
         self.manifest = params.declare("manifest", "", "Model manifest; empty: the package's models/manifest.yaml.",
                                        read_only=True)

@@ -15,6 +15,7 @@ import numpy as np
 from perception_nodes.errors import ImageFormatError, PerceptionError
 
 CROP_MARGIN = 0.1
+MIN_SIDE_PX = 4   # a smaller crop carries no appearance: a zero row, as the colour histogram gives
 MEAN = np.array([0.45, 0.45, 0.45], np.float32)
 STD = np.array([0.25, 0.25, 0.25], np.float32)
 
@@ -31,7 +32,7 @@ def crop_with_margin(image_bgr: np.ndarray, box, margin: float = CROP_MARGIN) ->
     mx, my = margin * (x2 - x1), margin * (y2 - y1)
     left, top = int(max(0, np.floor(x1 - mx))), int(max(0, np.floor(y1 - my)))
     right, bottom = int(min(width, np.ceil(x2 + mx))), int(min(height, np.ceil(y2 + my)))
-    if right - left < 2 or bottom - top < 2:
+    if right - left < MIN_SIDE_PX or bottom - top < MIN_SIDE_PX:
         return None
     return image_bgr[top:bottom, left:right]
 
@@ -83,7 +84,7 @@ class OnnxEmbedder:
     def embed_crops(self, crops: list[np.ndarray], boxes=None) -> np.ndarray:
         """Rows for crops that already carry their margin (the retrieval evaluation's sightings)."""
         out = np.zeros((len(crops), self.dim), np.float32)
-        usable = [i for i, c in enumerate(crops) if c is not None and c.ndim == 3 and min(c.shape[:2]) >= 2]
+        usable = [i for i, c in enumerate(crops) if c is not None and c.ndim == 3 and min(c.shape[:2]) >= MIN_SIDE_PX]
         for start in range(0, len(usable), 64):
             chunk = usable[start:start + 64]
             out[chunk] = self._run(np.stack([preprocess(crops[i], self.input_size) for i in chunk]))
