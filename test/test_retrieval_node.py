@@ -130,3 +130,14 @@ def test_retrieval_node_indexes_tracks_and_answers_queries(ros_context, executor
     assert call("stats", IndexStats.Request()).items == items_before - len(hit_ids)
     node.destroy_node()
     helper.destroy_node()
+
+
+def test_every_node_module_runs_as_a_script():
+    """The runner starts nodes with `python -m perception_nodes.nodes.NAME`: a module without the guard exits 0
+    at once and is restarted forever (the retrieval node once did)."""
+    from pathlib import Path
+
+    nodes = Path(__file__).resolve().parents[1] / "perception_nodes" / "nodes"
+    missing = [p.name for p in nodes.glob("*.py") if p.stem != "__init__" and "def main(" in p.read_text()
+               and 'if __name__ == "__main__":' not in p.read_text()]
+    assert not missing

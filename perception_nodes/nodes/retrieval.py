@@ -494,3 +494,7 @@ class RetrievalNode(LifecycleNode):
 
 def main(args=None) -> int:
     return run_node(RetrievalNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
