@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from perception_nodes.retrieval.crops import CropSelector, crop_quality, cut_crop
+from perception_nodes.retrieval.embedders import embed_crops
 from perception_nodes.retrieval.index import RetrievalIndex
 from perception_nodes.retrieval.rerank import (STAGE_ORDER, QueryContext, Reranker, TravelTimeModel,
                                                travel_pairs_from_neighbours)
@@ -94,14 +95,7 @@ def sightings(scene: str, seed: int, stride_s: float = 0.5, window_s: float = 2.
 
 def embed_sightings(embedder, items: list[Sighting]) -> np.ndarray:
     """One row per sighting (the embedder sees the crop and the box inside it)."""
-    rows = []
-    for batch_start in range(0, len(items), 256):
-        batch = items[batch_start:batch_start + 256]
-        if hasattr(embedder, "embed_crops"):
-            rows.append(embedder.embed_crops([s.crop for s in batch], [s.box for s in batch]))
-        else:
-            rows.extend(embedder.embed(s.crop, np.array([s.box]))[0] for s in batch)
-    return np.vstack(rows).astype(np.float32) if rows else np.zeros((0, embedder.dim), np.float32)
+    return embed_crops(embedder, [s.crop for s in items], [s.box for s in items]).astype(np.float32)
 
 
 def average_precision(relevant: np.ndarray, total_relevant: int) -> float:

@@ -34,7 +34,7 @@ from sensor_msgs.msg import Image
 from perception_nodes.errors import PerceptionError
 from perception_nodes.image_codec import image_to_bgr8
 from perception_nodes.retrieval.crops import CropSelector, crop_quality, cut_crop
-from perception_nodes.retrieval.embedders import HSV_HIST, load_embedder
+from perception_nodes.retrieval.embedders import HSV_HIST, embed_crops, load_embedder
 from perception_nodes.retrieval.index import RetrievalIndex, default_store_dir
 from perception_nodes.retrieval.rerank import (QueryContext, Reranker, TravelTimeModel, parse_stages,
                                                travel_pairs_from_global_ids, travel_pairs_from_neighbours)
@@ -308,7 +308,7 @@ class RetrievalNode(LifecycleNode):
         if index is None or embedder is None:
             return
         try:
-            vectors = np.vstack([embedder.embed(crop, np.array([inner]))[0] for crop, inner, _ in payloads])
+            vectors = embed_crops(embedder, [crop for crop, _, _ in payloads], [inner for _, inner, _ in payloads])
             usable = np.linalg.norm(vectors, axis=1) > 1e-6
             thumbnails = None
             if self.thumbnail_quality:

@@ -24,14 +24,19 @@ class EmbedderError(PerceptionError):
     """An embedder model is missing, corrupt or not an embedder."""
 
 
-def crop_with_margin(image_bgr: np.ndarray, box, margin: float = CROP_MARGIN) -> np.ndarray | None:
-    height, width = image_bgr.shape[:2]
+def margin_bounds(shape, box, margin: float = CROP_MARGIN) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) px of the box grown by ``margin`` of its size on each side, clipped to the image."""
+    height, width = shape[:2]
     x1, y1, x2, y2 = (float(v) for v in box)
-    if not np.all(np.isfinite((x1, y1, x2, y2))):
-        return None
     mx, my = margin * (x2 - x1), margin * (y2 - y1)
-    left, top = int(max(0, np.floor(x1 - mx))), int(max(0, np.floor(y1 - my)))
-    right, bottom = int(min(width, np.ceil(x2 + mx))), int(min(height, np.ceil(y2 + my)))
+    return (int(max(0, np.floor(x1 - mx))), int(max(0, np.floor(y1 - my))),
+            int(min(width, np.ceil(x2 + mx))), int(min(height, np.ceil(y2 + my))))
+
+
+def crop_with_margin(image_bgr: np.ndarray, box, margin: float = CROP_MARGIN) -> np.ndarray | None:
+    if not np.all(np.isfinite(np.asarray(box, dtype=np.float64))):
+        return None
+    left, top, right, bottom = margin_bounds(image_bgr.shape, box, margin)
     if right - left < MIN_SIDE_PX or bottom - top < MIN_SIDE_PX:
         return None
     return image_bgr[top:bottom, left:right]

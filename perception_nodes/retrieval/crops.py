@@ -13,6 +13,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from perception_nodes.reid.learned import margin_bounds
+
 
 def crop_quality(image_bgr: np.ndarray, box, confidence: float = 1.0, border_px: float = 2.0,
                  sharpness_reference: float = 60.0) -> float:
@@ -32,11 +34,8 @@ def crop_quality(image_bgr: np.ndarray, box, confidence: float = 1.0, border_px:
 
 def cut_crop(image_bgr: np.ndarray, box, margin: float = 0.1) -> tuple[np.ndarray, tuple[float, float, float, float]]:
     """The box with a margin, and the box's coordinates inside that crop."""
-    height, width = image_bgr.shape[:2]
+    left, top, right, bottom = margin_bounds(image_bgr.shape, box, margin)
     x1, y1, x2, y2 = (float(v) for v in box)
-    mx, my = margin * (x2 - x1), margin * (y2 - y1)
-    left, top = int(max(0, np.floor(x1 - mx))), int(max(0, np.floor(y1 - my)))
-    right, bottom = int(min(width, np.ceil(x2 + mx))), int(min(height, np.ceil(y2 + my)))
     return image_bgr[top:bottom, left:right].copy(), (x1 - left, y1 - top, x2 - left, y2 - top)
 
 

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +108,7 @@ class RetrievalIndex:
                 if data:
                     name = f"{uuid.uuid4().hex}.jpg"
                     self.store.write_thumbnail(name, data)
-                    obs = Observation(**{**obs.__dict__, "thumbnail": name})
+                    obs = replace(obs, thumbnail=name)
                 named.append(obs)
             observations = named
         with self._lock:
@@ -209,6 +209,3 @@ class RetrievalIndex:
             self.backend.close()
             self.store.close()
 
-
-def not_found(message: str) -> RetrievalError:
-    return RetrievalError(RetrievalErrorCode.NOT_FOUND, message)

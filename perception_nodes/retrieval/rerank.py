@@ -169,8 +169,8 @@ class Reranker:
             elif stage is Stage.EXPANSION:
                 visual = self._expansion(query, visual, stored)
             elif stage is Stage.KRECIPROCAL and len(hits) >= 3 * self.config.k1:
-                # A shortlist too small for neighbourhoods of k1 to mean anything is left as it is (re-ranking it
-                # cost drive-in/drive-out R@1 on the tuning seed, whose entry galleries hold about 20 vehicles).
+                # A shortlist too small for neighbourhoods of k1 to mean anything is left as it is (re-ranking the
+                # small entry galleries of the drive-in/drive-out task cost R@1 on the tuning seed).
                 visual = self._k_reciprocal(query, stored)
             elif stage is Stage.SPATIOTEMPORAL:
                 bonus += self._spatiotemporal(query, hits)
