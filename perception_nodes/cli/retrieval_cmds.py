@@ -187,7 +187,9 @@ def run_bench(args) -> int:
 
         dim = load_embedder(args.embedder).dim
     sizes = [int(float(s)) for s in args.sizes.split(",")]
-    emit(bench_retrieval(sizes, dim, args.queries, int(float(args.milvus_max)), int(float(args.insert_items))))
+    ef_sweep = tuple(int(v) for v in args.ef_search.split(",")) if args.ef_search else ()
+    emit(bench_retrieval(sizes, dim, args.queries, int(float(args.milvus_max)), int(float(args.insert_items)),
+                         ef_sweep))
     return 0
 
 
@@ -201,4 +203,6 @@ def add_bench_parser(bench_sub) -> None:
     be.add_argument("--queries", type=int, default=300)
     be.add_argument("--milvus-max", default="1e5", help="largest size also run on Milvus (milvus-lite)")
     be.add_argument("--insert-items", default="5e4")
+    be.add_argument("--ef-search", default="", help="comma list: also sweep HNSW efSearch (unfiltered) at "
+                                                    "each size that uses the graph, e.g. 64,128,256,512")
     be.set_defaults(func=run_bench)

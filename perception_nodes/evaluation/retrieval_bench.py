@@ -1,8 +1,10 @@
 """``perception bench retrieval``: query latency and recall against exact search at growing index sizes,
 unfiltered and with selective filters, insert throughput, re-ranking cost; FAISS and Milvus side by side.
 
-Vectors are a mixture of clusters (objects seen many times) in the embedder's dimension; metadata spreads
-them over 100 cameras and a day, so a camera is a 1 % filter and a camera plus a tenth of the day 0.1 %.
+Vectors are a mixture of clusters (objects seen many times) in the embedder's dimension; queries are new
+sightings of indexed objects (fresh noise around the index's own cluster centres), which is what a retrieval
+query is. Metadata spreads the vectors over 100 cameras and a day, so a camera is a 1 % filter and a camera
+plus a tenth of the day 0.1 %.
 """
 from __future__ import annotations
 
@@ -21,10 +23,24 @@ DAY_NS = 86_400 * 10**9
 CAMERAS = 100
 
 
-def clustered_vectors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
-    centres = rng.standard_normal((max(n // 20, 1), dim)).astype(np.float32)
-    out = centres[rng.integers(len(centres), size=n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
+SIGHTINGS_PER_OBJECT = 20
+SIGHTING_NOISE = 0.6
+
+
+def cluster_centres(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    """One centre per object for an index of ``n`` sightings."""
+    return rng.standard_normal((max(n // SIGHTINGS_PER_OBJECT, 1), dim)).astype(np.float32)
+
+
+def sightings(centres: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` unit vectors, each a noisy sighting of a random object."""
+    out = centres[rng.integers(len(centres), size=n)]
+    out = out + SIGHTING_NOISE * rng.standard_normal(out.shape).astype(np.float32)
     return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def clustered_vectors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    return sightings(cluster_centres(n, dim, rng), n, rng)
 
 
 def observations(n: int, rng: np.random.Generator) -> list[Observation]:
@@ -44,15 +60,17 @@ def _exact_top(vectors: np.ndarray, keep: np.ndarray | None, query: np.ndarray, 
     return set((top + 1).tolist())
 
 
-def _measure(search, vectors, obs_cam, obs_stamp, queries, k=10) -> dict:
+def _measure(search, vectors, obs_cam, obs_stamp, queries, k=10, filters: tuple[str, ...] | None = None) -> dict:
     out = {}
-    filters = {
+    cases = {
         "unfiltered": (None, None),
         "filter_1pct": (QueryFilter(camera_ids=("cam07",)), obs_cam == 7),
         "filter_0.1pct": (QueryFilter(camera_ids=("cam07",), start_ns=T0, end_ns=T0 + DAY_NS // 10),
                           (obs_cam == 7) & (obs_stamp <= T0 + DAY_NS // 10)),
     }
-    for name, (flt, keep) in filters.items():
+    for name, (flt, keep) in cases.items():
+        if filters is not None and name not in filters:
+            continue
         latencies, recalls = [], []
         for q in queries:
             started = time.perf_counter()
@@ -66,7 +84,8 @@ def _measure(search, vectors, obs_cam, obs_stamp, queries, k=10) -> dict:
 
 
 def bench_retrieval(sizes: list[int], dim: int, queries: int = 300, milvus_max: int = 100_000,
-                    insert_items: int = 50_000, log=print) -> dict:
+                    insert_items: int = 50_000, ef_sweep: tuple[int, ...] = (), log=print) -> dict:
+    """Run the benchmark; ``ef_sweep`` also measures unfiltered HNSW search at each efSearch given."""
     rng = np.random.default_rng(0)
     result: dict = {"dim": dim, "sizes": {}, "queries": queries}
     with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as tmp:
@@ -92,11 +111,12 @@ def bench_retrieval(sizes: list[int], dim: int, queries: int = 300, milvus_max: 
         log(f"[bench] inserts {result['inserts_per_s']}/s (durable, batches of 1000); re-ranking k=100 "
             f"p50 {result['rerank_k100']['p50_ms']} ms p99 {result['rerank_k100']['p99_ms']} ms")
         for n in sizes:
-            vectors = clustered_vectors(n, dim, rng)
+            centres = cluster_centres(n, dim, rng)
+            vectors = sightings(centres, n, rng)
             cams = rng.integers(CAMERAS, size=n)
             stamps = T0 + rng.integers(DAY_NS, size=n)
             obs = [Observation(f"cam{c:02d}", int(s), 0, "car") for c, s in zip(cams, stamps)]
-            qs = clustered_vectors(queries, dim, rng)
+            qs = sightings(centres, queries, rng)
             entry: dict = {}
             backend = FaissBackend(dim)
             started = time.perf_counter()
@@ -108,6 +128,16 @@ def bench_retrieval(sizes: list[int], dim: int, queries: int = 300, milvus_max: 
             log(f"[bench] {n} vectors FAISS {backend.index_type} (built in {entry['faiss']['build_s']} s): "
                 + "; ".join(f"{k} p50 {v['p50_ms']} p99 {v['p99_ms']} ms R@10 {v['recall_at_10']}"
                             for k, v in entry["faiss"].items() if isinstance(v, dict)))
+            if ef_sweep and backend.index_type.startswith("HNSW"):
+                default_ef, sweep = backend.ef_search, {}
+                for ef in ef_sweep:
+                    backend.ef_search = int(ef)
+                    sweep[str(ef)] = _measure(backend.search, vectors, cams, stamps, qs, filters=("unfiltered",))[
+                        "unfiltered"]
+                    log(f"[bench] {n} vectors HNSW efSearch {ef}: p50 {sweep[str(ef)]['p50_ms']} "
+                        f"p99 {sweep[str(ef)]['p99_ms']} ms R@10 {sweep[str(ef)]['recall_at_10']}")
+                backend.ef_search = default_ef
+                entry["faiss_ef_sweep"] = sweep
             del backend
             if n <= milvus_max:
                 from perception_nodes.retrieval.backends import MilvusBackend
