@@ -19,7 +19,8 @@ Layout for a site with cameras cam0..camN under namespace NS (default: none):
   /NS/retrieval            every camera's images + tracks (+ objects) -> the best crop per track per window,
                            indexed; ~/query_by_image, ~/query_by_id, ~/query_by_embedding, ~/delete, ~/stats,
                            ~/snapshot (with tracking)
-  /NS/monitor              health aggregator  -> /diagnostics, ~/get_health
+  /NS/monitor              every camera's camera_info/detections/tracks, objects, risk/assessment (header only)
+                           and every node's health -> /diagnostics, ~/get_health, Prometheus on loopback
 Calibration comes from the manifest's calibration_dir unless calibration_dir is
 given: the site publisher builds the TF tree from it and every camera reads its
 CameraInfo from the same files. A synthetic scene is a site whose cameras are
@@ -75,11 +76,7 @@ def _join(*parts: str) -> str:
 
 def detector_parameters(params_file: str | None = None) -> dict:
     """The detector's ``ros__parameters`` in the params file (default: config/perception.yaml)."""
-    import yaml
-
-    path = params_file or str(config_dir() / DEFAULT_PARAMS_FILE)
-    with open(path) as handle:
-        return (yaml.safe_load(handle) or {}).get("/**/detector", {}).get("ros__parameters", {}) or {}
+    return node_parameters("detector", params_file)
 
 
 def configured_detector_model(params_file: str | None = None) -> str:
@@ -202,8 +199,44 @@ def build_graph(site: str | os.PathLike | SiteManifest, seed: int | None = None,
                               {"cameras": [c.id for c in manifest.cameras],
                                "store_dir": str(default_store_dir() / manifest.name)}))
     if "monitor" in stages:
-        specs.append(NodeSpec("monitor", "monitor", _join(namespace), [params]))
+        specs.append(NodeSpec("monitor", "monitor", _join(namespace), [params],
+                              monitor_overrides(manifest, specs, params, camera_rate_hz)))
     return specs
+
+
+def node_parameters(node: str, params_file: str | None = None) -> dict:
+    """A node's ``ros__parameters`` under ``/**/<node>`` in the params file (default: config/perception.yaml)."""
+    import yaml
+
+    path = params_file or str(config_dir() / DEFAULT_PARAMS_FILE)
+    with open(path) as handle:
+        return (yaml.safe_load(handle) or {}).get(f"/**/{node}", {}).get("ros__parameters", {}) or {}
+
+
+def monitor_overrides(site: SiteManifest, specs: list[NodeSpec], params_file: str,
+                      camera_rate_hz: float | None = None) -> dict:
+    """What the monitor watches: each camera's streams at the rate the manifest (or the override) sets, and the
+    map-frame topics at the localizer's publish rate, for the stages the graph runs."""
+    executables = {s.executable for s in specs} | {m.executable for s in specs for m in s.members}
+    watched = []
+    if "camera" in executables:
+        watched.append("capture")
+    if "detector" in executables:
+        watched.append("detections")
+    if "tracker" in executables:
+        watched.append("tracks")
+    if "localizer" in executables:
+        watched.append("objects")
+    if "risk" in executables:
+        watched.append("assessment")
+    overrides: dict = {"stages": watched or [""]}
+    if "camera" in executables:
+        overrides["cameras"] = [c.id for c in site.cameras]
+        overrides["camera_rates_hz"] = [float(camera_rate_hz if camera_rate_hz is not None else c.rate_hz)
+                                        for c in site.cameras]
+    if "localizer" in executables:
+        overrides["objects_rate_hz"] = float(node_parameters("localizer", params_file).get("publish_rate_hz", 10.0))
+    return overrides
 
 
 def write_members_file(spec: NodeSpec, folder: str | os.PathLike, extra_parameters: dict | None = None) -> str:

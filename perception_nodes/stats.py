@@ -22,6 +22,7 @@ class HealthSnapshot:
     processing_ms_p99: float
     output_rate_hz: float
     extra: dict[str, int] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)
 
 
 class NodeCounters:
@@ -42,6 +43,7 @@ class NodeCounters:
         self.dropped = 0
         self.errors = 0
         self._extra: dict[str, int] = {}
+        self._values: dict[str, float] = {}
 
     def on_received(self, n: int = 1) -> None:
         with self._lock:
@@ -74,11 +76,21 @@ class NodeCounters:
         with self._lock:
             self._extra[name] = int(value)
 
+    def set_value(self, name: str, value: float) -> None:
+        """A reading that is not a count (seconds, a ratio, a drift statistic): the latest value."""
+        with self._lock:
+            self._values[name] = float(value)
+
+    def set_values(self, values: dict[str, float]) -> None:
+        with self._lock:
+            self._values.update({k: float(v) for k, v in values.items()})
+
     def snapshot(self) -> HealthSnapshot:
         with self._lock:
             durations = np.asarray(self._durations_ms, dtype=np.float64)
             times = list(self._output_times)
             extra = dict(self._extra)
+            values = dict(self._values)
             received, processed, dropped, errors = self.received, self.processed, self.dropped, self.errors
         if durations.size:
             p50, p95, p99 = (float(v) for v in np.percentile(durations, [50, 95, 99]))
@@ -87,4 +99,4 @@ class NodeCounters:
         rate = 0.0
         if len(times) >= 2 and times[-1] > times[0]:
             rate = (len(times) - 1) / (times[-1] - times[0])
-        return HealthSnapshot(received, processed, dropped, errors, p50, p95, p99, rate, extra)
+        return HealthSnapshot(received, processed, dropped, errors, p50, p95, p99, rate, extra, values)

@@ -1,29 +1,48 @@
-"""Monitor node: collects every node's NodeHealth and reports the whole graph.
+"""Monitor node: measures the pipeline from the stamps, collects every node's health, and reports both.
 
-Subscribes  /perception/health             perception_nodes/NodeHealth
-Publishes   /diagnostics                   diagnostic_msgs/DiagnosticArray (1 Hz, for rqt_robot_monitor)
-Service     ~/get_health                   perception_nodes/GetHealth
+Subscribes  <cam>/camera_info, <cam>/detections, <cam>/tracks     (per camera, raw: only the header is read)
+            objects                                               perception_nodes/LocalizedObjectArray
+            risk/assessment                                       (raw: only the header is read)
+            /perception/health                                    perception_nodes/NodeHealth
+Publishes   /diagnostics     diagnostic_msgs/DiagnosticArray: one status per node (its own report; STALE when
+                             silent), per watched topic (rate and jitter against the expected rate, data age
+                             p50/p95/p99 from header stamps), and the pipeline's hand-overs (frames lost between
+                             stages, time per stage)
+Service     ~/get_health     perception_nodes/GetHealth
+Endpoint    http://<metrics_address>:<metrics_port>/metrics (Prometheus; loopback unless configured)
 
-A node that has not reported for ``stale_after_s`` is reported as stale
-(DiagnosticStatus.STALE) until it reports again.
+Which topics are watched and at what rates they are expected comes from the graph (``cameras``,
+``camera_rates_hz``, ``stages``; ``graph.build_graph`` fills them from the site manifest). A frame's age at
+``<cam>/tracks`` is receipt time - capture stamp: the whole capture -> tracks latency, measured here rather
+than reported by the nodes about themselves. Drift is judged where the frames are (the detector) and reported
+in its health values; the monitor relays it to diagnostics and Prometheus.
 """
 from __future__ import annotations
 
 import threading
+import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo
 
+from perception_nodes.monitoring.graph import GraphMonitor, NodeReport
+from perception_nodes.monitoring.topics import Stage, TopicSpec, TopicThresholds
 from perception_nodes.ros import qos
+from perception_nodes.ros.cdr_peek import CdrError, header_stamp_ns, strings_after_header
 from perception_nodes.ros.health import HEALTH_TOPIC
+from perception_nodes.ros.logthrottle import ThrottledLogger
 from perception_nodes.ros.main import run_node
 from perception_nodes.ros.params import ParameterSet
+
+WATCHABLE_STAGES = tuple(s.value for s in Stage)
 
 
 class MonitorNode(Node):
     def __init__(self, **kwargs):
         super().__init__("monitor", **kwargs)
-        from perception_nodes.msg import NodeHealth, ServiceStatus
+        from perception_nodes.msg import LocalizedObjectArray, NodeHealth, RiskAssessment, ServiceStatus, TrackArray
+        from perception_nodes.msg import DetectionArray
         from perception_nodes.srv import GetHealth
 
         self._NodeHealth, self._ServiceStatus = NodeHealth, ServiceStatus
@@ -32,21 +51,132 @@ class MonitorNode(Node):
                                             minimum=0.1, maximum=3600.0)
         self.publish_period_s = params.declare("publish_period_s", 1.0, "Period of /diagnostics.",
                                                minimum=0.05, maximum=60.0, read_only=True)
-        params.on_change(lambda changed: setattr(self, "stale_after_s", changed.get("stale_after_s", self.stale_after_s)))
+        cameras = [c for c in params.declare("cameras", [""], "Camera ids whose streams are watched; ['']: none.",
+                                             read_only=True) if c]
+        rates = list(params.declare("camera_rates_hz", [0.0], "Per camera (parallel to cameras): the rate its "
+                                    "streams are expected at; [0.0]: not judged.", read_only=True))
+        if len(rates) != len(cameras):
+            rates = [0.0] * len(cameras)
+        stages = [s for s in params.declare("stages", list(WATCHABLE_STAGES), "Pipeline stages to watch: "
+                                            f"{', '.join(WATCHABLE_STAGES)}; ['']: none.", read_only=True,
+                                            validator=self._check_stages) if s]
+        objects_rate = params.declare("objects_rate_hz", 0.0, "Expected rate of objects and risk/assessment "
+                                      "(the localizer's publish rate); 0: not judged.", minimum=0.0, maximum=1000.0,
+                                      read_only=True)
+        thresholds = TopicThresholds(
+            window_s=params.declare("window_s", 10.0, "Rates, jitter and age percentiles over this much traffic.",
+                                    minimum=1.0, maximum=600.0, read_only=True),
+            rate_warn_ratio=params.declare("rate_warn_ratio", 0.8, "Below this share of the expected rate: WARN.",
+                                           minimum=0.01, maximum=1.0, read_only=True),
+            rate_error_ratio=params.declare("rate_error_ratio", 0.5, "Below this share: ERROR.", minimum=0.01,
+                                            maximum=1.0, read_only=True),
+            jitter_warn_ratio=params.declare("jitter_warn_ratio", 0.5, "Inter-arrival std above this share of the "
+                                             "expected period: WARN.", minimum=0.01, maximum=100.0, read_only=True),
+            age_warn_s=params.declare("age_warn_s", 0.5, "Data age p95 above this: WARN.", minimum=0.001,
+                                      maximum=600.0, read_only=True),
+            age_error_s=params.declare("age_error_s", 2.0, "Data age p95 above this: ERROR.", minimum=0.001,
+                                       maximum=600.0, read_only=True),
+            stale_after_s=self.stale_after_s)
+        metrics_port = params.declare("metrics_port", 9464, "Prometheus endpoint port; 0: any free port; -1: off.",
+                                      minimum=-1, maximum=65535, read_only=True)
+        # Loopback unless a deployment asks otherwise: the endpoint has no authentication.
+        metrics_address = params.declare("metrics_address", "127.0.0.1", "Address the endpoint binds to.",
+                                         read_only=True)
+        params.on_change(lambda changed: setattr(self, "stale_after_s", changed.get("stale_after_s",
+                                                                                   self.stale_after_s)))
+        self.log = ThrottledLogger(self.get_logger())
         self._lock = threading.Lock()
-        self._latest: dict[str, tuple] = {}  # node name -> (NodeHealth, receive time ns)
+        self._latest: dict[str, tuple] = {}  # node name -> (NodeHealth, receive time ns), for ~/get_health
+        self.malformed_total = 0
+        specs = []
+        for cam, rate in zip(cameras, rates):
+            expected = float(rate) or None
+            for stage, name in ((Stage.CAPTURE, "camera_info"), (Stage.DETECTIONS, "detections"),
+                                (Stage.TRACKS, "tracks")):
+                if stage.value in stages:
+                    specs.append(TopicSpec(self._resolve(f"{cam}/{name}"), stage, cam, expected))
+        site_rate = float(objects_rate) or None
+        if Stage.OBJECTS.value in stages:
+            specs.append(TopicSpec(self._resolve("objects"), Stage.OBJECTS, "", site_rate))
+        if Stage.ASSESSMENT.value in stages:
+            specs.append(TopicSpec(self._resolve("risk/assessment"), Stage.ASSESSMENT, "", site_rate))
+        self.graph = GraphMonitor(specs, thresholds, stale_after_s=self.stale_after_s)
+        raw_types = {Stage.CAPTURE: (CameraInfo, qos.CAMERA_INFO_ANY), Stage.DETECTIONS: (DetectionArray, qos.RESULTS),
+                     Stage.TRACKS: (TrackArray, qos.RESULTS), Stage.ASSESSMENT: (RiskAssessment, qos.COMMANDS)}
+        for spec in specs:
+            if spec.stage is Stage.OBJECTS:
+                self.create_subscription(LocalizedObjectArray, spec.topic, self._on_objects, qos.RESULTS,
+                                         qos_overriding_options=qos.overridable())
+                continue
+            msg_type, profile = raw_types[spec.stage]
+            with_model = spec.stage is Stage.DETECTIONS
+            # raw=True: the callback gets the serialized bytes; only the header (and the model name) is read.
+            self.create_subscription(msg_type, spec.topic, lambda raw, t=spec.topic, m=with_model: self._on_raw(t, raw, m),
+                                     profile, raw=True, qos_overriding_options=qos.overridable())
         self.create_subscription(NodeHealth, HEALTH_TOPIC, self._on_health, qos.HEALTH,
                                  qos_overriding_options=qos.overridable())
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10, qos_overriding_options=qos.overridable())
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10,
+                                              qos_overriding_options=qos.overridable())
         self.create_service(GetHealth, "~/get_health", self._get_health)
         self.create_timer(self.publish_period_s, self._publish_diagnostics)
+        self.metrics = None
+        if metrics_port >= 0:
+            from perception_nodes.monitoring.metrics import MetricsServer
+
+            try:
+                self.metrics = MetricsServer(self.snapshot, metrics_address, metrics_port)
+                self.get_logger().info(f"Prometheus metrics on http://{metrics_address}:{self.metrics.port}/metrics")
+            except OSError as exc:  # port taken: the monitor still serves diagnostics
+                self.get_logger().error(f"metrics endpoint {metrics_address}:{metrics_port} not started: {exc}")
+        self.get_logger().info(f"watching {len(specs)} topics of {len(cameras)} camera(s)")
+
+    def _check_stages(self, values) -> str | None:
+        unknown = [v for v in values if v and v not in WATCHABLE_STAGES]
+        return f"unknown stages {unknown}; known: {list(WATCHABLE_STAGES)}" if unknown else None
+
+    def _resolve(self, topic: str) -> str:
+        return self.resolve_topic_name(topic)
+
+    def _now_s(self) -> float:
+        return self.get_clock().now().nanoseconds / 1e9
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def _on_raw(self, topic: str, raw: bytes, with_model: bool) -> None:
+        receipt = self._now_s()
+        try:
+            stamp = header_stamp_ns(raw)
+            model = strings_after_header(raw, 2)[1] if with_model else ""
+        except CdrError as exc:
+            with self._lock:
+                self.malformed_total += 1
+            self.log.warn(f"malformed_{topic}", f"{topic}: unreadable message skipped: {exc}")
+            return
+        with self._lock:
+            self.graph.on_message(topic, receipt, stamp, model)
+
+    def _on_objects(self, msg) -> None:
+        receipt = self._now_s()
+        # Age of the fused objects: from the newest image that observed any of them (capture -> objects).
+        newest = max((o.last_seen.sec * 1_000_000_000 + o.last_seen.nanosec for o in msg.objects), default=0)
+        with self._lock:
+            self.graph.on_message(self._resolve("objects"), receipt, newest or None)
 
     def _on_health(self, msg) -> None:
+        received_ns = self.get_clock().now().nanoseconds
+        report = NodeReport(msg.node_name, int(msg.level), msg.message, msg.received, msg.processed, msg.dropped,
+                            msg.errors, (msg.processing_ms_p50, msg.processing_ms_p95, msg.processing_ms_p99),
+                            msg.output_rate_hz, dict(zip(msg.counter_names, msg.counter_values)),
+                            dict(zip(msg.value_names, msg.values)), received_ns / 1e9)
         with self._lock:
-            self._latest[msg.node_name] = (msg, self.get_clock().now().nanoseconds)
+            self._latest[msg.node_name] = (msg, received_ns)
+            self.graph.on_health(report)
 
-    def _is_stale(self, received_ns: int) -> bool:
-        return (self.get_clock().now().nanoseconds - received_ns) / 1e9 > self.stale_after_s
+    # -- outputs ---------------------------------------------------------------------------------
+    def snapshot(self):
+        """The graph as measured now (the Prometheus endpoint calls this from its own thread)."""
+        with self._lock:
+            self.graph.stale_after_s = self.stale_after_s
+            return self.graph.snapshot(self._now_s())
 
     def _get_health(self, request, response):
         with self._lock:
@@ -55,11 +185,12 @@ class MonitorNode(Node):
             response.status.code = self._ServiceStatus.NOT_FOUND
             response.status.message = f"no report from {request.node_name!r}; known: {sorted(entries)}"
             return response
+        now = self.get_clock().now().nanoseconds
         for name in sorted(entries):
             if request.node_name and name != request.node_name:
                 continue
             msg, received = entries[name]
-            if self._is_stale(received):
+            if (now - received) / 1e9 > self.stale_after_s:
                 msg.level = self._NodeHealth.LEVEL_ERROR
                 msg.message = f"stale: no report for more than {self.stale_after_s:.1f} s"
             response.nodes.append(msg)
@@ -67,24 +198,23 @@ class MonitorNode(Node):
         return response
 
     def _publish_diagnostics(self) -> None:
+        snap = self.snapshot()
+        with self._lock:
+            entries = self.graph.diagnostics(snap)
         out = DiagnosticArray()
         out.header.stamp = self.get_clock().now().to_msg()
-        with self._lock:
-            entries = dict(self._latest)
-        for name, (msg, received) in sorted(entries.items()):
-            status = DiagnosticStatus(name=f"perception: {name}", hardware_id=name)
-            if self._is_stale(received):
-                status.level, status.message = DiagnosticStatus.STALE, "no report"
-            else:
-                status.level = bytes([min(int(msg.level), 2)])
-                status.message = msg.message or "ok"
-            values = {"received": msg.received, "processed": msg.processed, "dropped": msg.dropped,
-                      "errors": msg.errors, "processing_ms_p50": f"{msg.processing_ms_p50:.2f}",
-                      "processing_ms_p95": f"{msg.processing_ms_p95:.2f}", "output_rate_hz": f"{msg.output_rate_hz:.2f}"}
-            values.update(zip(msg.counter_names, msg.counter_values))
-            status.values = [KeyValue(key=str(k), value=str(v)) for k, v in values.items()]
+        for entry in entries:
+            status = DiagnosticStatus(name=entry.name, hardware_id=entry.hardware_id, message=entry.message)
+            status.level = bytes([int(entry.level)])
+            status.values = [KeyValue(key=k, value=v) for k, v in entry.values]
             out.status.append(status)
         self.diag_pub.publish(out)
+
+    def destroy_node(self):
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
+        return super().destroy_node()
 
 
 def main(args=None) -> int:

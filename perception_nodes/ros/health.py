@@ -46,6 +46,8 @@ class HealthReporter:
         msg.output_rate_hz = snap.output_rate_hz
         msg.counter_names = list(snap.extra)
         msg.counter_values = [int(v) for v in snap.extra.values()]
+        msg.value_names = list(snap.values)
+        msg.values = [float(v) for v in snap.values.values()]
         return msg
 
     def publish(self) -> None:
