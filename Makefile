@@ -51,9 +51,9 @@ cmake-paths:
 	  || $(call fail,cmake-paths,could not rewrite the wheels' CMake include paths)
 
 # tcpdump lets the loopback-only test capture on the other interfaces; ffmpeg serves the real-source graph
-# test's network stream on loopback.
+# test's network stream on loopback; headless chromium opens `perception report --html` in its test.
 system-tools:
-	@for tool in tcpdump ffmpeg; do \
+	@for tool in tcpdump ffmpeg chromium; do \
 	  if command -v $$tool >/dev/null; then echo "[setup] system-tools: $$tool present"; \
 	  elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "[setup] system-tools: installing $$tool"; \

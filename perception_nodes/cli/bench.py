@@ -47,6 +47,7 @@ def bench_pipeline(args) -> int:
     print(f"[bench] breakdown (p50): {result['breakdown']}")
     print(f"[bench] resident memory {result['memory_total_mb']} MB in {len(result['memory_mb'])} processes: "
           f"{result['memory_mb']}")
+    print(f"[bench] CPU while measuring, in cores: {result['cpu_cores_total']} in all; {result['cpu_cores']}")
     emit({**result, "site": site})
     return 0
 

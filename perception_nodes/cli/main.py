@@ -65,10 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     risk_cmds.add_parsers(sub)
     gate_cmds.add_parsers(sub)
+    from perception_nodes.cli import drift_cmds
+
+    drift_cmds.add_parsers(sub, eval_sub)
     report = sub.add_parser("report", help="Markdown report of the latest eval/bench results against the targets")
     report.add_argument("--results", default=None, help="results folder (default: $PERCEPTION_RESULTS_DIR or "
                                                         "runs/results)")
     report.add_argument("--out", default=None, help="also write the report to this file")
+    report.add_argument("--html", default=None, help="also write a self-contained HTML page with plots here")
+    report.add_argument("--timeline", default=None, help="a monitor timeline (JSON lines, e.g. a demo run's) "
+                                                         "for the rates and drift over time")
     report.set_defaults(func=_run_report)
     return parser
 
@@ -80,12 +86,24 @@ def _run_report(args) -> int:
     from perception_nodes.fileio import atomic_write_text
     from perception_nodes.results import build_report, load_results
 
-    records, problems = load_results(Path(args.results) if args.results else None)
+    from perception_nodes.results import results_dir
+
+    directory = Path(args.results) if args.results else results_dir()
+    records, problems = load_results(directory)
     text, summary = build_report(records, problems)
     print(text)
     if args.out:
         atomic_write_text(args.out, text)
         summary["out"] = args.out
+    if args.html:
+        from perception_nodes.monitoring.html_report import build_html, load_history, load_timeline
+
+        timeline = load_timeline(args.timeline) if args.timeline else None
+        page, html_summary = build_html(records, load_history(directory), timeline, summary)
+        atomic_write_text(args.html, page)
+        summary.update(html=args.html, **html_summary)
+        print(f"HTML report: {args.html} (plots with data: "
+              f"{', '.join(k for k, v in html_summary['plots'].items() if v) or 'none'})")
     emit(summary)
     return 0
 

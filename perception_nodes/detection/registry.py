@@ -40,6 +40,10 @@ class ModelEntry:
     backend: str = "ultralytics"  # ultralytics (.pt, .onnx through ONNX Runtime) or openvino (.onnx / .xml)
     precision: str = "fp32"  # openvino: fp32, bf16 or int8 (the inference precision it runs at)
     extra_files: dict = field(default_factory=dict)  # files the model needs beside `file` (OpenVINO IR .bin): sha256
+    drift_reference: str = ""  # reference feature distributions (monitoring/drift.py), relative to the manifest
+
+    def drift_reference_path(self) -> Path | None:
+        return self.file.parent / self.drift_reference if self.drift_reference else None
 
     @property
     def ref(self) -> str:
@@ -72,7 +76,8 @@ class ModelRegistry:
                                                    dict(raw.get("metrics", {})), str(raw.get("card", "")),
                                                    str(raw.get("backend", "ultralytics")),
                                                    str(raw.get("precision", "fp32")),
-                                                   dict(raw.get("extra_files", {}) or {})))
+                                                   dict(raw.get("extra_files", {}) or {}),
+                                                   str(raw.get("drift_reference", "") or "")))
                 except (KeyError, TypeError, ValueError):
                     raise ConfigError(f"{self.manifest}: model entry {i} needs name, version, file, sha256, classes, "
                                       "input_size") from None
@@ -108,7 +113,8 @@ class ModelRegistry:
                             "sha256": e.sha256, "classes": e.classes, "input_size": e.input_size,
                             "metrics": e.metrics, "card": e.card,
                             **({"backend": e.backend, "precision": e.precision} if e.backend != "ultralytics"
-                               else {}), **({"extra_files": e.extra_files} if e.extra_files else {})}
+                               else {}), **({"extra_files": e.extra_files} if e.extra_files else {}),
+                            **({"drift_reference": e.drift_reference} if e.drift_reference else {})}
                            for e in self.entries]}
         atomic_write_yaml(self.manifest, data, "# Model registry: perception_nodes loads models by name@version and "
                                                "checks sha256.\n")

@@ -15,6 +15,9 @@ For each camera id in ``cameras``:
              <cam>/detections/image           annotated debug image (publish_debug_image)
   ~/shadow_agreement                          std_msgs/Float64: mean F1 of shadow vs primary over the last
                                               window, after every shadow pass
+Drift: every frame's features go to a drift monitor holding the running model's reference (monitoring/drift.py,
+config/drift.yaml); every ``drift_period_s`` the statistics are published in health (``drift.<feature>`` and
+``drift_threshold.<feature>`` values) and a drifted feature turns the health WARN with its name.
 Services: ~/swap_model (perception_nodes/SwapModel): the new model loads on the runtime's loader thread while
 the current one keeps serving and the executor keeps taking images in; the reply comes once it serves.
 
@@ -46,6 +49,7 @@ from perception_nodes.detection.registry import DEFAULT_DETECTOR_REF, ModelError
 from perception_nodes.detection.runtime import DetectorRuntime, RuntimeConfig, default_loader
 from perception_nodes.errors import PerceptionError
 from perception_nodes.image_codec import image_to_bgr8, numpy_to_image
+from perception_nodes.monitoring.drift import DriftMonitor, reduce_frame
 from perception_nodes.ros import qos
 from perception_nodes.ros.convert import to_vision_msgs
 from perception_nodes.ros.health import HealthReporter
@@ -131,6 +135,14 @@ class DetectorNode(LifecycleNode):
 
             # A missing or corrupt embedder fails start-up with the reason (run_node reports it).
             self.embedder = load_embedder(embedding)
+        self.drift_enabled = params.declare("drift_monitoring", True, "Compare what the detector sees (image "
+                                            "brightness and contrast, scores, boxes, classes, embeddings, each "
+                                            "camera's view) with the model's drift reference; results in health.",
+                                            read_only=True)
+        self.drift_config_path = params.declare("drift_config", "", "Drift rules; empty: config/drift.yaml.",
+                                                read_only=True)
+        self.drift_period_s = params.declare("drift_period_s", 5.0, "Seconds (of image stamps) between drift "
+                                             "evaluations.", minimum=0.5, maximum=3600.0, read_only=True)
         self.autostart = params.declare("autostart", True, "Configure and activate at start-up.", read_only=True)
         self.manifest = params.declare("manifest", "", "Model manifest; empty: the package's models/manifest.yaml.",
                                        read_only=True)
@@ -149,7 +161,11 @@ class DetectorNode(LifecycleNode):
         self._entities: list = []  # what configure created, destroyed by cleanup
         self._shadow_pub = None
         self._status = (NodeHealth.LEVEL_OK, "")
-        self.health = HealthReporter(self, self.counters, status=lambda: self._status)
+        self.drift: DriftMonitor | None = None
+        self._drift_model = ""  # the model whose reference the drift monitor holds
+        self._drift_drifted: list[str] = []
+        self._drift_next_s = 0.0
+        self.health = HealthReporter(self, self.counters, status=self._health_status)
         if self.autostart:
             # One-shot timer: transitions run after construction, inside the executor.
             self._autostart_timer = self.create_timer(0.0, self._autostart)
@@ -179,6 +195,7 @@ class DetectorNode(LifecycleNode):
             self._status = (self._NodeHealth.LEVEL_ERROR, f"no model: {exc}")
             return TransitionCallbackReturn.FAILURE
         self.runtime = runtime
+        self._registry = registry
         self._fallbacks_seen = runtime.fallbacks
         if runtime.fallbacks:
             self.counters.set("fallbacks", runtime.fallbacks)
@@ -246,6 +263,7 @@ class DetectorNode(LifecycleNode):
         self._entities.clear()
         self._camera_publishers.clear()
         self._shadow_pub = None
+        self.drift, self._drift_model, self._drift_drifted = None, "", []
         if self.runtime is not None:
             self.runtime.close()
             self.runtime = None
@@ -274,6 +292,69 @@ class DetectorNode(LifecycleNode):
             self._status = (self._NodeHealth.LEVEL_WARN, f"running fallback {rt.primary.ref}: {rt.fallback_reason}")
         else:
             self._status = (self._NodeHealth.LEVEL_OK, "")
+        if self.drift_enabled:
+            self._load_drift(rt.primary.ref)
+
+    def _load_drift(self, running: str) -> None:
+        """A drift monitor holding the running model's reference (the reference follows swaps and fallbacks).
+        Without one, only each camera's view is watched, and the log says so."""
+        model = "@".join(running.split("@")[:2])  # "name@version@imgsz" runs the same model at another size
+        if model == self._drift_model and self.drift is not None:
+            return
+        from perception_nodes.monitoring.drift import DriftConfig, DriftReference, default_config_path
+
+        try:
+            config = DriftConfig.load(self.drift_config_path or default_config_path())
+        except PerceptionError as exc:
+            self.get_logger().error(f"drift monitoring off: {exc}")
+            self.drift = None
+            return
+        reference = None
+        try:
+            path = self._registry.resolve(model).drift_reference_path()
+            if path is None:
+                self.get_logger().warning(f"{model} has no drift reference (perception drift reference --model "
+                                          f"{model}): only the cameras' views are watched for drift")
+            else:
+                reference = DriftReference.load(path)
+        except PerceptionError as exc:
+            self.get_logger().warning(f"drift reference of {model} not loaded: {exc}")
+        self.drift = DriftMonitor(reference, config)
+        self._drift_model = model
+        self._drift_drifted = []
+
+    def _health_status(self) -> tuple[int, str]:
+        level, message = self._status
+        if self._drift_drifted:
+            note = "drift: " + ", ".join(self._drift_drifted)
+            return max(level, self._NodeHealth.LEVEL_WARN), f"{message}; {note}" if message else note
+        return level, message
+
+    def _observe_drift(self, frames, sources, results, embeddings_by_frame) -> None:
+        if self.drift is None:
+            return
+        latest = 0.0
+        for image, (cam, msg), rows, embeddings in zip(frames, sources, results, embeddings_by_frame):
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            latest = max(latest, stamp)
+            self.drift.observe(cam, stamp, reduce_frame(image), np.asarray(rows).reshape(-1, 6), image.shape[1],
+                               image.shape[0], embeddings)
+        if latest < self._drift_next_s:
+            return
+        if latest < self._drift_next_s - 10 * self.drift_period_s:  # the stamps jumped back (a bag loop)
+            self.drift = DriftMonitor(self.drift.reference, self.drift.config)
+        self._drift_next_s = latest + self.drift_period_s
+        report = self.drift.evaluate(latest)
+        values = {}
+        for name, feature in report.features.items():
+            if feature.statistic is not None:
+                values[f"drift.{name}"] = feature.statistic
+                values[f"drift_threshold.{name}"] = feature.threshold
+        self.counters.set_values(values)
+        if report.drifted != self._drift_drifted:
+            self.get_logger().warning(f"drift: {', '.join(report.drifted) or 'none'} (was: "
+                                      f"{', '.join(self._drift_drifted) or 'none'})")
+        self._drift_drifted = report.drifted
 
     def _check_parallel(self, name: str, values, valid) -> str | None:
         if list(values) in ([0], [""]):
@@ -347,11 +428,13 @@ class DetectorNode(LifecycleNode):
                 self.counters.set("fallbacks", self._fallbacks_seen)
                 self._report_model()
                 self.get_logger().warning(f"fell back to {model.ref}: {self.runtime.fallback_reason}")
+            embeddings_by_frame = []
             try:
                 for index, ((cam, msg), rows) in enumerate(zip(sources, results)):
                     pubs = self._camera_publishers[cam]
                     embeddings = self.embedder.embed(frames[index], np.asarray(rows).reshape(-1, 6)[:, :4]) \
                         if self.embedder is not None else None
+                    embeddings_by_frame.append(embeddings)
                     detections = self._to_msg(cam, msg, rows, model, embeddings)
                     self.counters.count(f"served_{cam}")
                     pubs[0].publish(detections)
@@ -367,6 +450,11 @@ class DetectorNode(LifecycleNode):
                 self.counters.on_error("publish")
                 self.log.error("publish", f"publishing detections failed: {exc}")
                 continue
+            try:
+                self._observe_drift(frames, sources, results, embeddings_by_frame)
+            except Exception as exc:  # noqa: BLE001 - drift is an observer: it never stops detection
+                self.counters.on_error("drift")
+                self.log.error("drift", f"drift evaluation failed: {exc}")
             if shadow is not None:
                 self.counters.count("shadow_batches")
                 agreement = self.shadow_agreement

@@ -1,0 +1,117 @@
+"""`perception drift reference` (a model's reference distributions, stored with the model version) and
+`perception eval drift` (the drift monitor on streams of known conditions, against Evidently's defaults)."""
+from __future__ import annotations
+
+import sys
+
+from perception_nodes.cli.common import emit
+
+BASELINE = "evidently_defaults"
+
+
+def _model(args) -> str:
+    from perception_nodes.graph import configured_detector_model
+
+    return args.model or configured_detector_model()
+
+
+def run_reference(args) -> int:
+    from perception_nodes.detection.registry import ModelRegistry
+    from perception_nodes.evaluation.detection import parse_seeds
+    from perception_nodes.evaluation.drift import StreamDetector, build_reference
+    from perception_nodes.fileio import atomic_write_text
+
+    ref = _model(args)
+    registry = ModelRegistry()
+    entry = registry.resolve(ref)
+    detector = StreamDetector(entry.ref)
+    try:
+        reference = build_reference(detector, entry.ref, args.scene, parse_seeds(args.seeds), args.frame_step,
+                                    command="perception " + " ".join(sys.argv[1:]))
+    finally:
+        detector.close()
+    name = f"{entry.file.stem}.drift.json" if entry.backend == "ultralytics" and entry.file.suffix != ".xml" \
+        else f"{entry.name}-{entry.version}.drift.json"
+    path = entry.file.parent / name
+    atomic_write_text(path, reference.to_json())
+    entry.drift_reference = name
+    registry.add(entry)
+    emit({"model": entry.ref, "reference": str(path), **reference.provenance,
+          "features": sorted(reference.numerical) + sorted(reference.categorical)
+          + (["embedding"] if reference.embedding_components is not None else [])})
+    return 0
+
+
+def baseline_config():
+    """Evidently's defaults as the peer: every feature at 0.1 (normalised Wasserstein, Jensen-Shannon), no floor."""
+    from perception_nodes.monitoring.drift import DriftConfig, FeatureRule
+
+    config = DriftConfig()
+    for name, rule in list(config.rules.items()):
+        if name != "view_shift_px":
+            config.rules[name] = FeatureRule(0.1, rule.min_samples, 0.0)
+    return config
+
+
+def run_eval(args) -> int:
+    from perception_nodes.detection.registry import ModelRegistry
+    from perception_nodes.errors import ConfigError
+    from perception_nodes.evaluation.detection import parse_seeds
+    from perception_nodes.evaluation.drift import StreamDetector, evaluate_drift
+    from perception_nodes.monitoring.drift import DriftConfig, DriftReference, default_config_path
+
+    entry = ModelRegistry().resolve(_model(args))
+    path = entry.drift_reference_path()
+    if path is None:
+        raise ConfigError(f"{entry.ref} has no drift reference; make one with "
+                          f"'perception drift reference --model {entry.ref}'")
+    reference = DriftReference.load(path)
+    config = DriftConfig.load(args.config or default_config_path())
+    detector = StreamDetector(entry.ref)
+    try:
+        result = evaluate_drift(detector, reference, {"configured": config, BASELINE: baseline_config()},
+                                args.scene, parse_seeds(args.quiet_seeds), args.quiet_seconds, args.night_scene,
+                                args.night_seed, args.night_seconds, args.bump_seed, args.bump_deg, args.bump_at,
+                                args.bump_seconds, args.sample_hz, args.eval_period)
+    finally:
+        detector.close()
+    result["model"] = entry.ref
+    base = result["baselines"][BASELINE]
+    print(f"[drift] reference conditions: {result['quiet']['false_flags']} false flags "
+          f"(baseline {base['quiet']['false_flags']}); night flagged at {result['night']['flagged_at_s']} s "
+          f"(baseline {base['night']['flagged_at_s']}); {args.bump_deg} deg bump flagged after "
+          f"{result['bumped']['flagged_after_s']} s (baseline {base['bumped']['flagged_after_s']})")
+    result["false_flags_ratio_to_baseline"] = (round(result["quiet"]["false_flags"] / base["quiet"]["false_flags"], 3)
+                                               if base["quiet"]["false_flags"] else None)
+    emit(result)
+    return 0
+
+
+def add_parsers(sub, eval_sub) -> None:
+    drift = sub.add_parser("drift", help="drift references of models")
+    drift_sub = drift.add_subparsers(dest="drift_command", required=True)
+    ref = drift_sub.add_parser("reference", help="build a model's reference feature distributions from its "
+                                                 "validation frames and register them with the model version")
+    ref.add_argument("--model", default=None, help="name@version (default: the model config/perception.yaml runs)")
+    ref.add_argument("--scene", default="default")
+    ref.add_argument("--seeds", default="200-201", help="the seeds the model's card was validated on")
+    ref.add_argument("--frame-step", type=int, default=5)
+    ref.set_defaults(func=run_reference)
+
+    ev = eval_sub.add_parser("drift", help="drift monitor on known conditions: reference-condition runs (no flag "
+                                           "allowed), night, a moved camera; Evidently's defaults as the baseline")
+    ev.add_argument("--model", default=None)
+    ev.add_argument("--config", default=None, help="drift rules (default: config/drift.yaml)")
+    ev.add_argument("--scene", default="default", help="the reference conditions' scene")
+    ev.add_argument("--quiet-seeds", default="311,312")
+    ev.add_argument("--quiet-seconds", type=float, default=600.0)
+    ev.add_argument("--night-scene", default="night")
+    ev.add_argument("--night-seed", type=int, default=311)
+    ev.add_argument("--night-seconds", type=float, default=120.0)
+    ev.add_argument("--bump-seed", type=int, default=311)
+    ev.add_argument("--bump-deg", type=float, default=1.0)
+    ev.add_argument("--bump-at", type=float, default=60.0, help="scene time of the bump, s")
+    ev.add_argument("--bump-seconds", type=float, default=150.0)
+    ev.add_argument("--sample-hz", type=float, default=1.0, help="frames per camera per second of scene")
+    ev.add_argument("--eval-period", type=float, default=5.0)
+    ev.set_defaults(func=run_eval)
