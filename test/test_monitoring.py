@@ -244,3 +244,24 @@ def test_drift_config_rejects_unknown_features(tmp_path):
     config = DriftConfig.load(path)
     assert config.window_s == 45 and config.rules["class_mix"] == FeatureRule(0.2, 50)
     assert config.rules["box_size"].scale_floor == 0.005  # kept from the defaults
+
+
+def test_timeline_rows_rotate_and_carry_drift(tmp_path):
+    from perception_nodes.monitoring.graph import TimelineWriter, timeline_row
+    from perception_nodes.monitoring.html_report import load_timeline
+
+    graph = GraphMonitor([TopicSpec("/cam0/tracks", Stage.TRACKS, "cam0", 10.0)])
+    for i in range(30):
+        graph.on_message("/cam0/tracks", 1.0 + i * 0.1, int((0.9 + i * 0.1) * 1e9))
+    graph.on_health(NodeReport("/detector", 1, "drift: view_shift_px", 0, 0, 0, 0, (0, 0, 0), 0.0,
+                               values={"drift.view_shift_px": 8.0, "drift_threshold.view_shift_px": 4.0},
+                               received_at_s=3.9))
+    row = timeline_row(graph.snapshot(4.0))
+    assert row["drift"] == {"view_shift_px": 2.0} and row["rates_hz"]["/cam0/tracks"] == pytest.approx(10.0)
+    assert row["levels"]["/detector"] == 1
+    writer = TimelineWriter(str(tmp_path / "t" / "timeline.jsonl"), max_bytes=2000)
+    for _ in range(20):
+        writer.write(row)
+    assert (tmp_path / "t" / "timeline.jsonl.1").is_file()
+    assert (tmp_path / "t" / "timeline.jsonl").stat().st_size < 2000 + 400
+    assert load_timeline(tmp_path / "t" / "timeline.jsonl")[0]["drift"] == {"view_shift_px": 2.0}

@@ -158,3 +158,41 @@ class GraphMonitor:
             values.append((f"{stage.value}.stage_ms_p50", _fmt(seconds, 1000.0)))
         out.append(DiagnosticEntry("perception: pipeline", "pipeline", worst, "; ".join(reasons) or "ok", values))
         return out
+
+
+def timeline_row(snap: GraphSnapshot) -> dict:
+    """One line of a run's timeline: rates, median ages and levels per topic, drift (statistic over threshold)."""
+    drift = {}
+    for report, _, _ in snap.nodes:
+        for feature, (statistic, threshold) in report.drift().items():
+            if threshold:
+                drift[feature] = round(statistic / threshold, 4)
+    return {"t_s": round(snap.at_s, 3),
+            "rates_hz": {t.spec.topic: None if t.rate_hz is None else round(t.rate_hz, 3) for t in snap.topics},
+            "age_p50_ms": {t.spec.topic: None if t.age_p50_s is None else round(t.age_p50_s * 1000, 1)
+                           for t in snap.topics},
+            "levels": {**{t.spec.topic: int(t.level) for t in snap.topics},
+                       **{r.name: int(level) for r, level, _ in snap.nodes}},
+            "drift": drift}
+
+
+class TimelineWriter:
+    """Appends JSON lines to a file, rotating it to ``<path>.1`` past ``max_bytes`` (one old file kept), so a
+    monitor that runs for months never fills the disk. Each line is written whole and flushed: a killed monitor
+    leaves at most one partial line, which readers skip."""
+
+    def __init__(self, path: str, max_bytes: int):
+        from pathlib import Path
+
+        self.path = Path(path)
+        self.max_bytes = int(max_bytes)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, row: dict) -> None:
+        import json
+        import os
+
+        if self.path.exists() and self.path.stat().st_size >= self.max_bytes:
+            os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row, separators=(",", ":")) + "\n")

@@ -10,6 +10,7 @@ Publishes   /diagnostics     diagnostic_msgs/DiagnosticArray: one status per nod
                              stages, time per stage)
 Service     ~/get_health     perception_nodes/GetHealth
 Endpoint    http://<metrics_address>:<metrics_port>/metrics (Prometheus; loopback unless configured)
+File        ``timeline_path`` (optional): one JSON line per period, for `perception report --html --timeline`
 
 Which topics are watched and at what rates they are expected comes from the graph (``cameras``,
 ``camera_rates_hz``, ``stages``; ``graph.build_graph`` fills them from the site manifest). A frame's age at
@@ -26,7 +27,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo
 
-from perception_nodes.monitoring.graph import GraphMonitor, NodeReport
+from perception_nodes.monitoring.graph import GraphMonitor, NodeReport, TimelineWriter, timeline_row
 from perception_nodes.monitoring.topics import Stage, TopicSpec, TopicThresholds
 from perception_nodes.ros import qos
 from perception_nodes.ros.cdr_peek import CdrError, header_stamp_ns, strings_after_header
@@ -82,8 +83,15 @@ class MonitorNode(Node):
         # Loopback unless a deployment asks otherwise: the endpoint has no authentication.
         metrics_address = params.declare("metrics_address", "127.0.0.1", "Address the endpoint binds to.",
                                          read_only=True)
+        timeline = params.declare("timeline_path", "", "Append one JSON line per diagnostics period (rates, ages, "
+                                  "levels, drift) to this file, for `perception report --html --timeline`; empty: "
+                                  "off.", read_only=True)
+        timeline_max_mb = params.declare("timeline_max_mb", 50.0, "Past this size the timeline rotates to "
+                                         "<path>.1 (one old file is kept).", minimum=0.01, maximum=10000.0,
+                                         read_only=True)
         params.on_change(lambda changed: setattr(self, "stale_after_s", changed.get("stale_after_s",
                                                                                    self.stale_after_s)))
+        self.timeline = TimelineWriter(timeline, int(timeline_max_mb * 1e6)) if timeline else None
         self.log = ThrottledLogger(self.get_logger())
         self._lock = threading.Lock()
         self._latest: dict[str, tuple] = {}  # node name -> (NodeHealth, receive time ns), for ~/get_health
@@ -209,6 +217,11 @@ class MonitorNode(Node):
             status.values = [KeyValue(key=k, value=v) for k, v in entry.values]
             out.status.append(status)
         self.diag_pub.publish(out)
+        if self.timeline is not None:
+            try:
+                self.timeline.write(timeline_row(snap))
+            except OSError as exc:
+                self.log.error("timeline", f"timeline not written: {exc}")
 
     def destroy_node(self):
         if self.metrics is not None:
