@@ -13,7 +13,7 @@ CONTRACTS = ["The pure core imports no rclpy", "The synthetic world is imported 
              "Detection and tracking do not import each other", "Re-identification embeddings are their own package",
              "The CLI sits on top", "The core never imports the CLI", "Localization works on published tracks",
              "Risk decides on localized objects", "The site manifest keeps the risk section as written",
-             "Retrieval indexes published tracks and images"]
+             "Retrieval indexes published tracks and images", "Monitoring observes the pipeline"]
 
 
 def _lint(cwd: Path, python_path: Path) -> subprocess.CompletedProcess:

@@ -88,10 +88,23 @@ def run_demo(args) -> int:
     if retrieval is not None:  # a fresh index per demo run, beside its decision log
         retrieval.parameters["store_dir"] = str((run_folder / "retrieval").resolve())
         print(f"[demo] the retrieval index is kept in {run_folder / 'retrieval'}", flush=True)
+    monitor_spec = next((s for s in specs if s.executable == "monitor"), None)
+    timeline = run_folder / "timeline.jsonl"
+    if monitor_spec is not None:
+        monitor_spec.parameters["timeline_path"] = str(timeline.resolve())
+    ns = "/" + args.namespace.strip("/") if args.namespace.strip("/") else ""
+    record_topics = []
+    if any(s.executable == "localizer" for s in specs):  # what the bird's-eye view and the mosaics are drawn from
+        record_topics = [f"{ns}/objects", f"{ns}/site_state"] + [
+            f"{ns}/{s.parameters['camera_id']}/{name}" for s in specs if s.executable == "camera"
+            for name in ("image_raw", "tracks")]
+    run_folder.mkdir(parents=True, exist_ok=True)
     result = run_demo_session(specs, duration=args.duration, startup_timeout=args.startup_timeout,
                               tracking="tracking" in args.stages, monitor="monitor" in args.stages,
                               namespace=args.namespace, respawn=None if args.no_respawn else RespawnPolicy(),
-                              log=lambda line: print(line, flush=True))
+                              log=lambda line: print(line, flush=True),
+                              record_dir=str(run_folder / "bag") if record_topics else None,
+                              record_topics=record_topics)
     for cam, stats in result["cameras"].items():
         print(f"[demo] {cam}: {stats['frames']} frames at {stats['rate_hz']} Hz, "
               f"latency p50 {stats['latency_ms_p50']} ms, up to {stats['max_objects_in_frame']} objects in view, "
@@ -130,5 +143,45 @@ def run_demo(args) -> int:
                       f"{a['score']} (re-ranked by {', '.join(a['moved_by']) or 'none'}) {a['thumbnail_uri']}")
             else:
                 print("[demo]   no vehicle track with earlier sightings to ask about")
+    result["pictures"] = _demo_pictures(args, run_folder, timeline, result)
     emit({**result, "site": args.site_path, "scene": args.scene})
     return 0 if result["ok"] else 1
+
+
+def _demo_pictures(args, run_folder: Path, timeline: Path, result: dict) -> dict:
+    """The run's bird's-eye view and camera mosaics (from its bag) and its HTML report (the saved results and the
+    monitor's timeline of this run). A failure here is reported, never the demo's."""
+    from perception_nodes.errors import PerceptionError
+
+    out: dict = {}
+    if result.get("recorded"):
+        from perception_nodes.monitoring.render_bag import render_bag
+        from perception_nodes.site.manifest import load_manifest
+
+        try:
+            rendered = render_bag(result["recorded"]["path"], load_manifest(args.site_path), run_folder / "render",
+                                  every=5, fps=2.0, log=lambda line: print(line.replace("[render]", "[demo]"),
+                                                                           flush=True))
+            out["render"] = rendered
+        except (PerceptionError, OSError) as exc:
+            print(f"[demo] bird's-eye view not rendered: {exc}", flush=True)
+    try:
+        from perception_nodes.fileio import atomic_write_text
+        from perception_nodes.monitoring.html_report import build_html, load_history, load_timeline
+        from perception_nodes.results import build_report, load_results, results_dir
+
+        try:
+            records, problems = load_results()
+        except PerceptionError:  # no eval/bench run saved yet: the page still shows this run's timeline
+            records, problems = {}, []
+        _, summary = build_report(records, problems)
+        page, html_summary = build_html(records, load_history(results_dir()),
+                                        load_timeline(timeline) if timeline.is_file() else None, summary)
+        atomic_write_text(run_folder / "report.html", page)
+        out["report"] = str(run_folder / "report.html")
+        out["plots"] = html_summary["plots"]
+        print(f"[demo] HTML report of this run: {run_folder / 'report.html'} (monitor timeline {timeline})",
+              flush=True)
+    except (PerceptionError, OSError) as exc:
+        print(f"[demo] HTML report not written: {exc}", flush=True)
+    return out

@@ -68,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     from perception_nodes.cli import drift_cmds
 
     drift_cmds.add_parsers(sub, eval_sub)
+    render = sub.add_parser("render", help="a recorded run as pictures: bird's-eye view of the site and annotated "
+                                           "camera mosaics, as PNG frames and videos")
+    render.add_argument("bag", help="a bag with the localizer's objects (and, for mosaics, images and tracks)")
+    render.add_argument("--site", default="default", help="the site manifest the run used (name or path)")
+    render.add_argument("--out", required=True, help="folder for the PNG frames and videos")
+    render.add_argument("--every", type=int, default=1, help="draw every N-th objects message")
+    render.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: all)")
+    render.add_argument("--fps", type=float, default=5.0, help="frames per second of the videos")
+    render.set_defaults(func=_run_render)
     report = sub.add_parser("report", help="Markdown report of the latest eval/bench results against the targets")
     report.add_argument("--results", default=None, help="results folder (default: $PERCEPTION_RESULTS_DIR or "
                                                         "runs/results)")
@@ -105,6 +114,16 @@ def _run_report(args) -> int:
         print(f"HTML report: {args.html} (plots with data: "
               f"{', '.join(k for k, v in html_summary['plots'].items() if v) or 'none'})")
     emit(summary)
+    return 0
+
+
+def _run_render(args) -> int:
+    from perception_nodes.cli.common import emit
+    from perception_nodes.monitoring.render_bag import render_bag
+    from perception_nodes.site.manifest import load_manifest
+
+    emit(render_bag(args.bag, load_manifest(args.site), args.out, every=args.every, max_frames=args.max_frames,
+                    fps=args.fps))
     return 0
 
 

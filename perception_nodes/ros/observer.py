@@ -309,9 +309,11 @@ def query_retrieval(observer: GraphObserver) -> dict | None:
 
 
 def run_demo_session(specs, *, duration: float, startup_timeout: float, tracking: bool, monitor: bool,
-                     namespace: str = "", respawn: RespawnPolicy | None = None, log=print) -> dict:
+                     namespace: str = "", respawn: RespawnPolicy | None = None, log=print,
+                     record_dir: str | None = None, record_topics: list[str] | None = None) -> dict:
     """Run the graph, wait until every camera delivers (tracks when ``tracking``), then count for ``duration``
-    seconds; returns what arrived per camera, the monitor's view, and the runner's failures and restarts."""
+    seconds; returns what arrived per camera, the monitor's view, and the runner's failures and restarts.
+    With ``record_dir``, ``record_topics`` are recorded there (MCAP) while counting."""
     import rclpy
     import rclpy.executors
 
@@ -328,6 +330,7 @@ def run_demo_session(specs, *, duration: float, startup_timeout: float, tracking
         f"(model loading)")
     started = time.monotonic()
     alive = True
+    writer = recorder = None
     while alive and not observer.ready(tracking) and time.monotonic() - started < startup_timeout:
         alive = runner.wait(0.2)
     startup_s = time.monotonic() - started
@@ -335,6 +338,12 @@ def run_demo_session(specs, *, duration: float, startup_timeout: float, tracking
     if ready:
         log(f"[demo] every camera delivered after {startup_s:.1f} s; counting for {duration:.0f} s")
         observer.restart()
+        if record_dir is not None and record_topics:
+            from perception_nodes.bagio import BagWriter
+            from perception_nodes.ros.bag import BagRecorder
+
+            writer = BagWriter(record_dir)
+            recorder = BagRecorder(observer.node, writer, record_topics)
         alive = alive and runner.wait(duration)
     else:
         log(f"[demo] not every camera delivered within {startup_timeout:.0f} s")
@@ -346,6 +355,10 @@ def run_demo_session(specs, *, duration: float, startup_timeout: float, tracking
     retrieval = query_retrieval(observer)
     executor.shutdown(timeout_sec=1.0)
     spin.join(timeout=5.0)  # no spinning thread may outlive the context
+    recorded = None
+    if writer is not None:
+        writer.close()
+        recorded = {"path": str(record_dir), "messages": dict(sorted(recorder.counts.items()))}
     runner.stop()
     observer.node.destroy_node()
     rclpy.shutdown()
@@ -362,5 +375,6 @@ def run_demo_session(specs, *, duration: float, startup_timeout: float, tracking
             **({"calibration_health": calibration} if calibration is not None else {}),
             **({"risk": risk} if risk is not None else {}),
             **({"retrieval": retrieval} if retrieval is not None else {}),
+            **({"recorded": recorded} if recorded is not None else {}),
             "monitor": health, "failed_nodes": sorted({f.node for f in runner.failures}),
             "restarts": runner.restarts, "given_up": runner.given_up}
