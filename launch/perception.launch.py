@@ -3,6 +3,7 @@
     ros2 launch perception_nodes perception.launch.py site:=my_site          # config/sites/my_site.yaml
     ros2 launch perception_nodes perception.launch.py site:=/path/site.yaml
     ros2 launch perception_nodes perception.launch.py scene:=overlap2        # a synthetic scene's site
+    ros2 launch perception_nodes perception.launch.py site:=my_site rviz:=true   # and RViz on the map
 
 The node list comes from perception_nodes.graph.build_graph, the same
 description ``perception up`` runs where launch is not available. Every node
@@ -55,6 +56,12 @@ def _nodes(context):
                             parameters=[*spec.params_files, {**spec.parameters, "use_sim_time": use_sim_time}],
                             remappings=spec.remappings, output="screen", emulate_tty=True,
                             **{**respawning, "respawn": respawn and spec.respawn}))
+    if arg("rviz").lower() in ("1", "true", "yes"):
+        from perception_nodes.paths import package_path
+
+        actions.append(Node(package="rviz2", executable="rviz2", name="rviz2",
+                            arguments=["-d", str(package_path("rviz") / "perception.rviz")],
+                            parameters=[{"use_sim_time": use_sim_time}], output="screen"))
     return actions
 
 
@@ -83,6 +90,8 @@ def generate_launch_description():
                               description="Use /clock (e.g. from bag playback) instead of the system clock."),
         DeclareLaunchArgument("group_trackers", default_value="false",
                               description="Run the per-camera trackers in one container process (less memory)."),
+        DeclareLaunchArgument("rviz", default_value="false",
+                              description="Also start RViz with rviz/perception.rviz (map, objects, TF, images)."),
         DeclareLaunchArgument("respawn", default_value="true",
                               description="Restart a node that exits (the rest of the site keeps running)."),
         OpaqueFunction(function=_nodes),

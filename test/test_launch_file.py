@@ -45,7 +45,7 @@ def launch_module(monkeypatch):
 def _context(**overrides):
     values = {"site": "", "scene": "default", "seed": "", "stages": "site,cameras,tracking,monitor", "namespace": "",
               "params_file": "", "camera_rate_hz": "", "calibration_dir": "", "use_sim_time": "false",
-              "respawn": "true", "group_trackers": "false"}
+              "respawn": "true", "group_trackers": "false", "rviz": "false"}
     return {**values, **overrides}
 
 
@@ -84,3 +84,16 @@ def test_the_launch_file_starts_grouped_trackers_in_one_container(launch_module)
     members = yaml.safe_load(open(containers[0].kwargs["arguments"][1]))["members"]
     assert [(m["name"], m["namespace"]) for m in members] == [("tracker", "/cam_south"), ("tracker", "/cam_east")]
     assert not [n for n in nodes if n.kwargs["executable"] == "tracker"]
+
+
+def test_the_launch_file_starts_rviz_with_the_shipped_config_when_asked(launch_module):
+    import yaml
+
+    module, _ = launch_module
+    assert not [n for n in module._nodes(_context(site="overlap2")) if n.kwargs["executable"] == "rviz2"]
+    rviz = [n for n in module._nodes(_context(site="overlap2", rviz="true")) if n.kwargs["executable"] == "rviz2"]
+    assert len(rviz) == 1 and rviz[0].kwargs["arguments"][0] == "-d"
+    config = yaml.safe_load(open(rviz[0].kwargs["arguments"][1]))
+    assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "map"
+    topics = {d.get("Topic", {}).get("Value") for d in config["Visualization Manager"]["Displays"]}
+    assert {"/site/markers", "/objects/markers", "/risk/markers", "/cam0/detections/image"} <= topics
