@@ -265,3 +265,75 @@ def test_timeline_rows_rotate_and_carry_drift(tmp_path):
     assert (tmp_path / "t" / "timeline.jsonl.1").is_file()
     assert (tmp_path / "t" / "timeline.jsonl").stat().st_size < 2000 + 400
     assert load_timeline(tmp_path / "t" / "timeline.jsonl")[0]["drift"] == {"view_shift_px": 2.0}
+
+
+# -- FP/FN proxies -------------------------------------------------------------------------------------------
+def test_track_proxies_tell_flicker_and_mid_view_losses_from_objects_leaving():
+    from perception_nodes.monitoring.proxies import CONFIRMED, LOST, TENTATIVE, TrackProxies, TrackView
+
+    proxies = TrackProxies(640, 480)
+    t = 0.0
+    # track 1 drives out of the left border; track 2 is lost mid-view (missed) and coasts, then ends;
+    # track 3 flickers tentatively for one frame; track 4 is hidden behind track 5 when it vanishes.
+    for i in range(20):
+        t = i * 0.1
+        tracks = [TrackView(1, CONFIRMED, (max(0.0, 100 - 10 * i), 200, 150 - 10 * i, 260), i + 1, 0)]
+        state2, since2 = (CONFIRMED, 0) if i < 12 else (LOST, i - 11)
+        tracks.append(TrackView(2, state2, (300, 200, 360, 260), min(i, 11) + 1, since2))
+        if i == 3:
+            tracks.append(TrackView(3, TENTATIVE, (500, 100, 520, 130), 1, 0))
+        if i < 12:
+            tracks.append(TrackView(4, CONFIRMED, (405, 305, 445, 345), i + 1, 0))
+        tracks.append(TrackView(5, CONFIRMED, (400, 300, 460, 360), i + 1, 0))
+        if i >= 14:
+            tracks = [tr for tr in tracks if tr.track_id != 1]  # left the view
+        if i >= 18:
+            tracks = [tr for tr in tracks if tr.track_id != 2]  # removed after coasting
+        proxies.update(t, tracks)
+    values = proxies.values()
+    # ended: 3 (short, never confirmed), 4 (covered), 1 (at the border), 2 (mid-view, uncovered)
+    assert values["ended_tracks"] == 4
+    assert values["short_lived_ratio"] == pytest.approx(1 / 4)
+    assert values["vanished_mid_view_ratio"] == pytest.approx(1 / 3)
+    assert values["coasting_mid_view_ratio"] > 0
+
+
+def test_cross_camera_proxy_counts_what_one_camera_misses_in_the_others_view():
+    from perception_nodes.localization.lifting import CameraGeometry
+    from perception_nodes.monitoring.proxies import CrossCameraProxy
+    from perception_nodes.geometry import Transform
+
+    def camera(name, x, yaw):
+        # optical frame looking along +x rotated by yaw, pitched 30 degrees down, 6 m up
+        pitch = np.radians(30)
+        forward = np.array([np.cos(yaw) * np.cos(pitch), np.sin(yaw) * np.cos(pitch), -np.sin(pitch)])
+        right = np.array([np.sin(yaw), -np.cos(yaw), 0.0])
+        down = np.cross(forward, right)
+        R = np.column_stack([right, down, forward])
+        K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+        return CameraGeometry(name, 640, 480, K, np.zeros(5), Transform(R, np.array([x, 0.0, 6.0])))
+
+    a, b = camera("a", 0.0, 0.0), camera("b", 20.0, np.pi)
+    proxy = CrossCameraProxy({"a": a, "b": b})
+    target = np.array([[10.0, 0.0, 0.0]])
+
+    def box(cam, point):
+        (u, v), = cam.project(point)[0]
+        return np.array([[u - 20, v - 40, u + 20, v]])
+
+    for _ in range(5):  # both see the car at (10, 0)
+        proxy.observe({"a": (box(a, target), [0]), "b": (box(b, target), [0])})
+    for _ in range(5):  # b misses it
+        proxy.observe({"a": (box(a, target), [0]), "b": (np.zeros((0, 4)), [])})
+    values = proxy.values()
+    assert values["b"] == pytest.approx(0.5) and values["a"] == pytest.approx(0.0)
+
+
+def test_detection_truth_counts_errors_and_ignores_hidden_objects():
+    from perception_nodes.monitoring.proxies import detection_truth
+
+    truth = [(0, 0, 10, 10), (20, 20, 30, 30), (50, 50, 60, 60)]
+    rows = np.array([[0, 0, 10, 10, 0.9, 0], [50, 50, 60, 60, 0.8, 0], [80, 80, 90, 90, 0.7, 0],
+                     [20, 20, 30, 30, 0.6, 2]])  # a hit, a hit on an ignored object, a phantom, a wrong class
+    fp, dets, fn, evaluated = detection_truth(rows, truth, [0, 0, 0], [True, True, False])
+    assert (fp, dets, fn, evaluated) == (2, 3, 1, 2)

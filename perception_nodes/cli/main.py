@@ -65,9 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     risk_cmds.add_parsers(sub)
     gate_cmds.add_parsers(sub)
-    from perception_nodes.cli import drift_cmds
+    from perception_nodes.cli import monitoring_cmds
 
-    drift_cmds.add_parsers(sub, eval_sub)
+    monitoring_cmds.add_parsers(sub, eval_sub)
     render = sub.add_parser("render", help="a recorded run as pictures: bird's-eye view of the site and annotated "
                                            "camera mosaics, as PNG frames and videos")
     render.add_argument("bag", help="a bag with the localizer's objects (and, for mosaics, images and tracks)")

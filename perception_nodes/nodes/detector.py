@@ -461,6 +461,7 @@ class DetectorNode(LifecycleNode):
                 if agreement is not None:
                     self._shadow_pub.publish(Float64(data=agreement))
                     self.counters.set("shadow_agreement_permille", int(round(agreement * 1000)))
+                    self.counters.set_value("proxy.shadow_disagreement", 1.0 - agreement)
             # Only the primary's own pass counts against the budget (the shadow's pass is timed apart).
             if self.runtime.record_latency(primary_ms):
                 self.get_logger().warning("latency budget exceeded: loading the fallback while the primary serves")

@@ -3,6 +3,9 @@
 Subscribes  detections  perception_nodes/DetectionArray  (qos.RESULTS)
 Publishes   tracks      perception_nodes/TrackArray      (qos.RESULTS), same stamp and frame as the detections
             tracks_2d   vision_msgs/Detection2DArray     the same tracks, track id in each detection's ``id``
+Subscribes  camera_info sensor_msgs/CameraInfo           the image size, for the FP/FN proxies in its health
+                                                         (``proxy.short_lived_ratio``, ``proxy.vanished_mid_view_ratio``,
+                                                         ``proxy.coasting_mid_view_ratio``: monitoring/proxies.py)
 
 One node per camera namespace: an update with 50 objects costs about 0.6 ms
 (`perception bench tracker`), so a process per camera costs little CPU and keeps
@@ -19,8 +22,10 @@ import time
 
 import numpy as np
 from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo
 from vision_msgs.msg import Detection2DArray
 
+from perception_nodes.monitoring.proxies import TrackProxies, TrackView
 from perception_nodes.ros import qos
 from perception_nodes.ros.convert import to_vision_msgs
 from perception_nodes.ros.health import HealthReporter
@@ -82,6 +87,10 @@ class TrackerNode(Node):
                                                 qos_overriding_options=qos.overridable())
         self.create_subscription(DetectionArray, "detections", self._on_detections, qos.RESULTS,
                                  qos_overriding_options=qos.overridable())
+        # FP/FN proxies need the image size (is a vanished box mid-view?): the camera's CameraInfo tells it once.
+        self.proxies: TrackProxies | None = None
+        self._info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
+                                                  qos.CAMERA_INFO_ANY, qos_overriding_options=qos.overridable())
         self.health = HealthReporter(self, self.counters)
 
     def _check(self, name: str, value) -> str | None:
@@ -144,10 +153,19 @@ class TrackerNode(Node):
         if status == UpdateStatus.RESET:
             self.counters.count("resets")
             self.get_logger().info("time jumped backwards: tracker reset")
+        if self.proxies is not None:
+            self.proxies.update(stamp_s, [TrackView(t.track_id, int(t.state), tuple(t.box_xyxy), t.hits,
+                                                    t.frames_since_update) for t in tracks])
+            self.counters.set_values({f"proxy.{k}": v for k, v in self.proxies.values().items() if v is not None})
         out = self._tracks_msg(msg, tracks)
         self.pub.publish(out)
         self.vision_pub.publish(to_vision_msgs(out, ids=[str(t.track_id) for t in out.tracks]))
         self.counters.on_processed(time.perf_counter() - began)
+
+    def _on_camera_info(self, msg) -> None:
+        if msg.width > 0 and msg.height > 0 and (self.proxies is None or
+                                                 (self.proxies.width, self.proxies.height) != (msg.width, msg.height)):
+            self.proxies = TrackProxies(msg.width, msg.height)
 
     def _tracks_msg(self, source, tracks):
         from perception_nodes.msg import Track

@@ -1,5 +1,6 @@
-"""`perception drift reference` (a model's reference distributions, stored with the model version) and
-`perception eval drift` (the drift monitor on streams of known conditions, against Evidently's defaults)."""
+"""`perception drift reference` (a model's reference distributions, stored with the model version),
+`perception eval drift` (the drift monitor on streams of known conditions, against Evidently's defaults) and
+`perception eval proxies` (the FP/FN proxies against the true error rates of degraded runs)."""
 from __future__ import annotations
 
 import sys
@@ -87,6 +88,19 @@ def run_eval(args) -> int:
     return 0
 
 
+def run_eval_proxies(args) -> int:
+    from perception_nodes.evaluation.proxies import Condition, evaluate_proxies
+
+    conditions = [Condition.parse(c) for c in args.conditions.split(",") if c]
+    result = evaluate_proxies(_model(args), conditions, args.seed, args.seconds, args.shadow_model,
+                              args.shadow_every)
+    for proxy, c in result["rank_correlation"].items():
+        print(f"[proxies] {proxy} vs true {c['against']}: Spearman {c['spearman']} over {c['points']} "
+              f"(condition, camera) points")
+    emit(result)
+    return 0
+
+
 def add_parsers(sub, eval_sub) -> None:
     drift = sub.add_parser("drift", help="drift references of models")
     drift_sub = drift.add_subparsers(dest="drift_command", required=True)
@@ -115,3 +129,17 @@ def add_parsers(sub, eval_sub) -> None:
     ev.add_argument("--sample-hz", type=float, default=1.0, help="frames per camera per second of scene")
     ev.add_argument("--eval-period", type=float, default=5.0)
     ev.set_defaults(func=run_eval)
+
+    from perception_nodes.evaluation.proxies import DEFAULT_CONDITIONS
+
+    px = eval_sub.add_parser("proxies", help="FP/FN proxies (no ground truth) against the true FP/FN rates of "
+                                             "degraded runs: Spearman rank correlation per proxy")
+    px.add_argument("--model", default=None)
+    px.add_argument("--conditions", default=",".join(DEFAULT_CONDITIONS),
+                    help="comma list of SCENE[+imgszN][+noiseN][+bumpN]")
+    px.add_argument("--seed", type=int, default=320)
+    px.add_argument("--seconds", type=float, default=20.0)
+    px.add_argument("--shadow-model", default="yolov8n-lot@4", help="the shadow model for shadow disagreement "
+                                                                     "('' : none)")
+    px.add_argument("--shadow-every", type=int, default=5, help="run the shadow on every N-th frame")
+    px.set_defaults(func=run_eval_proxies)
