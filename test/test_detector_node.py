@@ -480,3 +480,71 @@ def test_an_overloaded_detector_serves_every_camera_and_never_queues(ros_context
         assert steady and max(steady) < 2.0, max(steady)  # one round of 4 passes, never a growing queue
     finally:
         node.close()
+
+
+def test_capture_keeps_the_requested_frame_with_its_reason_and_ground_truth(ros_context, executor, model_dir,
+                                                                            tmp_path):
+    """A tracker's capture request finds its frame in the ring; the bag holds the frame, the synthetic ground
+    truth and the reason, and `train detector --extra-data` turns it into a labelled training image."""
+    from perception_nodes.detection.dataset import export_captured
+    from perception_nodes.monitoring.capture import read_capture
+    from perception_nodes.msg import CaptureRequest, Detection, DetectionArray
+    from perception_nodes.ros import qos
+
+    node = _detector(ros_context, model_dir, capture_dir=str(tmp_path / "captures"), capture_min_interval_s=0.0)
+    try:
+        pubs, got = _probe(ros_context, executor, node)
+        rclpy, _ = ros_context
+        probe = rclpy.create_node("capture_probe", context=ros_context[1])
+        truth_pub = probe.create_publisher(DetectionArray, "/cam_a/ground_truth/detections", qos.RESULTS)
+        request_pub = probe.create_publisher(CaptureRequest, "/cam_a/capture_request", qos.RESULTS)
+        executor.add_node(probe)
+        assert spin_until(executor, lambda: truth_pub.get_subscription_count() and request_pub.get_subscription_count(),
+                          10.0)
+        truth = DetectionArray(camera_id="cam_a", detections=[Detection(class_id=0, class_name="car")])
+        truth.header.stamp.sec = 61
+        truth.detections[0].box.center_x, truth.detections[0].box.center_y = 32.0, 24.0
+        truth.detections[0].box.width, truth.detections[0].box.height = 20.0, 10.0
+        truth_pub.publish(truth)
+        spin_until(executor, lambda: False, 0.3)
+        pubs["cam_a"].publish(_image(61))
+        assert spin_until(executor, lambda: got["cam_a"], 60.0)
+        request = CaptureRequest(camera_id="cam_a", reason="coasting_mid_view", detail="track 4")
+        request.header.stamp.sec = 61
+        request_pub.publish(request)
+        gone = CaptureRequest(camera_id="cam_a", reason="short_lived")
+        gone.header.stamp.sec = 5  # long out of the ring
+        request_pub.publish(gone)
+        assert spin_until(executor, lambda: node.counters.snapshot().extra.get("captured_coasting_mid_view") == 1
+                          and node.counters.snapshot().extra.get("capture_not_found") == 1, 10.0)
+    finally:
+        node.close()
+        node.destroy_node()
+    bags = list((tmp_path / "captures").iterdir())
+    assert len(bags) == 1
+    frames = read_capture(bags[0])
+    assert [(f.camera, f.stamp_ns, f.reasons) for f in frames] == [("cam_a", 61_000_000_000, ["coasting_mid_view"])]
+    assert frames[0].image.shape == (48, 64, 3) and frames[0].truth.detections[0].class_id == 0
+    counts = export_captured(bags[0], tmp_path / "data")
+    assert counts["images"] == 1 and counts["boxes"] == 1 and counts["reasons"] == {"coasting_mid_view": 1}
+    label = next((tmp_path / "data" / "labels" / "train").glob("*.txt")).read_text().split()
+    assert label == ["0", "0.500000", "0.500000", "0.312500", "0.208333"]
+
+
+def test_capture_writer_stops_at_its_bound(tmp_path):
+    from perception_nodes.monitoring.capture import CaptureWriter, FrameRing
+
+    ring = FrameRing(depth=2)
+    for stamp in (1, 2, 3):
+        ring.add_frame("c", stamp * 1_000_000_000, f"frame{stamp}")
+    assert ring.find("c", 1_000_000_000) is None and ring.find("c", 3_000_000_100)[1] == "frame3"
+    writer = CaptureWriter(tmp_path / "bag", max_bytes=10)
+    from rclpy.serialization import serialize_message
+
+    from perception_nodes.msg import CaptureRequest
+
+    request = serialize_message(CaptureRequest(camera_id="c", reason="x"))
+    assert writer.write("c", 1, b"12345678", None, request)
+    assert not writer.write("c", 1, b"12345678", None, request) and writer.counts.duplicates == 1
+    assert not writer.write("c", 2, b"12345678", None, request) and writer.counts.dropped_full == 1
+    writer.close()

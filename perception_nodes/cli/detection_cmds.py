@@ -49,7 +49,7 @@ def run_train(args) -> int:
     summary = train_detector(
         scene, args.name, args.version, args.work, parse_seeds(args.train_seeds), parse_seeds(args.val_seeds), eval_seeds,
         args.frame_step, args.epochs, args.imgsz, args.batch, args.hours, args.threads,
-        base_model=base_model, init_ref=init_ref,
+        base_model=base_model, init_ref=init_ref, extra_data=[b for b in args.extra_data.split(",") if b],
         evaluate=lambda weights: evaluate_model(weights, args.scene, eval_seeds, args.eval_frame_step, args.imgsz))
     emit(summary)
     return 0
@@ -127,6 +127,9 @@ def add_parsers(sub, eval_sub, add_scene_args):
     det.add_argument("--threads", type=int, default=2)
     det.add_argument("--init", default=None, metavar="NAME@VERSION",
                      help="start from a registered model's weights (fine-tune) instead of random initialisation")
+    det.add_argument("--extra-data", default="", metavar="BAG[,BAG]",
+                     help="capture bags of the detector node (capture_dir): their frames with ground truth are "
+                          "added to the training split")
     det.set_defaults(func=run_train)
 
     ev = eval_sub.add_parser("detection", help="mAP of a registered detector on held-out seeds (pycocotools)")

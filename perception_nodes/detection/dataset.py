@@ -86,6 +86,42 @@ def export_yolo(scene: Scene, out: str | os.PathLike, splits: list[Split], frame
     return counts
 
 
+def export_captured(bag: str | os.PathLike, out: str | os.PathLike, split: str = "train") -> dict:
+    """Frames of a detector's capture bag that carry ground truth (a synthetic camera's), added to a YOLO data
+    folder's ``split`` with their labels; frames without ground truth are counted, not guessed at."""
+    import cv2
+
+    from perception_nodes.monitoring.capture import read_capture
+
+    out = Path(out)
+    image_dir, label_dir = out / "images" / split, out / "labels" / split
+    image_dir.mkdir(parents=True, exist_ok=True)
+    label_dir.mkdir(parents=True, exist_ok=True)
+    added = boxes = unlabelled = 0
+    reasons: dict[str, int] = {}
+    for frame in read_capture(bag):
+        if frame.truth is None:
+            unlabelled += 1
+            continue
+        h, w = frame.image.shape[:2]
+        lines = []
+        for d in frame.truth.detections:
+            if not 0 <= int(d.class_id) < len(CLASS_NAMES):
+                continue
+            lines.append(f"{int(d.class_id)} {d.box.center_x / w:.6f} {d.box.center_y / h:.6f} "
+                         f"{d.box.width / w:.6f} {d.box.height / h:.6f}")
+        stem = f"capture_{Path(bag).name}_{frame.camera}_{frame.stamp_ns}"
+        cv2.imwrite(str(image_dir / f"{stem}.jpg"), frame.image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        (label_dir / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+        added += 1
+        boxes += len(lines)
+        for reason in frame.reasons:
+            key = reason.split(":")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+    return {"bag": str(bag), "images": added, "boxes": boxes, "without_ground_truth": unlabelled,
+            "reasons": reasons}
+
+
 def coco_ground_truth(world: World, frames: list[int], on_image=None,
                       policy: EvalPolicy = EvalPolicy()) -> tuple[dict, list[tuple[int, int, int]]]:
     """COCO ground truth (dict) for the given frames of every camera, and (image_id, camera, frame) keys.

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from perception_nodes.detection.dataset import Split, export_yolo
+from perception_nodes.detection.dataset import Split, export_captured, export_yolo
 from perception_nodes.detection.registry import ModelEntry, ModelRegistry, sha256_of
 from perception_nodes.world import CLASS_NAMES
 from perception_nodes.world.scene import Scene
@@ -22,9 +22,11 @@ from perception_nodes.world.scene import Scene
 def train_detector(scene: Scene, name: str, version: str, work: str | os.PathLike, train_seeds: list[int],
                    val_seeds: list[int], eval_seeds: list[int], frame_step: int, epochs: int, imgsz: int,
                    batch: int, hours: float | None, threads: int, base_model: str = "yolov8n.yaml",
-                   registry: ModelRegistry | None = None, evaluate=None, init_ref: str | None = None) -> dict:
+                   registry: ModelRegistry | None = None, evaluate=None, init_ref: str | None = None,
+                   extra_data: list[str] | None = None) -> dict:
     """Export data, train, evaluate on ``eval_seeds``, copy weights into models/, write the card, register.
 
+    ``extra_data``: capture bags of the detector node; their frames with ground truth join the training split.
     ``base_model`` is an architecture (``yolov8n.yaml``, random initialisation) or a weights file to
     fine-tune; ``init_ref`` names the registered model those weights came from, for the card.
     """
@@ -36,6 +38,8 @@ def train_detector(scene: Scene, name: str, version: str, work: str | os.PathLik
     work = Path(work)
     data_dir = work / "data"
     counts = export_yolo(scene, data_dir, [Split("train", train_seeds), Split("val", val_seeds)], frame_step)
+    for bag in extra_data or []:
+        counts.setdefault("captured", []).append(export_captured(bag, data_dir, "train"))
     train_args = {"data": str(data_dir / "data.yaml"), "epochs": epochs, "imgsz": imgsz, "batch": batch,
                   # absolute: ultralytics nests a relative project under runs/detect/
                   "device": "cpu", "workers": 0, "project": str(work.resolve()), "name": "run", "exist_ok": True,

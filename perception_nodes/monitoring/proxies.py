@@ -83,7 +83,11 @@ class TrackProxies:
             covered = ioa.max(1) >= self.params.cover_ioa
         return inside & ~covered
 
-    def update(self, t_s: float, tracks: list[TrackView]) -> None:
+    def update(self, t_s: float, tracks: list[TrackView]) -> list[tuple[str, int, float]]:
+        """Take one tracker output; returns the frames worth capturing: (reason, track id, frame time), for a
+        confirmed track's first missed frame mid-view ("coasting_mid_view", this frame) and a short-lived track's
+        last detection ("short_lived")."""
+        events = []
         boxes = np.asarray([t.box_xyxy for t in tracks], dtype=np.float64).reshape(-1, 4)
         mid = self._mid_view(boxes)
         seen = set()
@@ -98,6 +102,8 @@ class TrackProxies:
                 confirmed_frames += 1
                 if track.frames_since_update > 0 and is_mid:
                     coasting += 1
+                    if track.frames_since_update == 1:
+                        events.append(("coasting_mid_view", track.track_id, t_s))
             if track.frames_since_update == 0:
                 life.last_update_s = t_s
                 life.mid_view_at_update = bool(is_mid)
@@ -105,12 +111,15 @@ class TrackProxies:
             life = self._lives.pop(track_id)
             short = (not life.confirmed) or (life.last_update_s - life.first_s) < self.params.short_s
             self._ended.append((t_s, life.confirmed, short, life.confirmed and life.mid_view_at_update))
+            if short:
+                events.append(("short_lived", track_id, life.last_update_s))
         self._frames.append((t_s, confirmed_frames, coasting))
         horizon = t_s - self.params.window_s
         while self._ended and self._ended[0][0] < horizon:
             self._ended.popleft()
         while self._frames and self._frames[0][0] < horizon:
             self._frames.popleft()
+        return events
 
     def values(self) -> dict[str, float | None]:
         ended = list(self._ended)

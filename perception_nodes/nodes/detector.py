@@ -18,6 +18,10 @@ For each camera id in ``cameras``:
 Drift: every frame's features go to a drift monitor holding the running model's reference (monitoring/drift.py,
 config/drift.yaml); every ``drift_period_s`` the statistics are published in health (``drift.<feature>`` and
 ``drift_threshold.<feature>`` values) and a drifted feature turns the health WARN with its name.
+Capture (``capture_dir``): frames where a tracker's proxy fired (<cam>/capture_request), the drift monitor
+flagged, or the shadow disagreed are written with the reason, the model and the synthetic ground truth where a
+camera publishes it (<cam>/ground_truth/detections) into a bounded bag (monitoring/capture.py), for
+`perception train detector --extra-data`.
 Services: ~/swap_model (perception_nodes/SwapModel): the new model loads on the runtime's loader thread while
 the current one keeps serving and the executor keeps taking images in; the reply comes once it serves.
 
@@ -47,6 +51,7 @@ from perception_nodes.detection.backend import resolve_cpu_streams
 from perception_nodes.detection.batching import FrameSlots
 from perception_nodes.detection.registry import DEFAULT_DETECTOR_REF, ModelError, ModelRegistry
 from perception_nodes.detection.runtime import DetectorRuntime, RuntimeConfig, default_loader
+from perception_nodes.detection.runtime import agreement as agreement_f1
 from perception_nodes.errors import PerceptionError
 from perception_nodes.image_codec import image_to_bgr8, numpy_to_image
 from perception_nodes.monitoring.drift import DriftMonitor, reduce_frame
@@ -143,6 +148,18 @@ class DetectorNode(LifecycleNode):
                                                 read_only=True)
         self.drift_period_s = params.declare("drift_period_s", 5.0, "Seconds (of image stamps) between drift "
                                              "evaluations.", minimum=0.5, maximum=3600.0, read_only=True)
+        self.capture_dir = params.declare("capture_dir", "", "Write frames where a proxy or the drift monitor "
+                                          "fired (with the reason, the model and any ground truth) into a new bag "
+                                          "folder under this directory; empty: off.", read_only=True)
+        self.capture_max_mb = params.declare("capture_max_mb", 500.0, "Size bound of the capture bag; past it "
+                                             "frames are counted as dropped.", minimum=1.0, maximum=1e6,
+                                             read_only=True)
+        self.capture_min_interval_s = params.declare("capture_min_interval_s", 1.0, "Least time between two "
+                                                     "captured frames of one camera.", minimum=0.0, maximum=3600.0)
+        self.capture_drift_period_s = params.declare("capture_drift_period_s", 30.0, "While drifting: one frame "
+                                                     "per camera per this period.", minimum=1.0, maximum=86400.0)
+        self.capture_shadow_below = params.declare("capture_shadow_agreement_below", 0.5, "Capture a frame whose "
+                                                   "shadow/primary F1 is below this.", minimum=0.0, maximum=1.0)
         self.autostart = params.declare("autostart", True, "Configure and activate at start-up.", read_only=True)
         self.manifest = params.declare("manifest", "", "Model manifest; empty: the package's models/manifest.yaml.",
                                        read_only=True)
@@ -165,6 +182,8 @@ class DetectorNode(LifecycleNode):
         self._drift_model = ""  # the model whose reference the drift monitor holds
         self._drift_drifted: list[str] = []
         self._drift_next_s = 0.0
+        self._drift_captured: dict[str, float] = {}
+        self._capture = None
         self.health = HealthReporter(self, self.counters, status=self._health_status)
         if self.autostart:
             # One-shot timer: transitions run after construction, inside the executor.
@@ -215,6 +234,8 @@ class DetectorNode(LifecycleNode):
             self._entities.append(self.create_subscription(
                 Image, f"{cam}/image_raw", lambda m, c=cam: self._on_image(c, m), qos.image_profile(self.image_qos[cam]),
                 callback_group=group, qos_overriding_options=qos.overridable()))
+        if self.capture_dir:
+            self._start_capture(group)
         self._shadow_pub = self.create_lifecycle_publisher(Float64, "~/shadow_agreement", qos.RESULTS,
                                                            qos_overriding_options=qos.overridable())
         self._entities.append(self._shadow_pub)
@@ -264,6 +285,9 @@ class DetectorNode(LifecycleNode):
         self._camera_publishers.clear()
         self._shadow_pub = None
         self.drift, self._drift_model, self._drift_drifted = None, "", []
+        if self._capture is not None:
+            self._capture.close()
+            self._capture = None
         if self.runtime is not None:
             self.runtime.close()
             self.runtime = None
@@ -278,6 +302,9 @@ class DetectorNode(LifecycleNode):
 
     def close(self) -> None:
         self._halt()
+        if self._capture is not None:  # the capture bag's metadata is written on close
+            self._capture.close()
+            self._capture = None
         if self.runtime is not None:
             self.runtime.close()
 
@@ -323,6 +350,66 @@ class DetectorNode(LifecycleNode):
         self._drift_model = model
         self._drift_drifted = []
 
+    # -- capture for the next training round ---------------------------------------------------------
+    def _start_capture(self, group) -> None:
+        from pathlib import Path
+
+        from perception_nodes.monitoring.capture import CaptureWriter, FrameRing
+        from perception_nodes.msg import CaptureRequest
+
+        folder = Path(self.capture_dir) / time.strftime("capture-%Y%m%d-%H%M%S")
+        self._capture = CaptureWriter(folder, int(self.capture_max_mb * 1e6))
+        self._ring = FrameRing(depth=10)
+        self._last_capture: dict[str, float] = {}
+        for cam in self.cameras:
+            self._entities.append(self.create_subscription(
+                CaptureRequest, f"{cam}/capture_request", self._on_capture_request, qos.RESULTS,
+                callback_group=group, qos_overriding_options=qos.overridable()))
+            # A synthetic camera's ground truth rides along, so captured frames can be trained on directly.
+            self._entities.append(self.create_subscription(
+                self._DetectionArray, f"{cam}/ground_truth/detections",
+                lambda m, c=cam: self._ring.add_truth(c, _stamp_ns(m.header), m), qos.RESULTS,
+                callback_group=group, qos_overriding_options=qos.overridable()))
+        self.get_logger().info(f"capturing frames where proxies or drift fire into {folder}")
+
+    def _on_capture_request(self, request) -> None:
+        self._capture_frame(request.camera_id, _stamp_ns(request.header), request.reason, request.detail)
+
+    def _capture_frame(self, camera: str, stamp_ns: int, reason: str, detail: str = "") -> None:
+        """Write one frame (found in the ring by its stamp) with its reason; rate-limited per camera."""
+        from rclpy.serialization import serialize_message
+
+        if self._capture is None:
+            return
+        now = time.monotonic()
+        if now - self._last_capture.get(camera, -1e9) < self.capture_min_interval_s:
+            self.counters.count("capture_rate_limited")
+            return
+        found = self._ring.find(camera, stamp_ns)
+        if found is None:
+            self._capture.counts.not_found += 1
+            self.counters.count("capture_not_found")
+            return
+        stamp, frame, truth = found
+        from perception_nodes.msg import CaptureRequest
+
+        request = CaptureRequest(camera_id=camera, reason=reason,
+                                 detail=f"{detail}; model {self.runtime.primary.ref if self.runtime else '?'}")
+        request.header = frame.header
+        try:
+            written = self._capture.write(camera, stamp, serialize_message(frame),
+                                          serialize_message(truth) if truth is not None else None,
+                                          serialize_message(request))
+        except OSError as exc:
+            self.counters.on_error("capture")
+            self.log.error("capture", f"capture not written: {exc}")
+            return
+        if written:
+            self._last_capture[camera] = now
+            self.counters.count(f"captured_{reason.split(':')[0]}")
+        elif self._capture.counts.dropped_full:
+            self.counters.set("capture_dropped_full", self._capture.counts.dropped_full)
+
     def _health_status(self) -> tuple[int, str]:
         level, message = self._status
         if self._drift_drifted:
@@ -355,6 +442,12 @@ class DetectorNode(LifecycleNode):
             self.get_logger().warning(f"drift: {', '.join(report.drifted) or 'none'} (was: "
                                       f"{', '.join(self._drift_drifted) or 'none'})")
         self._drift_drifted = report.drifted
+        if report.drifted and self._capture is not None:
+            now = time.monotonic()
+            for cam, msg in sources:
+                if now - self._drift_captured.get(cam, -1e9) >= self.capture_drift_period_s:
+                    self._drift_captured[cam] = now
+                    self._capture_frame(cam, _stamp_ns(msg.header), "drift: " + ", ".join(report.drifted))
 
     def _check_parallel(self, name: str, values, valid) -> str | None:
         if list(values) in ([0], [""]):
@@ -428,6 +521,9 @@ class DetectorNode(LifecycleNode):
                 self.counters.set("fallbacks", self._fallbacks_seen)
                 self._report_model()
                 self.get_logger().warning(f"fell back to {model.ref}: {self.runtime.fallback_reason}")
+            if self._capture is not None:
+                for cam, msg in sources:
+                    self._ring.add_frame(cam, _stamp_ns(msg.header), msg)
             embeddings_by_frame = []
             try:
                 for index, ((cam, msg), rows) in enumerate(zip(sources, results)):
@@ -441,6 +537,11 @@ class DetectorNode(LifecycleNode):
                     pubs[3].publish(to_vision_msgs(detections))
                     if shadow is not None:
                         pubs[1].publish(self._to_msg(cam, msg, shadow[index], self.runtime.shadow))
+                        if self._capture is not None:
+                            f1 = agreement_f1(np.asarray(rows).reshape(-1, 6), np.asarray(shadow[index]).reshape(-1, 6))
+                            if f1 < self.capture_shadow_below:
+                                self._capture_frame(cam, _stamp_ns(msg.header), "shadow_disagreement",
+                                                    f"shadow {self.runtime.shadow.ref} F1 {f1:.2f}")
                     if self.publish_debug_image:
                         pubs[2].publish(self._annotate(frames[index], rows, model, msg))
                     self.counters.on_processed(elapsed / len(sources))
@@ -495,6 +596,10 @@ class DetectorNode(LifecycleNode):
     def shadow_agreement(self) -> float | None:
         values = self.runtime.shadow_agreement if self.runtime else []
         return float(np.mean(values)) if values else None
+
+
+def _stamp_ns(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 class _LoadPoll:

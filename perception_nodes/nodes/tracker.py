@@ -3,6 +3,7 @@
 Subscribes  detections  perception_nodes/DetectionArray  (qos.RESULTS)
 Publishes   tracks      perception_nodes/TrackArray      (qos.RESULTS), same stamp and frame as the detections
             tracks_2d   vision_msgs/Detection2DArray     the same tracks, track id in each detection's ``id``
+Publishes   capture_request  perception_nodes/CaptureRequest  a frame where a proxy fired (a likely miss or phantom)
 Subscribes  camera_info sensor_msgs/CameraInfo           the image size, for the FP/FN proxies in its health
                                                          (``proxy.short_lived_ratio``, ``proxy.vanished_mid_view_ratio``,
                                                          ``proxy.coasting_mid_view_ratio``: monitoring/proxies.py)
@@ -89,6 +90,12 @@ class TrackerNode(Node):
                                  qos_overriding_options=qos.overridable())
         # FP/FN proxies need the image size (is a vanished box mid-view?): the camera's CameraInfo tells it once.
         self.proxies: TrackProxies | None = None
+        from perception_nodes.msg import CaptureRequest
+
+        self._CaptureRequest = CaptureRequest
+        # Frames where a proxy fired, for the detector's capture bag (the detector holds the images).
+        self.capture_pub = self.create_publisher(CaptureRequest, "capture_request", qos.RESULTS,
+                                                 qos_overriding_options=qos.overridable())
         self._info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
                                                   qos.CAMERA_INFO_ANY, qos_overriding_options=qos.overridable())
         self.health = HealthReporter(self, self.counters)
@@ -154,9 +161,16 @@ class TrackerNode(Node):
             self.counters.count("resets")
             self.get_logger().info("time jumped backwards: tracker reset")
         if self.proxies is not None:
-            self.proxies.update(stamp_s, [TrackView(t.track_id, int(t.state), tuple(t.box_xyxy), t.hits,
-                                                    t.frames_since_update) for t in tracks])
+            events = self.proxies.update(stamp_s, [TrackView(t.track_id, int(t.state), tuple(t.box_xyxy), t.hits,
+                                                             t.frames_since_update) for t in tracks])
             self.counters.set_values({f"proxy.{k}": v for k, v in self.proxies.values().items() if v is not None})
+            for reason, track_id, frame_s in events:
+                request = self._CaptureRequest(camera_id=self.camera_id, reason=reason, detail=f"track {track_id}")
+                request.header.frame_id = msg.header.frame_id
+                request.header.stamp.sec = int(frame_s)
+                request.header.stamp.nanosec = min(int(round((frame_s - int(frame_s)) * 1e9)), 999_999_999)
+                self.capture_pub.publish(request)
+                self.counters.count(f"capture_requests_{reason}")
         out = self._tracks_msg(msg, tracks)
         self.pub.publish(out)
         self.vision_pub.publish(to_vision_msgs(out, ids=[str(t.track_id) for t in out.tracks]))
