@@ -2,8 +2,8 @@
 streams whose conditions are known (pure Python, no ROS).
 
 ``build_reference`` runs the detector (as the node runs it: site classes, the node's confidence) on every
-``frame_step``-th frame of reference seeds and stores every feature. ``run_stream`` renders a scene's cameras at
-``sample_hz`` per camera in scene time, runs the same detector and feeds the drift monitor, evaluating every
+``frame_step``-th frame of reference seeds and stores every feature. ``run_stream`` renders a run's cameras at
+``sample_hz`` per camera in scene time (a run: consecutive episodes of the scene, ``episodes``), runs the same detector and feeds the drift monitor, evaluating every
 ``eval_period_s`` like the detector node does. ``evaluate_drift`` runs the cases the issue names:
 long runs of the reference conditions (no feature may flag), the night scene (the image features must flag) and
 a camera knocked by a given angle mid-run (the view must flag), with the time each took.
@@ -11,7 +11,7 @@ a camera knocked by a given angle mid-run (the view must flag), with the time ea
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -61,18 +61,44 @@ class StreamDetector:
 
 def _scene(name: str, seed: int, duration_s: float | None = None, bump_deg: float | None = None,
            bump_camera: str | None = None, bump_at_s: float | None = None):
+    """One scene, optionally longer (same traffic density per second of entries) and with one camera knocked."""
     from perception_nodes.world import load_scene
     from perception_nodes.world.scene import CameraBump
 
     scene = load_scene(name, seed=seed)
     if duration_s is not None and duration_s != scene.duration_s:
-        # Longer runs keep the scene's traffic density.
         scene = replace(scene, duration_s=float(duration_s),
                         actor_count=int(round(scene.actor_count * duration_s / scene.duration_s)))
     if bump_deg is not None:
         scene = replace(scene, camera_bump=CameraBump(bump_camera or scene.cameras[1].id, float(bump_at_s),
                                                       yaw_deg=float(bump_deg)))
     return scene
+
+
+@dataclass
+class Episode:
+    scene: object
+    offset_s: float  # where the episode starts on the run's clock
+
+
+def episodes(name: str, seed: int, seconds: float, bump_deg: float | None = None,
+             bump_at_s: float = 0.0) -> list[Episode]:
+    """A run of ``seconds`` as consecutive episodes of the scene's own length, each with its own seed
+    (``seed * 1000 + k``): what a synthetic camera shows live (it loops its scene), with new traffic in every
+    episode rather than one seed repeated. A bump at ``bump_at_s`` stays in every later episode."""
+    from perception_nodes.world import load_scene
+
+    length = load_scene(name, seed=seed).duration_s
+    out, offset, k = [], 0.0, 0
+    while offset < seconds - 1e-9:
+        duration = min(length, seconds - offset)
+        bumped = bump_deg is not None and bump_at_s < offset + duration
+        scene = _scene(name, seed * 1000 + k, duration if duration != length else None,
+                       bump_deg if bumped else None, bump_at_s=max(0.0, bump_at_s - offset))
+        out.append(Episode(scene, offset))
+        offset += duration
+        k += 1
+    return out
 
 
 def build_reference(detector: StreamDetector, model_ref: str, scene_name: str, seeds: list[int],
@@ -94,36 +120,39 @@ def build_reference(detector: StreamDetector, model_ref: str, scene_name: str, s
         "detections": int(sum(samples.categorical["class_mix"].values()))})
 
 
-def run_stream(detector: StreamDetector, reference: DriftReference | None, configs: dict[str, DriftConfig], scene,
-               sample_hz: float = 1.0, eval_period_s: float = 5.0, log=print) -> dict[str, list[dict]]:
-    """Evaluations over one scene for each named config, fed the same frames and detections:
-    {name: [{t_s, drifted: [...], statistics: {feature: value}}]}."""
+def run_stream(detector: StreamDetector, reference: DriftReference | None, configs: dict[str, DriftConfig],
+               run: list[Episode], sample_hz: float = 1.0, eval_period_s: float = 5.0,
+               log=print) -> dict[str, list[dict]]:
+    """Evaluations over one run (consecutive episodes) for each named config, fed the same frames and
+    detections: {name: [{t_s, drifted: [...], statistics: {feature: value}}]}, t_s on the run's clock."""
     from perception_nodes.world import World
 
-    world = World(scene)
     monitors = {name: DriftMonitor(reference, config) for name, config in configs.items()}
-    step = max(1, int(round(scene.fps / sample_hz)))
     evaluations: dict[str, list[dict]] = {name: [] for name in configs}
     next_eval = eval_period_s
     began = time.monotonic()
-    for frame in range(0, scene.frame_count, step):
-        t = world.time_of(frame)
-        images = [world.render(c, frame)[0] for c in range(len(world.cameras))]
-        for cam, image, (rows, emb) in zip(world.cameras, images, detector(images)):
-            reduced = reduce_frame(image)
-            for monitor in monitors.values():
-                monitor.observe(cam.spec.id, t, reduced, rows, image.shape[1], image.shape[0], emb)
-        if t >= next_eval:
-            for name, monitor in monitors.items():
-                report = monitor.evaluate(t)
-                evaluations[name].append({"t_s": round(t, 2), "drifted": report.drifted,
-                                          "statistics": {k: (None if f.statistic is None else round(f.statistic, 4))
-                                                         for k, f in report.features.items()}})
-            next_eval += eval_period_s
+    for episode in run:
+        world = World(episode.scene)
+        step = max(1, int(round(episode.scene.fps / sample_hz)))
+        for frame in range(0, episode.scene.frame_count, step):
+            t = episode.offset_s + world.time_of(frame)
+            images = [world.render(c, frame)[0] for c in range(len(world.cameras))]
+            for cam, image, (rows, emb) in zip(world.cameras, images, detector(images)):
+                reduced = reduce_frame(image)
+                for monitor in monitors.values():
+                    monitor.observe(cam.spec.id, t, reduced, rows, image.shape[1], image.shape[0], emb)
+            if t >= next_eval:
+                for name, monitor in monitors.items():
+                    report = monitor.evaluate(t)
+                    evaluations[name].append({"t_s": round(t, 2), "drifted": report.drifted,
+                                              "statistics": {k: (None if f.statistic is None else round(f.statistic, 4))
+                                                             for k, f in report.features.items()}})
+                next_eval += eval_period_s
     first = evaluations[next(iter(configs))]
-    log(f"[drift] {scene.name} seed {scene.seed}: {scene.duration_s:.0f} s of scene in "
-        f"{time.monotonic() - began:.0f} s; flagged at {sum(bool(e['drifted']) for e in first)} of "
-        f"{len(first)} evaluations")
+    scene = run[0].scene
+    log(f"[drift] {scene.name} seed {scene.seed // 1000} ({len(run)} episodes, "
+        f"{run[-1].offset_s + run[-1].scene.duration_s:.0f} s) in {time.monotonic() - began:.0f} s; flagged at "
+        f"{sum(bool(e['drifted']) for e in first)} of {len(first)} evaluations")
     return evaluations
 
 
@@ -171,16 +200,17 @@ def evaluate_drift(detector: StreamDetector, reference: DriftReference, configs:
     """The conditions for every named config on the same frames; the first config is the one reported on top."""
     runs: dict[str, dict] = {name: {"quiet": {}} for name in configs}
     for seed in quiet_seeds:
-        for name, evals in run_stream(detector, reference, configs, _scene(quiet_scene, seed, quiet_seconds),
+        for name, evals in run_stream(detector, reference, configs, episodes(quiet_scene, seed, quiet_seconds),
                                       sample_hz, eval_period_s, log).items():
             runs[name]["quiet"][str(seed)] = evals
-    for name, evals in run_stream(detector, reference, configs, _scene(night_scene, night_seed, night_seconds),
+    for name, evals in run_stream(detector, reference, configs, episodes(night_scene, night_seed, night_seconds),
                                   sample_hz, eval_period_s, log).items():
         runs[name]["night"] = evals
-    scene = _scene(quiet_scene, bump_seed, bump_seconds, bump_deg=bump_deg, bump_at_s=bump_at_s)
-    for name, evals in run_stream(detector, reference, configs, scene, sample_hz, eval_period_s, log).items():
+    bumped_run = episodes(quiet_scene, bump_seed, bump_seconds, bump_deg=bump_deg, bump_at_s=bump_at_s)
+    for name, evals in run_stream(detector, reference, configs, bumped_run, sample_hz, eval_period_s, log).items():
         runs[name]["bumped"] = evals
-    verdicts = {name: _judge(r, bump_at_s, bump_deg, scene.camera_bump.camera) for name, r in runs.items()}
+    camera = next(e.scene.camera_bump.camera for e in bumped_run if e.scene.camera_bump is not None)
+    verdicts = {name: _judge(r, bump_at_s, bump_deg, camera) for name, r in runs.items()}
     primary = next(iter(configs))
     result = {"window_s": configs[primary].window_s, "sample_hz_per_camera": sample_hz,
               "eval_period_s": eval_period_s,
@@ -188,7 +218,9 @@ def evaluate_drift(detector: StreamDetector, reference: DriftReference, configs:
               "reference": {"model": reference.model, **reference.provenance},
               "conditions": {"quiet": {"scene": quiet_scene, "seeds": quiet_seeds, "seconds": quiet_seconds},
                              "night": {"scene": night_scene, "seed": night_seed, "seconds": night_seconds},
-                             "bumped": {"scene": quiet_scene, "seed": bump_seed, "seconds": bump_seconds}},
+                             "bumped": {"scene": quiet_scene, "seed": bump_seed, "seconds": bump_seconds},
+                             "episodes": "each run is consecutive episodes of the scene's length, episode k with "
+                                         "seed SEED * 1000 + k"},
               **verdicts[primary]}
     result["baselines"] = {name: verdicts[name] for name in configs if name != primary}
     # Statistic / threshold per feature over time, for the report's drift plot (the configured rules).

@@ -140,6 +140,9 @@ def rank_correlations(rows: list[dict]) -> dict:
             out[proxy] = {"against": truth, "spearman": None, "points": len(pairs)}
             continue
         x, y = zip(*pairs)
+        if len(set(x)) < 2 or len(set(y)) < 2:  # a constant side: the correlation is undefined, not zero
+            out[proxy] = {"against": truth, "spearman": None, "points": len(pairs)}
+            continue
         rho = spearmanr(x, y).statistic
         out[proxy] = {"against": truth, "spearman": None if np.isnan(rho) else round(float(rho), 3),
                       "points": len(pairs)}

@@ -1,0 +1,51 @@
+"""The drift and proxy harnesses' own logic (no detector run): runs as episodes, conditions, verdicts, rank
+correlations."""
+import pytest
+
+from perception_nodes.errors import ConfigError
+from perception_nodes.evaluation.drift import _first_flag, _judge, episodes
+from perception_nodes.evaluation.proxies import Condition, rank_correlations
+
+
+def test_a_long_run_is_episodes_with_their_own_seeds_and_the_bump_carried_on():
+    run = episodes("default", 7, 100.0, bump_deg=1.0, bump_at_s=45.0)
+    assert [e.offset_s for e in run] == [0.0, 30.0, 60.0, 90.0]
+    assert [e.scene.seed for e in run] == [7000, 7001, 7002, 7003]
+    assert run[-1].scene.duration_s == pytest.approx(10.0)
+    assert run[0].scene.camera_bump is None
+    assert run[1].scene.camera_bump.time_s == pytest.approx(15.0) and run[1].scene.camera_bump.yaw_deg == 1.0
+    assert run[2].scene.camera_bump.time_s == 0.0 and run[3].scene.camera_bump.camera == "cam1"
+
+
+def test_verdicts_count_false_flags_and_times_to_flag():
+    quiet = [{"t_s": t, "drifted": ["class_mix"] if t == 20 else [], "statistics": {"class_mix": 0.1}}
+             for t in (10, 15, 20, 25)]
+    night = [{"t_s": t, "drifted": ["detection_score"] + (["image_brightness"] if t >= 15 else []),
+              "statistics": {}} for t in (10, 15)]
+    bumped = [{"t_s": t, "drifted": ["view_shift_px"] if t >= 75 else [], "statistics": {}} for t in (55, 65, 75)]
+    verdict = _judge({"quiet": {"1": quiet}, "night": night, "bumped": bumped}, 60.0, 1.0, "cam1")
+    assert verdict["quiet"]["false_flags"] == 1
+    assert verdict["night"]["flagged_at_s"] == 15  # the image features, not just any feature
+    assert verdict["bumped"]["flagged_after_s"] == 15.0 and verdict["goals_met"] == {
+        "quiet_no_flags": False, "night_within_60_s": True, "bumped_within_60_s": True}
+    assert _first_flag(bumped, ["view_shift_px"], after_s=80) is None
+
+
+def test_conditions_parse_and_name_themselves():
+    assert Condition.parse("default+imgsz480+noise30") == Condition("default", 480, 30.0, 0.0)
+    assert Condition.parse("night").name == "night"
+    assert Condition.parse("default+bump2").name == "default+bump2deg"
+    with pytest.raises(ConfigError, match="unknown part"):
+        Condition.parse("default+fog3")
+
+
+def test_rank_correlations_pair_each_proxy_with_its_true_rate():
+    rows = [{"fp_rate": v, "fn_rate": 1 - v, "short_lived_ratio": v * 2, "vanished_mid_view_ratio": v,
+             "coasting_mid_view_ratio": None, "cross_camera_miss_ratio": 1 - v, "shadow_disagreement": 0.5}
+            for v in (0.1, 0.2, 0.3, 0.4, 0.5)]
+    out = rank_correlations(rows)
+    assert out["short_lived_ratio"]["spearman"] == 1.0 and out["short_lived_ratio"]["against"] == "fp_rate"
+    assert out["vanished_mid_view_ratio"]["spearman"] == -1.0
+    assert out["cross_camera_miss_ratio"]["spearman"] == 1.0
+    assert out["coasting_mid_view_ratio"] == {"against": "fn_rate", "spearman": None, "points": 0}
+    assert out["shadow_disagreement"]["spearman"] is None  # constant: undefined, not 0
