@@ -63,7 +63,7 @@ class Target:
 
     key: str  # saved result, e.g. "eval-detection"
     path: tuple[str, ...]  # where the figure is in the result
-    op: str  # ">=" or ">"
+    op: str  # ">=", ">" or "<="
     value: float
     label: str
 
@@ -76,7 +76,7 @@ class Target:
         return node if isinstance(node, (int, float)) and not isinstance(node, bool) else None
 
     def met(self, figure: float) -> bool:
-        return figure >= self.value if self.op == ">=" else figure > self.value
+        return {">=": figure >= self.value, ">": figure > self.value, "<=": figure <= self.value}[self.op]
 
 
 TARGETS = [
@@ -94,6 +94,20 @@ TARGETS = [
            "tracking HOTA vs the best BoxMOT tracker (noisy ground truth)"),
     Target("eval-tracking-detector", ("idf1",), ">=", 0.80, "tracking IDF1 with detector output"),
     Target("bench-tracker", ("updates_per_s",), ">=", 1000, "tracker updates/s, 50 objects, one core"),
+    Target("eval-drift", ("quiet", "false_flags"), "<=", 0, "drift flags in the reference conditions' runs"),
+    Target("eval-drift", ("night", "flagged_at_s"), "<=", 60, "night scene: image drift flagged, s"),
+    Target("eval-drift", ("bumped", "flagged_after_s"), "<=", 60, "camera knocked 1 degree: view drift flagged, s"),
+    Target("eval-proxies", ("rank_correlation", "short_lived_ratio", "spearman"), ">=", 0.7,
+           "FP proxy short-lived tracks vs true FP rate (Spearman)"),
+    Target("eval-proxies", ("rank_correlation", "vanished_mid_view_ratio", "spearman"), ">=", 0.7,
+           "FN proxy tracks vanishing mid-view vs true FN rate (Spearman)"),
+    Target("eval-proxies", ("rank_correlation", "coasting_mid_view_ratio", "spearman"), ">=", 0.7,
+           "FN proxy coasting mid-view vs true FN rate (Spearman)"),
+    Target("eval-proxies", ("rank_correlation", "cross_camera_miss_ratio", "spearman"), ">=", 0.7,
+           "FN proxy cross-camera misses vs true FN rate (Spearman)"),
+    Target("eval-proxies", ("rank_correlation", "shadow_disagreement", "spearman"), ">=", 0.7,
+           "shadow disagreement vs true FN rate (Spearman)"),
+    Target("bench-pipeline", ("monitor_cpu_share",), "<=", 0.03, "monitor + metrics endpoint, share of one core"),
 ]
 
 

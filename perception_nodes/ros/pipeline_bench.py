@@ -171,6 +171,7 @@ def bench_pipeline(specs, duration_s: float = 20.0, startup_timeout_s: float = 1
         pooled = [pooled[i] for i in np.linspace(0, len(pooled) - 1, MAX_SAMPLES).astype(int)]
     return {"cameras": per_camera, "breakdown": breakdown, "memory_mb": memory,
             "cpu_cores": cpu_share, "cpu_cores_total": round(sum(cpu_share.values()), 3),
+            "monitor_cpu_share": next((v for k, v in cpu_share.items() if k.endswith("/monitor")), None),
             "samples_ms": {"capture_to_tracks": [round(v, 1) for v in pooled]},
             "memory_total_mb": round(sum(memory.values()), 1), "duration_s": duration_s,
             "startup_s": round(startup_s, 1), "restarts": runner.restarts,
