@@ -143,9 +143,38 @@ def run_demo(args) -> int:
                       f"{a['score']} (re-ranked by {', '.join(a['moved_by']) or 'none'}) {a['thumbnail_uri']}")
             else:
                 print("[demo]   no vehicle track with earlier sightings to ask about")
+    result["monitor_timeline"] = _monitor_summary(timeline, next((s for s in specs if s.executable == "monitor"),
+                                                                None))
     result["pictures"] = _demo_pictures(args, run_folder, timeline, result)
     emit({**result, "site": args.site_path, "scene": args.scene})
     return 0 if result["ok"] else 1
+
+
+def _monitor_summary(timeline: Path, monitor_spec) -> dict | None:
+    """What the monitor measured at the end of the run (its timeline's last line): data age per stage from the
+    stamps, topics not OK, drift; and where its Prometheus endpoint was."""
+    from perception_nodes.monitoring.html_report import load_timeline
+
+    if monitor_spec is None or not timeline.is_file():
+        return None
+    rows = load_timeline(timeline)
+    if not rows:
+        return None
+    last = rows[-1]
+    by_stage: dict[str, list[float]] = {}
+    for topic, age in (last.get("age_p50_ms") or {}).items():
+        if age is not None:
+            stage = {"camera_info": "capture", "detections": "detections", "tracks": "tracks", "objects": "objects",
+                     "assessment": "assessment"}.get(topic.rstrip("/").rsplit("/", 1)[-1])
+            if stage:
+                by_stage.setdefault(stage, []).append(age)
+    ages = {stage: round(sorted(v)[len(v) // 2], 1) for stage, v in by_stage.items()}
+    not_ok = {name: level for name, level in (last.get("levels") or {}).items() if level}
+    port = monitor_spec.parameters.get("metrics_port", 9464)
+    print(f"[demo] monitor (from the stamps): data age p50 by stage {ages} ms; not OK: "
+          f"{not_ok or 'none'} (1 WARN, 2 ERROR, 3 STALE); drift (statistic / threshold) {last.get('drift') or {}}; "
+          f"Prometheus was at http://127.0.0.1:{port}/metrics", flush=True)
+    return {"age_p50_ms_by_stage": ages, "not_ok": not_ok, "drift": last.get("drift") or {}, "rows": len(rows)}
 
 
 def _demo_pictures(args, run_folder: Path, timeline: Path, result: dict) -> dict:
