@@ -95,6 +95,9 @@ class DriftConfig:
         for name, kind in FEATURES.items() if kind is not Kind.VIEW} | {"view_shift_px": FeatureRule(4.0, 5)})
     view_reference_frames: int = 10  # frames of each camera whose median is its reference view
     view_sample_period_s: float = 1.0  # one view comparison per camera per this period (phase correlation)
+    # The view's median over a shorter window: a knocked camera is a step, not a slow change of distribution,
+    # and the median of the last few comparisons sees it once half of them are past it.
+    view_window_s: float = 10.0
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "DriftConfig":
@@ -108,6 +111,7 @@ class DriftConfig:
         config.window_s = float(data.get("window_s", config.window_s))
         config.view_reference_frames = int(data.get("view_reference_frames", config.view_reference_frames))
         config.view_sample_period_s = float(data.get("view_sample_period_s", config.view_sample_period_s))
+        config.view_window_s = float(data.get("view_window_s", config.view_window_s))
         for name, raw in (data.get("features") or {}).items():
             if name not in FEATURES:
                 raise ConfigError(f"drift config {path}: unknown feature {name!r}; known: {sorted(FEATURES)}")
@@ -116,7 +120,8 @@ class DriftConfig:
             config.rules[name] = FeatureRule(float(raw["threshold"]),
                                              int(raw.get("min_samples", config.rules[name].min_samples)),
                                              float(raw.get("scale_floor", config.rules[name].scale_floor)))
-        if config.window_s <= 0 or config.view_reference_frames < 1 or config.view_sample_period_s <= 0:
+        if config.window_s <= 0 or config.view_reference_frames < 1 or config.view_sample_period_s <= 0 or \
+                config.view_window_s <= 0:
             raise ConfigError(f"drift config {path}: window_s, view_reference_frames and view_sample_period_s "
                               "must be positive")
         return config
@@ -428,10 +433,12 @@ class DriftMonitor:
             self._view_shifts.pop(cam, None)
 
     def _prune(self, now_s: float) -> None:
-        horizon = now_s - self.config.window_s
-        for window in [*self._numerical.values(), self._classes, self._embeddings, *self._view_shifts.values()]:
-            while window and window[0][0] < horizon:
-                window.popleft()
+        for windows, length in (([*self._numerical.values(), self._classes, self._embeddings], self.config.window_s),
+                                (list(self._view_shifts.values()), self.config.view_window_s)):
+            horizon = now_s - length
+            for window in windows:
+                while window and window[0][0] < horizon:
+                    window.popleft()
 
     def evaluate(self, now_s: float) -> DriftReport:
         self._prune(now_s)
