@@ -104,6 +104,7 @@ class MonitorNode(Node):
                 if stage.value in stages:
                     specs.append(TopicSpec(self._resolve(f"{cam}/{name}"), stage, cam, expected))
         site_rate = float(objects_rate) or None
+        self._objects_topic = self._resolve("objects")
         if Stage.OBJECTS.value in stages:
             specs.append(TopicSpec(self._resolve("objects"), Stage.OBJECTS, "", site_rate))
         if Stage.ASSESSMENT.value in stages:
@@ -167,7 +168,7 @@ class MonitorNode(Node):
         # Age of the fused objects: from the newest image that observed any of them (capture -> objects).
         newest = max((o.last_seen.sec * 1_000_000_000 + o.last_seen.nanosec for o in msg.objects), default=0)
         with self._lock:
-            self.graph.on_message(self._resolve("objects"), receipt, newest or None)
+            self.graph.on_message(self._objects_topic, receipt, newest or None)
 
     def _on_health(self, msg) -> None:
         received_ns = self.get_clock().now().nanoseconds
