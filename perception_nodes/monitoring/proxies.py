@@ -158,6 +158,11 @@ class CrossCameraProxy:
     def __post_init__(self):
         self._outcomes: dict[str, deque] = {cam: deque(maxlen=self.window) for cam in self.cameras}
 
+    def set_camera(self, camera_id: str, geometry) -> None:
+        """Add or update a camera (its pose from TF can change)."""
+        self.cameras[camera_id] = geometry
+        self._outcomes.setdefault(camera_id, deque(maxlen=self.window))
+
     def ground_points(self, camera_id: str, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Map points (N, 2) of the boxes' bottom centres and which are valid."""
         boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
@@ -165,8 +170,9 @@ class CrossCameraProxy:
         points, valid = self.cameras[camera_id].intersect_plane(pixels, 0.0)
         return points[:, :2], valid
 
-    def observe(self, detections: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-        """One instant of every camera: camera id -> (boxes xyxy (N, 4), class ids (N,))."""
+    def observe(self, detections: dict[str, tuple[np.ndarray, np.ndarray]], focus: str | None = None) -> None:
+        """One instant of every camera: camera id -> (boxes xyxy (N, 4), class ids (N,)). With ``focus``, only
+        the pairs that involve that camera are judged (it is the one that just delivered)."""
         lifted = {}
         for cam, (boxes, classes) in detections.items():
             if cam not in self.cameras:
@@ -178,7 +184,7 @@ class CrossCameraProxy:
                 continue
             b_points, b_classes = lifted[b]
             for a, (a_points, a_classes) in lifted.items():
-                if a == b or len(a_points) == 0:
+                if a == b or len(a_points) == 0 or (focus is not None and focus not in (a, b)):
                     continue
                 pixels, depth = geometry.project(np.column_stack([a_points, np.zeros(len(a_points))]))
                 m = self.params.margin_px

@@ -45,6 +45,7 @@ from perception_nodes.ros.camera_geometry import CameraGeometrySource
 from perception_nodes.ros.health import HealthReporter
 from perception_nodes.ros.logthrottle import ThrottledLogger
 from perception_nodes.ros.main import run_node
+from perception_nodes.monitoring.proxies import CrossCameraProxy
 from perception_nodes.ros.markers import frustum_marker, object_markers, site_markers
 from perception_nodes.ros.params import ParameterSet
 from perception_nodes.ros.stamps import set_stamp, stamp_seconds
@@ -78,6 +79,9 @@ class LocalizerNode(Node):
         self.publish_markers = params.declare("publish_markers", True, "Publish RViz markers.")
         queue_depth = params.declare("queue_depth", 32, "Track messages waiting for the worker (oldest dropped).",
                                      minimum=1, maximum=1000, read_only=True)
+        self.cross_camera_sync_s = params.declare(
+            "cross_camera_sync_s", 0.15, "FN proxy where views overlap: other cameras' tracks this close in time "
+            "count as the same instant.", minimum=0.0, maximum=5.0, read_only=True)
         self.correct_misaligned = params.declare(
             "correct_misaligned", True, "Move a camera that calibration_monitor flags back by the image shift it "
             "measured before lifting its boxes.")
@@ -109,6 +113,8 @@ class LocalizerNode(Node):
         self._wake = threading.Condition()
         self._running = True
         self._geometry_cache: dict[str, CameraGeometry] = {}
+        self._cross = CrossCameraProxy({})
+        self._latest_boxes: dict[str, tuple] = {}
 
         from perception_nodes.ros.tf import TransformListener
         from perception_nodes.tf.buffer import TransformBuffer
@@ -226,6 +232,7 @@ class LocalizerNode(Node):
             return
         if report.rejected_boxes:
             self.counters.count("boxes_not_lifted", report.rejected_boxes)
+        self._cross_camera(camera, batch)
         name = report.result.name.lower()
         if name == "dropped_late":
             self.counters.on_dropped(1, "late")
@@ -235,6 +242,19 @@ class LocalizerNode(Node):
             if name == "reset":
                 self.get_logger().info("time jumped backwards: map reset")
         self.counters.on_processed(time.perf_counter() - started)
+
+    def _cross_camera(self, camera, batch) -> None:
+        """FN proxy where views overlap: what the other cameras (their latest tracks within
+        ``cross_camera_sync_s`` of this one's) put in this camera's view and it has nothing near, and the reverse."""
+        self._cross.set_camera(batch.camera_id, camera)
+        self._latest_boxes[batch.camera_id] = (batch.stamp, batch.boxes_xyxy, batch.class_ids)
+        instant = {cam: (boxes, classes) for cam, (stamp, boxes, classes) in self._latest_boxes.items()
+                   if abs(stamp - batch.stamp) <= self.cross_camera_sync_s}
+        if len(instant) < 2:
+            return
+        self._cross.observe(instant, focus=batch.camera_id)
+        self.counters.set_values({f"proxy.cross_camera_miss_ratio.{cam}": v
+                                  for cam, v in self._cross.values().items() if v is not None})
 
     # -- output ------------------------------------------------------------------------------
     def _fusion_time(self) -> float | None:
