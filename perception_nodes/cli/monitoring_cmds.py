@@ -31,8 +31,7 @@ def run_reference(args) -> int:
                                     command="perception " + " ".join(sys.argv[1:]))
     finally:
         detector.close()
-    name = f"{entry.file.stem}.drift.json" if entry.backend == "ultralytics" and entry.file.suffix != ".xml" \
-        else f"{entry.name}-{entry.version}.drift.json"
+    name = f"{entry.name}-{entry.version}.drift.json"  # per registered model: variants may share one file
     path = entry.file.parent / name
     atomic_write_text(path, reference.to_json())
     entry.drift_reference = name
