@@ -311,3 +311,43 @@ def test_tracker_rejects_inconsistent_thresholds(ros_context, executor):
     assert node.tracker.params.track_low_thresh == 0.1
     assert node.set_parameters([Parameter("track_low_thresh", value=0.2)])[0].successful
     assert node.tracker.params.track_low_thresh == 0.2
+
+
+def test_tracker_node_reports_proxies_and_asks_to_capture_a_missed_frame(ros_context, executor):
+    """Once CameraInfo gives the image size, a confirmed track missed mid-view is asked to be captured (with its
+    frame's stamp) and the proxies appear in health values."""
+    from sensor_msgs.msg import CameraInfo
+
+    from perception_nodes.msg import CaptureRequest, Detection, DetectionArray
+    from perception_nodes.ros import qos
+
+    node, pub, got = _tracker_with_probe(ros_context, executor, "cam_c")
+    rclpy, context = ros_context
+    probe = rclpy.create_node("capture_probe", context=context)
+    info_pub = probe.create_publisher(CameraInfo, "/cam_c/camera_info", qos.IMAGE)
+    requests = []
+    probe.create_subscription(CaptureRequest, "/cam_c/capture_request", requests.append, qos.RESULTS)
+    executor.add_node(probe)
+    assert spin_until(executor, lambda: info_pub.get_subscription_count() > 0, 5.0)
+    info_pub.publish(CameraInfo(width=640, height=480))
+    assert spin_until(executor, lambda: node.proxies is not None, 5.0)
+
+    def send(stamp_s, with_box):
+        msg = DetectionArray(camera_id="cam_c")
+        msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp_s), int(round((stamp_s % 1) * 1e9))
+        if with_box:
+            det = Detection(class_id=0, class_name="car", score=0.9)
+            det.box.center_x, det.box.center_y, det.box.width, det.box.height = 320.0, 240.0, 80.0, 50.0
+            msg.detections.append(det)
+        count = len(got)
+        pub.publish(msg)
+        spin_until(executor, lambda: len(got) > count, 1.0)
+
+    for i in range(6):
+        send(200 + i * 0.1, True)
+    send(200.6, False)  # the detector missed the car in the middle of the image
+    assert spin_until(executor, lambda: requests, 5.0)
+    assert requests[0].reason == "coasting_mid_view" and requests[0].camera_id == "cam_c"
+    assert (requests[0].header.stamp.sec, round(requests[0].header.stamp.nanosec / 1e6)) == (200, 600)
+    values = node.counters.snapshot().values
+    assert values["proxy.coasting_mid_view_ratio"] > 0
