@@ -40,12 +40,13 @@ def test_conditions_parse_and_name_themselves():
 
 
 def test_rank_correlations_pair_each_proxy_with_its_true_rate():
-    rows = [{"fp_rate": v, "fn_rate": 1 - v, "short_lived_ratio": v * 2, "vanished_mid_view_ratio": v,
-             "coasting_mid_view_ratio": None, "cross_camera_miss_ratio": 1 - v, "shadow_disagreement": 0.5}
-            for v in (0.1, 0.2, 0.3, 0.4, 0.5)]
+    rows = [{"camera": "c", "fp_rate": v, "fn_rate": 1 - v, "short_lived_ratio": v * 2,
+             "vanished_mid_view_ratio": v, "coasting_mid_view_ratio": None, "cross_camera_miss_ratio": 1 - v,
+             "shadow_disagreement": 0.5} for v in (0.1, 0.2, 0.3, 0.4, 0.5)]
     out = rank_correlations(rows)
     assert out["short_lived_ratio"]["spearman"] == 1.0 and out["short_lived_ratio"]["against"] == "fp_rate"
     assert out["vanished_mid_view_ratio"]["spearman"] == -1.0
     assert out["cross_camera_miss_ratio"]["spearman"] == 1.0
-    assert out["coasting_mid_view_ratio"] == {"against": "fn_rate", "spearman": None, "points": 0}
+    assert out["short_lived_ratio"]["within_camera"] == {"mean": 1.0, "per_camera": {"c": 1.0}}
+    assert out["coasting_mid_view_ratio"]["spearman"] is None and out["coasting_mid_view_ratio"]["points"] == 0
     assert out["shadow_disagreement"]["spearman"] is None  # constant: undefined, not 0
