@@ -27,6 +27,14 @@ def bench_qos(args) -> int:
     return 0
 
 
+def bench_monitor(args) -> int:
+    """The monitor's CPU on a 4-camera site's traffic, against a bare subscriber's on the same traffic."""
+    from perception_nodes.ros.monitor_bench import bench_monitor as measure
+
+    emit(measure(args.rate_hz, args.duration))
+    return 0
+
+
 def bench_pipeline(args) -> int:
     """A site's graph end to end: capture -> detections -> tracks latency from the stamps, track rate, memory."""
     import tempfile
@@ -107,6 +115,11 @@ def add_parsers(sub, add_scene_args):
     pipeline.add_argument("--group-trackers", action="store_true", help="the trackers in one container process")
     pipeline.add_argument("--params-file", default=None, help="parameters YAML (default: config/perception.yaml)")
     pipeline.set_defaults(func=bench_pipeline)
+    monitor = bench_sub.add_parser("monitor", help="the monitor's CPU (with its metrics endpoint scraped once a "
+                                                   "second) on a 4-camera site's traffic, against a bare subscriber")
+    monitor.add_argument("--rate-hz", type=float, default=10.0, help="camera and fusion rate of the traffic")
+    monitor.add_argument("--duration", type=float, default=20.0, help="seconds measured per process")
+    monitor.set_defaults(func=bench_monitor)
     risk = bench_sub.add_parser("risk", help="risk decision time with N objects (engine on two streams, and the "
                                              "node over DDS), against scalar pair evaluation")
     risk.add_argument("--site", default="parking", help="site whose risk rules run (default: parking)")
