@@ -153,3 +153,16 @@ def rclpy_time(ns: int):
     from builtin_interfaces.msg import Time
 
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+@pytest.mark.graph
+def test_bench_monitor_runs_the_monitor_and_the_baseline_on_the_same_traffic(domain_id):
+    """The benchmark's own path: a monitor process scraped every second and a bare subscriber process, both fed;
+    a monitor that died or an endpoint that did not answer fails it (the figures live in the README)."""
+    from perception_nodes.ros.monitor_bench import bench_monitor
+
+    lines = []
+    result = bench_monitor(rate_hz=5.0, duration_s=2.0, domain_id=domain_id, log=lines.append)
+    assert result["monitor_cpu_share"] >= 0 and result["baseline"]["cpu_share"] >= 0  # 10 ms ticks: may read 0
+    assert result["messages_per_s"] == 5.0 * 14 + 15
+    assert any("2 scrapes" in line for line in lines), lines
