@@ -113,7 +113,10 @@ def run_condition(condition: Condition, seed: int, seconds: float, runtime, shad
             _, tracks = trackers[cam].update(rows, t)
             proxies[cam].update(t, [TrackView(tr.track_id, int(tr.state), tuple(tr.box_xyxy), tr.hits,
                                               tr.frames_since_update) for tr in tracks])
-            observed[cam] = (rows[:, :4], rows[:, 5])
+            # As the localizer judges it live: each camera's confirmed tracks updated on this frame.
+            confirmed = [tr for tr in tracks if int(tr.state) == 1 and tr.frames_since_update == 0]
+            observed[cam] = (np.asarray([tr.box_xyxy for tr in confirmed], dtype=np.float64).reshape(-1, 4),
+                             np.asarray([tr.class_id for tr in confirmed], dtype=np.int64))
             if shadow_rows is not None:
                 disagreement[cam].append(1.0 - agreement(rows, np.asarray(shadow_rows[index]).reshape(-1, 6)))
         cross.observe(observed)
