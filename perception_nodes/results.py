@@ -57,6 +57,16 @@ def save_result(key: str, argv: list[str], result: dict, exit_code: int, directo
     return path
 
 
+def figure_at(result: dict, path: tuple[str, ...]):
+    """The number at ``path`` in a saved result; None where the path or a number is missing."""
+    node = result
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+
+
 @dataclass
 class Target:
     """A figure the project promises, as the issue states it."""
@@ -68,12 +78,7 @@ class Target:
     label: str
 
     def read(self, result: dict):
-        node = result
-        for part in self.path:
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return node if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+        return figure_at(result, self.path)
 
     def met(self, figure: float) -> bool:
         return {">=": figure >= self.value, ">": figure > self.value, "<=": figure <= self.value}[self.op]

@@ -259,6 +259,7 @@ def test_timeline_rows_rotate_and_carry_drift(tmp_path):
     row = timeline_row(graph.snapshot(4.0))
     assert row["drift"] == {"view_shift_px": 2.0} and row["rates_hz"]["/cam0/tracks"] == pytest.approx(10.0)
     assert row["levels"]["/detector"] == 1
+    assert row["age_p50_ms_by_stage"] == {"tracks": pytest.approx(100.0)}
     writer = TimelineWriter(str(tmp_path / "t" / "timeline.jsonl"), max_bytes=2000)
     for _ in range(20):
         writer.write(row)

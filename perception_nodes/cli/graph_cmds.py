@@ -152,7 +152,7 @@ def run_demo(args) -> int:
 
 def _monitor_summary(timeline: Path, monitor_spec) -> dict | None:
     """What the monitor measured at the end of the run (its timeline's last line): data age per stage from the
-    stamps, topics not OK, drift; and where its Prometheus endpoint was."""
+    stamps (the median over the stage's topics), topics not OK, drift; and where its Prometheus endpoint was."""
     from perception_nodes.monitoring.html_report import load_timeline
 
     if monitor_spec is None or not timeline.is_file():
@@ -161,14 +161,7 @@ def _monitor_summary(timeline: Path, monitor_spec) -> dict | None:
     if not rows:
         return None
     last = rows[-1]
-    by_stage: dict[str, list[float]] = {}
-    for topic, age in (last.get("age_p50_ms") or {}).items():
-        if age is not None:
-            stage = {"camera_info": "capture", "detections": "detections", "tracks": "tracks", "objects": "objects",
-                     "assessment": "assessment"}.get(topic.rstrip("/").rsplit("/", 1)[-1])
-            if stage:
-                by_stage.setdefault(stage, []).append(age)
-    ages = {stage: round(sorted(v)[len(v) // 2], 1) for stage, v in by_stage.items()}
+    ages = last.get("age_p50_ms_by_stage") or {}
     not_ok = {name: level for name, level in (last.get("levels") or {}).items() if level}
     port = monitor_spec.parameters.get("metrics_port", 9464)
     print(f"[demo] monitor (from the stamps): data age p50 by stage {ages} ms; not OK: "

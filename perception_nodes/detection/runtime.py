@@ -127,6 +127,7 @@ class DetectorRuntime:
         self.shadow_agreement: deque[float] = deque(maxlen=200)
         self.last_primary_ms = 0.0
         self.last_shadow_ms = 0.0
+        self.last_shadow_agreements: list[float] = []  # per image of the last pass the shadow ran on
         self.closed_models = 0  # replaced models closed so far
         self.fallbacks = 0  # fallbacks installed so far
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
@@ -240,8 +241,8 @@ class DetectorRuntime:
                     shadow_results = [self.shadow.class_map.apply(rows) if self.shadow.class_map else rows
                                       for rows in self.shadow.detector.predict(images)]
                     self.last_shadow_ms = (time.perf_counter() - began) * 1000.0
-                    for a, b in zip(results, shadow_results):
-                        self.shadow_agreement.append(agreement(a, b))
+                    self.last_shadow_agreements = [agreement(a, b) for a, b in zip(results, shadow_results)]
+                    self.shadow_agreement.extend(self.last_shadow_agreements)
         return model, results, shadow_results
 
     def record_latency(self, batch_ms: float) -> bool:

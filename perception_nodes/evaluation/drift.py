@@ -27,20 +27,24 @@ EXPECTED = {"night": ("image_brightness", "image_contrast"), "bumped": ("view_sh
 class StreamDetector:
     """The detector as the node runs it (site classes, the node's confidence and NMS), with its embedder."""
 
-    def __init__(self, model_ref: str, params_file: str | None = None):
+    def __init__(self, model_ref: str, params_file: str | None = None, imgsz: int | None = None,
+                 embed: bool = True):
+        """``imgsz``: None runs the params file's input size (0 there: the model's); ``embed``: also run the
+        node's appearance embedder."""
         from perception_nodes.detection.registry import ModelRegistry
         from perception_nodes.detection.runtime import DetectorRuntime, RuntimeConfig, default_loader
         from perception_nodes.graph import detector_parameters
 
         values = detector_parameters(params_file)
         config = RuntimeConfig(model=model_ref, conf=float(values.get("confidence", 0.25)),
-                               iou=float(values.get("iou", 0.7)), imgsz=int(values.get("imgsz", 0) or 0),
+                               iou=float(values.get("iou", 0.7)),
+                               imgsz=int(values.get("imgsz", 0) or 0) if imgsz is None else int(imgsz),
                                cpu_streams=1)
         self.runtime = DetectorRuntime(config, default_loader(ModelRegistry(), config, log=lambda m: None),
                                        log=lambda m: None)
         self.runtime.start()
         self.embedder = None
-        embedding = values.get("appearance_embedding", "")
+        embedding = values.get("appearance_embedding", "") if embed else ""
         if embedding:
             from perception_nodes.retrieval.embedders import load_embedder
 
@@ -59,7 +63,7 @@ class StreamDetector:
         self.runtime.close()
 
 
-def _scene(name: str, seed: int, duration_s: float | None = None, bump_deg: float | None = None,
+def scene_variant(name: str, seed: int, duration_s: float | None = None, bump_deg: float | None = None,
            bump_camera: str | None = None, bump_at_s: float | None = None):
     """One scene, optionally longer (same traffic density per second of entries) and with one camera knocked."""
     from perception_nodes.world import load_scene
@@ -93,7 +97,7 @@ def episodes(name: str, seed: int, seconds: float, bump_deg: float | None = None
     while offset < seconds - 1e-9:
         duration = min(length, seconds - offset)
         bumped = bump_deg is not None and bump_at_s < offset + duration
-        scene = _scene(name, seed * 1000 + k, duration if duration != length else None,
+        scene = scene_variant(name, seed * 1000 + k, duration if duration != length else None,
                        bump_deg if bumped else None, bump_at_s=max(0.0, bump_at_s - offset))
         out.append(Episode(scene, offset))
         offset += duration
@@ -108,7 +112,7 @@ def build_reference(detector: StreamDetector, model_ref: str, scene_name: str, s
     samples = FeatureSamples()
     frames = 0
     for seed in seeds:
-        world = World(_scene(scene_name, seed))
+        world = World(scene_variant(scene_name, seed))
         for frame in range(0, world.scene.frame_count, frame_step):
             images = [world.render(c, frame)[0] for c in range(len(world.cameras))]
             for image, (rows, emb) in zip(images, detector(images)):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perception_nodes.evaluation.drift import _scene
+from perception_nodes.evaluation.drift import StreamDetector, scene_variant
 from perception_nodes.monitoring.proxies import CrossCameraProxy, TrackProxies, TrackView, detection_truth
 
 # proxy -> the true rate it stands for
@@ -58,19 +58,6 @@ DEFAULT_CONDITIONS = ("default", "default+imgsz640", "default+imgsz480", "defaul
                       "night+imgsz480", "default+noise30", "default+noise60", "default+bump2")
 
 
-def _runtime(model_ref: str, imgsz: int):
-    from perception_nodes.detection.registry import ModelRegistry
-    from perception_nodes.detection.runtime import DetectorRuntime, RuntimeConfig, default_loader
-    from perception_nodes.graph import detector_parameters
-
-    values = detector_parameters()
-    config = RuntimeConfig(model=model_ref, conf=float(values.get("confidence", 0.25)),
-                           iou=float(values.get("iou", 0.7)), imgsz=int(imgsz), cpu_streams=1)
-    runtime = DetectorRuntime(config, default_loader(ModelRegistry(), config, log=lambda m: None), log=lambda m: None)
-    runtime.start()
-    return runtime
-
-
 def run_condition(condition: Condition, seed: int, seconds: float, runtime, shadow, shadow_every: int,
                   log=print) -> list[dict]:
     """One row per camera: true FP/FN rates and every proxy."""
@@ -80,7 +67,7 @@ def run_condition(condition: Condition, seed: int, seconds: float, runtime, shad
     from perception_nodes.tracking.tracker import ByteTracker, TrackerParams
     from perception_nodes.world import World
 
-    scene = _scene(condition.scene, seed, seconds, bump_deg=condition.bump_deg or None, bump_at_s=0.0)
+    scene = scene_variant(condition.scene, seed, seconds, bump_deg=condition.bump_deg or None, bump_at_s=0.0)
     world = World(scene)
     ids = [c.spec.id for c in world.cameras]
     trackers = {cam: ByteTracker(TrackerParams()) for cam in ids}
@@ -176,12 +163,12 @@ def rank_correlations(rows: list[dict]) -> dict:
 def evaluate_proxies(model_ref: str, conditions: list[Condition], seed: int, seconds: float,
                      shadow_ref: str = "", shadow_every: int = 5, log=print) -> dict:
     runtimes: dict[int, object] = {}
-    shadow = _runtime(shadow_ref, 0) if shadow_ref else None
+    shadow = StreamDetector(shadow_ref, imgsz=0, embed=False).runtime if shadow_ref else None
     rows = []
     try:
         for condition in conditions:
             if condition.imgsz not in runtimes:
-                runtimes[condition.imgsz] = _runtime(model_ref, condition.imgsz)
+                runtimes[condition.imgsz] = StreamDetector(model_ref, imgsz=condition.imgsz, embed=False).runtime
             rows.extend(run_condition(condition, seed, seconds, runtimes[condition.imgsz], shadow, shadow_every,
                                       log))
     finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from perception_nodes.monitoring.topics import (PER_CAMERA_CHAIN, Level, Stage, StageChain, TopicMonitor, TopicSnapshot,
                                                 TopicSpec, TopicThresholds)
 
@@ -167,7 +169,12 @@ def timeline_row(snap: GraphSnapshot) -> dict:
         for feature, (statistic, threshold) in report.drift().items():
             if threshold:
                 drift[feature] = round(statistic / threshold, 4)
+    by_stage: dict[str, list[float]] = {}
+    for t in snap.topics:
+        if t.age_p50_s is not None:
+            by_stage.setdefault(t.spec.stage.value, []).append(t.age_p50_s * 1000)
     return {"t_s": round(snap.at_s, 3),
+            "age_p50_ms_by_stage": {stage: round(float(np.median(v)), 1) for stage, v in by_stage.items()},
             "rates_hz": {t.spec.topic: None if t.rate_hz is None else round(t.rate_hz, 3) for t in snap.topics},
             "age_p50_ms": {t.spec.topic: None if t.age_p50_s is None else round(t.age_p50_s * 1000, 1)
                            for t in snap.topics},

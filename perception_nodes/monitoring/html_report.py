@@ -15,6 +15,8 @@ import io
 import json
 from pathlib import Path
 
+from perception_nodes.results import figure_at
+
 PLOTS = ("latency", "rates", "drift", "accuracy", "safety")
 _TITLES = {"latency": "Latency per stage", "rates": "Rates over time", "drift": "Drift over time",
            "accuracy": "Accuracy against baselines", "safety": "Safety scenarios"}
@@ -151,10 +153,11 @@ def plot_drift(records: dict, timeline: list[dict] | None):
     return fig
 
 
-# (saved result key, label, ours, baseline, higher is better): figures each evaluation measured in one run
+# (saved result key, label, ours, baseline, higher is better): figures each evaluation measured in one run;
+# baseline None: the best of the run's peers (tracking measures several BoxMOT trackers)
 _ACCURACY = [
-    ("eval-tracking-detector", "tracking HOTA vs best BoxMOT (detector)", ("hota",), ("best_peer_hota",), True),
-    ("eval-tracking-gt-noisy", "tracking HOTA vs best BoxMOT (noisy GT)", ("hota",), ("best_peer_hota",), True),
+    ("eval-tracking-detector", "tracking HOTA vs best BoxMOT (detector)", ("hota",), None, True),
+    ("eval-tracking-gt-noisy", "tracking HOTA vs best BoxMOT (noisy GT)", ("hota",), None, True),
     ("eval-localization", "localization HOTA vs nearest neighbour", ("hota",), ("baseline", "hota"), True),
     ("eval-localization", "localization IDF1 vs nearest neighbour", ("idf1",), ("baseline", "idf1"), True),
     ("eval-safety", "false alarms/h vs naive rules", ("false_alarms_per_hour",),
@@ -164,27 +167,18 @@ _ACCURACY = [
 ]
 
 
-def _dig(node, path):
-    for part in path:
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node if isinstance(node, (int, float)) and not isinstance(node, bool) else None
-
-
 def accuracy_pairs(records: dict) -> list[tuple[str, float, float, bool]]:
     out = []
     for key, label, ours, base, higher in _ACCURACY:
         result = (records.get(key) or {}).get("result")
         if result is None:
             continue
-        if key.startswith("eval-tracking") and _dig(result, base) is None:
-            peers = result.get("peers") or {}
-            best = max((p.get("hota") for p in peers.values() if isinstance(p.get("hota"), (int, float))),
-                       default=None)
-            value, baseline = _dig(result, ours), best
+        if base is None:
+            baseline = max((figure_at(p, ("hota",)) for p in (result.get("peers") or {}).values()
+                            if figure_at(p, ("hota",)) is not None), default=None)
         else:
-            value, baseline = _dig(result, ours), _dig(result, base)
+            baseline = figure_at(result, base)
+        value = figure_at(result, ours)
         if value is not None and baseline is not None:
             out.append((label, float(value), float(baseline), higher))
     return out

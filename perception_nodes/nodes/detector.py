@@ -51,7 +51,6 @@ from perception_nodes.detection.backend import resolve_cpu_streams
 from perception_nodes.detection.batching import FrameSlots
 from perception_nodes.detection.registry import DEFAULT_DETECTOR_REF, ModelError, ModelRegistry
 from perception_nodes.detection.runtime import DetectorRuntime, RuntimeConfig, default_loader
-from perception_nodes.detection.runtime import agreement as agreement_f1
 from perception_nodes.errors import PerceptionError
 from perception_nodes.image_codec import image_to_bgr8, numpy_to_image
 from perception_nodes.monitoring.drift import DriftMonitor, reduce_frame
@@ -61,6 +60,7 @@ from perception_nodes.ros.health import HealthReporter
 from perception_nodes.ros.logthrottle import ThrottledLogger
 from perception_nodes.ros.main import run_node
 from perception_nodes.ros.params import ParameterSet
+from perception_nodes.ros.stamps import stamp_nanoseconds, stamp_seconds
 from perception_nodes.stats import NodeCounters
 from perception_nodes.taxonomy import SITE_CLASS_NAMES, UnmappedPolicy
 
@@ -285,9 +285,7 @@ class DetectorNode(LifecycleNode):
         self._camera_publishers.clear()
         self._shadow_pub = None
         self.drift, self._drift_model, self._drift_drifted = None, "", []
-        if self._capture is not None:
-            self._capture.close()
-            self._capture = None
+        self._close_capture()
         if self.runtime is not None:
             self.runtime.close()
             self.runtime = None
@@ -302,11 +300,15 @@ class DetectorNode(LifecycleNode):
 
     def close(self) -> None:
         self._halt()
-        if self._capture is not None:  # the capture bag's metadata is written on close
-            self._capture.close()
-            self._capture = None
+        self._close_capture()
         if self.runtime is not None:
             self.runtime.close()
+
+    def _close_capture(self) -> None:
+        """The capture bag's metadata is written on close."""
+        if self._capture is not None:
+            self._capture.close()
+            self._capture = None
 
     # -- parameters, service ------------------------------------------------------------------------
     def _on_params(self, changed: dict) -> None:
@@ -368,12 +370,13 @@ class DetectorNode(LifecycleNode):
             # A synthetic camera's ground truth rides along, so captured frames can be trained on directly.
             self._entities.append(self.create_subscription(
                 self._DetectionArray, f"{cam}/ground_truth/detections",
-                lambda m, c=cam: self._ring.add_truth(c, _stamp_ns(m.header), m), qos.RESULTS,
+                lambda m, c=cam: self._ring.add_truth(c, stamp_nanoseconds(m.header.stamp), m), qos.RESULTS,
                 callback_group=group, qos_overriding_options=qos.overridable()))
         self.get_logger().info(f"capturing frames where proxies or drift fire into {folder}")
 
     def _on_capture_request(self, request) -> None:
-        self._capture_frame(request.camera_id, _stamp_ns(request.header), request.reason, request.detail)
+        self._capture_frame(request.camera_id, stamp_nanoseconds(request.header.stamp), request.reason,
+                            request.detail)
 
     def _capture_frame(self, camera: str, stamp_ns: int, reason: str, detail: str = "") -> None:
         """Write one frame (found in the ring by its stamp) with its reason; rate-limited per camera."""
@@ -422,7 +425,7 @@ class DetectorNode(LifecycleNode):
             return
         latest = 0.0
         for image, (cam, msg), rows, embeddings in zip(frames, sources, results, embeddings_by_frame):
-            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            stamp = stamp_seconds(msg.header.stamp)
             latest = max(latest, stamp)
             self.drift.observe(cam, stamp, reduce_frame(image), np.asarray(rows).reshape(-1, 6), image.shape[1],
                                image.shape[0], embeddings)
@@ -447,7 +450,7 @@ class DetectorNode(LifecycleNode):
             for cam, msg in sources:
                 if now - self._drift_captured.get(cam, -1e9) >= self.capture_drift_period_s:
                     self._drift_captured[cam] = now
-                    self._capture_frame(cam, _stamp_ns(msg.header), "drift: " + ", ".join(report.drifted))
+                    self._capture_frame(cam, stamp_nanoseconds(msg.header.stamp), "drift: " + ", ".join(report.drifted))
 
     def _check_parallel(self, name: str, values, valid) -> str | None:
         if list(values) in ([0], [""]):
@@ -523,7 +526,7 @@ class DetectorNode(LifecycleNode):
                 self.get_logger().warning(f"fell back to {model.ref}: {self.runtime.fallback_reason}")
             if self._capture is not None:
                 for cam, msg in sources:
-                    self._ring.add_frame(cam, _stamp_ns(msg.header), msg)
+                    self._ring.add_frame(cam, stamp_nanoseconds(msg.header.stamp), msg)
             embeddings_by_frame = []
             try:
                 for index, ((cam, msg), rows) in enumerate(zip(sources, results)):
@@ -538,9 +541,9 @@ class DetectorNode(LifecycleNode):
                     if shadow is not None:
                         pubs[1].publish(self._to_msg(cam, msg, shadow[index], self.runtime.shadow))
                         if self._capture is not None:
-                            f1 = agreement_f1(np.asarray(rows).reshape(-1, 6), np.asarray(shadow[index]).reshape(-1, 6))
+                            f1 = self.runtime.last_shadow_agreements[index]
                             if f1 < self.capture_shadow_below:
-                                self._capture_frame(cam, _stamp_ns(msg.header), "shadow_disagreement",
+                                self._capture_frame(cam, stamp_nanoseconds(msg.header.stamp), "shadow_disagreement",
                                                     f"shadow {self.runtime.shadow.ref} F1 {f1:.2f}")
                     if self.publish_debug_image:
                         pubs[2].publish(self._annotate(frames[index], rows, model, msg))
@@ -596,10 +599,6 @@ class DetectorNode(LifecycleNode):
     def shadow_agreement(self) -> float | None:
         values = self.runtime.shadow_agreement if self.runtime else []
         return float(np.mean(values)) if values else None
-
-
-def _stamp_ns(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 class _LoadPoll:

@@ -38,6 +38,7 @@ from perception_nodes.ros.health import HEALTH_TOPIC
 from perception_nodes.ros.logthrottle import ThrottledLogger
 from perception_nodes.ros.main import run_node
 from perception_nodes.ros.params import ParameterSet
+from perception_nodes.ros.stamps import stamp_nanoseconds
 
 WATCHABLE_STAGES = tuple(s.value for s in Stage)
 
@@ -109,13 +110,12 @@ class MonitorNode(Node):
             for stage, name in ((Stage.CAPTURE, "camera_info"), (Stage.DETECTIONS, "detections"),
                                 (Stage.TRACKS, "tracks")):
                 if stage.value in stages:
-                    specs.append(TopicSpec(self._resolve(f"{cam}/{name}"), stage, cam, expected))
+                    specs.append(TopicSpec(self.resolve_topic_name(f"{cam}/{name}"), stage, cam, expected))
         site_rate = float(objects_rate) or None
-        self._objects_topic = self._resolve("objects")
         if Stage.OBJECTS.value in stages:
-            specs.append(TopicSpec(self._resolve("objects"), Stage.OBJECTS, "", site_rate))
+            specs.append(TopicSpec(self.resolve_topic_name("objects"), Stage.OBJECTS, "", site_rate))
         if Stage.ASSESSMENT.value in stages:
-            specs.append(TopicSpec(self._resolve("risk/assessment"), Stage.ASSESSMENT, "", site_rate))
+            specs.append(TopicSpec(self.resolve_topic_name("risk/assessment"), Stage.ASSESSMENT, "", site_rate))
         self.graph = GraphMonitor(specs, thresholds, stale_after_s=self.stale_after_s)
         self._stream_node = None
         self._streams: list[tuple] = []  # (subscription, TopicSpec)
@@ -182,9 +182,6 @@ class MonitorNode(Node):
         unknown = [v for v in values if v and v not in WATCHABLE_STAGES]
         return f"unknown stages {unknown}; known: {list(WATCHABLE_STAGES)}" if unknown else None
 
-    def _resolve(self, topic: str) -> str:
-        return self.resolve_topic_name(topic)
-
     def _now_s(self) -> float:
         return self.get_clock().now().nanoseconds / 1e9
 
@@ -194,7 +191,7 @@ class MonitorNode(Node):
             if spec.stage is Stage.OBJECTS:
                 # Age of the fused objects: from the newest image that observed any of them (capture -> objects).
                 msg = deserialize_message(raw, self._LocalizedObjectArray)
-                stamp = max((o.last_seen.sec * 1_000_000_000 + o.last_seen.nanosec for o in msg.objects), default=0)
+                stamp = max((stamp_nanoseconds(o.last_seen) for o in msg.objects), default=0)
                 model = ""
             else:
                 stamp = header_stamp_ns(raw)

@@ -45,16 +45,13 @@ from perception_nodes.ros.health import HealthReporter
 from perception_nodes.ros.logthrottle import ThrottledLogger
 from perception_nodes.ros.main import run_node
 from perception_nodes.ros.params import ParameterSet
+from perception_nodes.ros.stamps import stamp_nanoseconds
 from perception_nodes.stats import NodeCounters
 
 MAX_QUERY_IMAGE_PIXELS = 4096 * 4096
 FRAMES_KEPT_PER_CAMERA = 8       # tracks arrive a detector pass after their frame; a few frames cover the lag
 OBJECT_LINK_MAX_AGE_S = 2.0      # a (camera, track) -> object link older than this is not used
 SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-def _ns(stamp) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 class RetrievalNode(LifecycleNode):
@@ -217,7 +214,7 @@ class RetrievalNode(LifecycleNode):
     # -- inputs ---------------------------------------------------------------------------------
     def _on_image(self, camera_id: str, msg) -> None:
         frames = self._frames[camera_id]
-        frames[_ns(msg.header.stamp)] = msg
+        frames[stamp_nanoseconds(msg.header.stamp)] = msg
         while len(frames) > FRAMES_KEPT_PER_CAMERA:
             frames.popitem(last=False)
 
@@ -232,7 +229,7 @@ class RetrievalNode(LifecycleNode):
 
     def _on_tracks(self, camera_id: str, msg) -> None:
         self.counters.on_received()
-        image = self._frames[camera_id].get(_ns(msg.header.stamp))
+        image = self._frames[camera_id].get(stamp_nanoseconds(msg.header.stamp))
         if image is None:
             self.counters.on_dropped(reason="no_frame_for_tracks")
             return
@@ -250,7 +247,7 @@ class RetrievalNode(LifecycleNode):
             if len(self._queue) >= self.queue_size:
                 self._queue.popleft()
                 self.counters.on_dropped(reason="queue_full")
-            self._queue.append((camera_id, _ns(msg.header.stamp), image, tracks, links))
+            self._queue.append((camera_id, stamp_nanoseconds(msg.header.stamp), image, tracks, links))
             self._queue_lock.notify()
 
     # -- worker ---------------------------------------------------------------------------------
@@ -361,8 +358,8 @@ class RetrievalNode(LifecycleNode):
         return response
 
     def _filter(self, msg) -> QueryFilter:
-        start = _ns(msg.start_time) or None
-        end = _ns(msg.end_time) or None
+        start = stamp_nanoseconds(msg.start_time) or None
+        end = stamp_nanoseconds(msg.end_time) or None
         region = (msg.region_min_x, msg.region_min_y, msg.region_max_x, msg.region_max_y) if msg.use_region else None
         flt = QueryFilter(tuple(msg.camera_ids), start, end, region, tuple(int(c) for c in msg.class_ids),
                           tuple(msg.zones))

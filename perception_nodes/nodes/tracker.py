@@ -33,6 +33,7 @@ from perception_nodes.ros.health import HealthReporter
 from perception_nodes.ros.logthrottle import ThrottledLogger
 from perception_nodes.ros.main import run_node
 from perception_nodes.ros.params import ParameterSet
+from perception_nodes.ros.stamps import set_stamp, stamp_seconds
 from perception_nodes.stats import NodeCounters
 from perception_nodes.tracking.tracker import ByteTracker, TrackerParams, TrackState, UpdateStatus
 
@@ -146,7 +147,7 @@ class TrackerNode(Node):
             self.counters.on_error("embedding_dims")
             self.log.warn("embedding_dims", f"detections carry embeddings of different sizes {sorted(dims)}; "
                                             "tracking this frame on IoU alone")
-        stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        stamp_s = stamp_seconds(msg.header.stamp)
         with self._lock:
             invalid_before = self.tracker.invalid_detections
             status, tracks = self.tracker.update(rows, stamp_s, embeddings)
@@ -167,8 +168,7 @@ class TrackerNode(Node):
             for reason, track_id, frame_s in events:
                 request = self._CaptureRequest(camera_id=self.camera_id, reason=reason, detail=f"track {track_id}")
                 request.header.frame_id = msg.header.frame_id
-                request.header.stamp.sec = int(frame_s)
-                request.header.stamp.nanosec = min(int(round((frame_s - int(frame_s)) * 1e9)), 999_999_999)
+                set_stamp(request.header.stamp, frame_s)
                 self.capture_pub.publish(request)
                 self.counters.count(f"capture_requests_{reason}")
         out = self._tracks_msg(msg, tracks)

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from perception_nodes.ros.pipeline_bench import _cpu_seconds
+from perception_nodes.ros.pipeline_bench import cpu_seconds
 
 CAMERAS = ("cam0", "cam1", "cam2", "cam3")
 
@@ -85,7 +85,7 @@ def _measure(command: list[str], env: dict, rate_hz: float, duration_s: float, s
         time.sleep(3.0)
         if process.poll() is not None:
             raise RuntimeError(f"{command[-1]} exited: {process.stderr.read()[-500:]}")
-        before, t0 = _cpu_seconds(process.pid), time.monotonic()
+        before, t0 = cpu_seconds(process.pid), time.monotonic()
         scrapes = 0
         while time.monotonic() - t0 < duration_s:
             time.sleep(1.0)
@@ -94,7 +94,7 @@ def _measure(command: list[str], env: dict, rate_hz: float, duration_s: float, s
 
                 urllib.request.urlopen(f"http://127.0.0.1:{scrape_port}/metrics", timeout=5).read()
                 scrapes += 1
-        share = (_cpu_seconds(process.pid) - before) / (time.monotonic() - t0)
+        share = (cpu_seconds(process.pid) - before) / (time.monotonic() - t0)
         log(f"[bench] {'monitor' if scrape_port else 'bare subscriber'}: {share * 100:.2f} % of one core"
             + (f" ({scrapes} scrapes)" if scrape_port else ""))
         return share

@@ -33,7 +33,7 @@ def _rss_mb(pid: int) -> float:
     return total
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and its children so far."""
     import os
 
@@ -128,7 +128,7 @@ def bench_pipeline(specs, duration_s: float = 20.0, startup_timeout_s: float = 1
         with lock:
             for cam in cameras:
                 track_times[cam].clear()
-        cpu_before = {e.spec.fully_qualified_name: _cpu_seconds(e.process.pid) for e in runner.processes
+        cpu_before = {e.spec.fully_qualified_name: cpu_seconds(e.process.pid) for e in runner.processes
                       if e.process.poll() is None}
         measure_began = time.monotonic()
         counting.set()
@@ -136,7 +136,7 @@ def bench_pipeline(specs, duration_s: float = 20.0, startup_timeout_s: float = 1
         counting.clear()
         measured_s = time.monotonic() - measure_began
         cpu_share = {e.spec.fully_qualified_name:
-                     round((_cpu_seconds(e.process.pid) - cpu_before.get(e.spec.fully_qualified_name, 0.0))
+                     round((cpu_seconds(e.process.pid) - cpu_before.get(e.spec.fully_qualified_name, 0.0))
                            / measured_s, 4)
                      for e in runner.processes if e.process.poll() is None}
         memory = {e.spec.fully_qualified_name: round(_rss_mb(e.process.pid), 1) for e in runner.processes

@@ -9,6 +9,11 @@ def stamp_seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def stamp_nanoseconds(stamp) -> int:
+    """A Time message's nanoseconds since the epoch (exact: stamps used as keys)."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
 def set_stamp(msg_time, seconds: float) -> None:
     """Write ``seconds`` (clamped at 0, nanoseconds never rounding up to a full second) into a Time message."""
     seconds = max(seconds, 0.0)
