@@ -13,6 +13,8 @@ from perception_nodes.evaluation.detection import evaluate_detection, evaluate_m
 def run_eval(args) -> int:
     from perception_nodes.cli.common import resolve_detector_model
 
+    if args.all_scenes:
+        return run_eval_all_scenes(args)
     entry, path = resolve_detector_model(args)
     result = evaluate_detection(path, entry.ref, args.scene, args.seed, parse_seeds(args.seeds), args.frame_step,
                                 args.imgsz or entry.input_size, EvalPolicy(args.min_visibility, args.min_height_px),
@@ -34,12 +36,75 @@ def run_eval(args) -> int:
     return 0
 
 
+def run_eval_all_scenes(args) -> int:
+    """Every evaluation scene for the model and (unless it is the configured model) the configured one, the
+    per-scene per-class table, the goals and the promotion rule's verdict; ``--promote`` applies it."""
+    from perception_nodes.cli.common import resolve_detector_model
+    from perception_nodes.detection.mixture import load_eval_set, scene_table
+    from perception_nodes.detection.promotion import goal_check, overall, promote_in_config, promotion_decision
+    from perception_nodes.detection.registry import ModelRegistry
+    from perception_nodes.evaluation.detection import evaluate_all_scenes
+    from perception_nodes.graph import configured_detector_model
+
+    registry = ModelRegistry()
+    eval_set = load_eval_set(args.eval_set)
+    scenes = [s for s in args.scenes.split(",") if s] or None
+    entry, path = resolve_detector_model(args, registry)
+    print(f"[eval] {entry.ref}")
+    candidate = evaluate_all_scenes(path, args.imgsz or entry.input_size, eval_set, entry=entry, scenes=scenes)
+    against_ref = args.against or configured_detector_model()
+    reference_entry, reference_path = registry.verified_path(against_ref)
+    result = {"model": entry.ref, "frame_step": eval_set.frame_step, "eval_set": eval_set.source,
+              "scenes": candidate["scenes"], "overall": overall(candidate["scenes"]),
+              "goals": goal_check(candidate["scenes"], eval_set)}
+    reference = None
+    if reference_entry.ref != entry.ref:
+        print(f"[eval] against {reference_entry.ref}")
+        reference = evaluate_all_scenes(reference_path, args.imgsz or reference_entry.input_size, eval_set,
+                                        entry=reference_entry, scenes=scenes)["scenes"]
+        decision = promotion_decision(candidate["scenes"], reference, eval_set.tolerance)
+        result.update(reference={"model": reference_entry.ref, "scenes": reference,
+                                 "overall": overall(reference)}, promotion=decision)
+    print(f"\n{entry.ref}, overall and per class mAP@0.5 / mAP@0.5:0.95"
+          + (f", change against {reference_entry.ref}:" if reference else ":"))
+    print(scene_table(candidate["scenes"], reference))
+    if reference:
+        print(f"{reference_entry.ref}:")
+        print(scene_table(reference))
+    met = [name for name, g in result["goals"].items() if g["map_met"] and g["classes_met"]]
+    print(f"[eval] goals met on {len(met)}/{len(result['goals'])} scenes: {', '.join(met) or 'none'}")
+    if reference:
+        decision = result["promotion"]
+        print(f"[eval] promotion rule (tolerance {decision['tolerance']}): "
+              + ("PROMOTE" if decision["promote"] else "KEEP " + reference_entry.ref) +
+              ("" if decision["promote"] else " (" + "; ".join(decision["reasons"]) + ")"))
+        if args.promote:
+            if not decision["promote"]:
+                print("[eval] --promote: not promoted (the rule says keep)")
+            else:
+                fallback = registry.resolve(args.fallback or entry.ref)
+                promote_in_config(args.config, entry.ref, fallback.ref)
+                result["promoted"] = {"model": entry.ref, "fallback_model": fallback.ref, "config": args.config}
+                print(f"[eval] promoted: {args.config} now runs {entry.ref} (fallback {fallback.ref})")
+    emit(result)
+    return 0
+
+
 def run_train(args) -> int:
     from perception_nodes.detection.train import train_detector
     from perception_nodes.world import load_scene
 
     scene = load_scene(args.scene)
     eval_seeds = parse_seeds(args.eval_seeds)
+    mixture = None
+    evaluate = lambda weights: evaluate_model(weights, args.scene, eval_seeds, args.eval_frame_step,  # noqa: E731
+                                              args.imgsz)
+    if args.mixture:
+        from perception_nodes.detection.mixture import load_mixture
+        from perception_nodes.evaluation.detection import evaluate_all_scenes
+
+        mixture = load_mixture(args.mixture)
+        evaluate = lambda weights: evaluate_all_scenes(weights, args.imgsz)  # noqa: E731
     base_model, init_ref = "yolov8n.yaml", None
     if args.init:
         from perception_nodes.detection.registry import ModelRegistry
@@ -50,7 +115,7 @@ def run_train(args) -> int:
         scene, args.name, args.version, args.work, parse_seeds(args.train_seeds), parse_seeds(args.val_seeds), eval_seeds,
         args.frame_step, args.epochs, args.imgsz, args.batch, args.hours, args.threads,
         base_model=base_model, init_ref=init_ref, extra_data=[b for b in args.extra_data.split(",") if b],
-        evaluate=lambda weights: evaluate_model(weights, args.scene, eval_seeds, args.eval_frame_step, args.imgsz))
+        evaluate=evaluate, mixture=mixture, resume=args.resume, workers=args.threads)
     emit(summary)
     return 0
 
@@ -130,6 +195,11 @@ def add_parsers(sub, eval_sub, add_scene_args):
     det.add_argument("--extra-data", default="", metavar="BAG[,BAG]",
                      help="capture bags of the detector node (capture_dir): their frames with ground truth are "
                           "added to the training split")
+    det.add_argument("--mixture", default=None, metavar="YAML",
+                     help="train on a balanced mixture of randomised sites and conditions (config/detector_training"
+                          ".yaml) instead of --scene's seeds; the card then scores every evaluation scene")
+    det.add_argument("--resume", action="store_true",
+                     help="go on from --work's last checkpoint (its data, arguments and optimiser state)")
     det.set_defaults(func=run_train)
 
     ev = eval_sub.add_parser("detection", help="mAP of a registered detector on held-out seeds (pycocotools)")
@@ -140,6 +210,18 @@ def add_parsers(sub, eval_sub, add_scene_args):
     ev.add_argument("--imgsz", type=int, default=0, choices=range(0, 4097), metavar="PX",
                     help="inference input size (default 0: the model's, as the node runs it)")
     ev.add_argument("--frame-step", type=int, default=30)
+    ev.add_argument("--all-scenes", action="store_true",
+                    help="every evaluation scene of --eval-set at its own seeds, per scene and class, compared with "
+                         "--against on the same frames, with the goals and the promotion rule's verdict")
+    ev.add_argument("--eval-set", default=None, help="evaluation scenes file (default config/detector_eval.yaml)")
+    ev.add_argument("--scenes", default="", help="--all-scenes: only these scenes (comma-separated)")
+    ev.add_argument("--against", default=None, metavar="NAME@VERSION",
+                    help="--all-scenes: the current model (default: the one config/perception.yaml runs)")
+    ev.add_argument("--promote", action="store_true",
+                    help="--all-scenes: when the rule says so, make --model the detector of --config")
+    ev.add_argument("--fallback", default=None, metavar="NAME@VERSION",
+                    help="--promote: the fallback model to configure (default: the promoted model itself)")
+    ev.add_argument("--config", default="config/perception.yaml", help="--promote: the parameters file to update")
     ev.add_argument("--record", action="store_true",
                     help="write the figures (per class too) into the model's registry entry (models/manifest.yaml)")
     ev.add_argument("--min-height-px", type=float, default=EVAL_MIN_HEIGHT_PX,
@@ -149,7 +231,8 @@ def add_parsers(sub, eval_sub, add_scene_args):
     # Saved results (`perception report`): a run at another input size than the model's is kept apart.
     # Saved results keep one latest run per model (the configured one under the plain key) and input size.
     ev.set_defaults(func=run_eval, result_variant=lambda a: "-".join(
-        part for part in (getattr(a, "model_key", ""), f"imgsz{a.imgsz}" if a.imgsz else "") if part))
+        part for part in ("all-scenes" if a.all_scenes else "", getattr(a, "model_key", ""),
+                          f"imgsz{a.imgsz}" if a.imgsz else "") if part))
     return train_sub
 
 

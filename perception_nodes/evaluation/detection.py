@@ -145,3 +145,25 @@ def calibration_frames(scene: str, seeds: list[int], count: int) -> list[np.ndar
         for i in range(per_seed):
             frames.append(world.render(i % cameras, (i * total) // per_seed)[0])
     return frames[:count]
+
+
+def evaluate_all_scenes(weights, imgsz: int, eval_set=None, entry=None, scenes: list[str] | None = None,
+                        log=print) -> dict:
+    """mAP overall and per class on every evaluation scene of ``config/detector_eval.yaml`` at its own seeds:
+    ``{"scenes": {name: result}, "frame_step": ..}``."""
+    from perception_nodes.detection.mixture import load_eval_set
+
+    eval_set = eval_set or load_eval_set()
+    out = {}
+    for scene in eval_set.scenes:
+        if scenes and scene.name not in scenes:
+            continue
+        started = time.perf_counter()
+        frame_step = scene.frame_step or eval_set.frame_step
+        result = evaluate_model(weights, scene.name, list(scene.seeds), frame_step, imgsz, entry=entry)
+        result.update(seeds=list(scene.seeds), group=scene.group, frame_step=frame_step,
+                      wall_s=round(time.perf_counter() - started, 1))
+        out[scene.name] = result
+        log(f"[eval] {scene.name:12s} mAP@0.5 {result['map50']:.3f}  mAP@0.5:0.95 {result['map50_95']:.3f}  "
+            f"({result['images']} images, {result['evaluated_objects']} objects, {result['wall_s']} s)")
+    return {"scenes": out, "frame_step": eval_set.frame_step, "eval_set": eval_set.source}

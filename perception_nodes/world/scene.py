@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from perception_nodes.errors import ConfigError
+from perception_nodes.world.conditions import Conditions, parse_conditions
 from perception_nodes.fileio import read_yaml_mapping
 from perception_nodes.paths import package_path
 
@@ -165,6 +166,8 @@ class Scene:
     disturbances: Disturbances = field(default_factory=Disturbances)
     # "varied": actors in any colour (the shipped detector's world); "fleet": a realistic fleet (actors.fleet_parts)
     appearance: str = "varied"
+    # Light, weather, optics and the video chain (world/conditions.py); None renders the plain daylight world.
+    conditions: Conditions | None = None
 
     @property
     def stalls(self) -> tuple[Stall, ...]:
@@ -348,6 +351,9 @@ def load_scene(name_or_path: str | os.PathLike | None = None, seed: int | None =
         raise ConfigError(f"{where}: actors need at least one lane or walkway")
     if data.get("parking") is not None:
         scene = replace(scene, parking=_parking(data["parking"], f"{where}: parking", scene))
+    if data.get("conditions") is not None:
+        scene = replace(scene, conditions=parse_conditions(data["conditions"], f"{where}: conditions", scene.lanes,
+                                                           scene.lot_size))
     if data.get("camera_bump") is not None:
         scene = replace(scene, camera_bump=_camera_bump(data["camera_bump"], f"{where}: camera_bump", ids))
     return scene
