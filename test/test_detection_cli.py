@@ -139,3 +139,36 @@ def test_export_detector_to_onnx_registers_a_model_that_agrees_with_the_pt(tmp_p
             compared += len(theirs)
     # ONNX letterboxes to a square input where torch pads minimally: the scores move slightly at the threshold.
     assert compared >= 10 and agreed >= 0.85 * compared, (agreed, compared)
+
+
+def test_eval_all_scenes_compares_two_models_and_applies_the_promotion_rule(models_env, tmp_path):
+    import shutil
+
+    import yaml
+
+    from perception_nodes.detection.registry import ModelEntry, ModelRegistry, sha256_of
+    from perception_nodes.paths import package_path
+
+    folder = os.path.dirname(models_env["PERCEPTION_MODELS_DIR"] + "/")
+    copy = os.path.join(folder, "rand-2.pt")
+    shutil.copyfile(os.path.join(folder, "rand-1.pt"), copy)
+    ModelRegistry(os.path.join(folder, "manifest.yaml")).add(
+        ModelEntry("rand", "2", copy, sha256_of(copy), ["car", "truck", "person", "bicycle"], 320))
+    eval_set = tmp_path / "eval.yaml"
+    eval_set.write_text(yaml.safe_dump({
+        "frame_step": 60, "tolerance": 0.01, "class_gap": 0.05, "goals": {"day": [0.9, 0.65], "hard": [0.85, 0.55]},
+        "scenes": [{"name": "crossing", "seeds": [900], "group": "day"},
+                   {"name": "rain", "seeds": [900], "group": "hard", "frame_step": 150}]}))
+    config = tmp_path / "perception.yaml"
+    config.write_text(package_path("config/perception.yaml").read_text())
+    result = last_json(run_cli("eval", "detection", "--all-scenes", "--model", "rand@2", "--against", "rand@1",
+                               "--eval-set", str(eval_set), "--promote", "--config", str(config),
+                               env=models_env, timeout=300).stdout)
+    assert set(result["scenes"]) == {"crossing", "rain"} and set(result["reference"]["scenes"]) == {"crossing", "rain"}
+    assert result["scenes"]["crossing"]["images"] == 2 and result["scenes"]["rain"]["images"] == 8
+    # The same weights score the same on the same frames: not better overall, so the rule keeps the current one.
+    assert result["scenes"]["crossing"]["map50"] == result["reference"]["scenes"]["crossing"]["map50"]
+    assert result["promotion"]["promote"] is False and "not above" in result["promotion"]["reasons"][-1]
+    assert set(result["goals"]) == {"crossing", "rain"} and result["goals"]["rain"]["goal"] == [0.85, 0.55]
+    assert "promoted" not in result
+    assert config.read_text() == package_path("config/perception.yaml").read_text()
