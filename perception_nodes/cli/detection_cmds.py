@@ -53,7 +53,7 @@ def run_eval_all_scenes(args) -> int:
     print(f"[eval] {entry.ref}")
     candidate = evaluate_all_scenes(path, args.imgsz or entry.input_size, eval_set, entry=entry, scenes=scenes)
     against_ref = args.against or configured_detector_model()
-    reference_entry, reference_path = registry.verified_path(against_ref)
+    reference_entry, reference_path = (entry, path) if against_ref == "none" else registry.verified_path(against_ref)
     result = {"model": entry.ref, "frame_step": eval_set.frame_step, "eval_set": eval_set.source,
               "scenes": candidate["scenes"], "overall": overall(candidate["scenes"]),
               "goals": goal_check(candidate["scenes"], eval_set)}
@@ -136,7 +136,13 @@ def run_export(args) -> int:
             from perception_nodes.detection.export import quantize_int8
             from perception_nodes.evaluation.detection import calibration_frames
 
-            frames = calibration_frames(args.scene, parse_seeds(args.calibration_seeds), args.calibration_frames)
+            if args.calibration_mixture:
+                from perception_nodes.detection.mixture import load_mixture
+                from perception_nodes.evaluation.detection import mixture_calibration_frames
+
+                frames = mixture_calibration_frames(load_mixture(args.calibration_mixture), args.calibration_frames)
+            else:
+                frames = calibration_frames(args.scene, parse_seeds(args.calibration_seeds), args.calibration_frames)
             entry = quantize_int8(args.model, frames, registry, evaluate)
         else:
             entry = register_openvino(args.model, args.precision, registry, evaluate)
@@ -167,6 +173,9 @@ def add_parsers(sub, eval_sub, add_scene_args):
     ex.add_argument("--calibration-seeds", default="100-102",
                     help="int8: training seeds the calibration frames come from (never evaluation seeds)")
     ex.add_argument("--calibration-frames", type=int, default=60, help="int8: calibration frames")
+    ex.add_argument("--calibration-mixture", default=None, metavar="YAML",
+                    help="int8: draw the calibration frames from a training mixture's sites (config/detector_training"
+                         ".yaml) instead of --scene's --calibration-seeds")
     ex.add_argument("--scene", default="default", help="scene for the export's own mAP check")
     ex.add_argument("--eval-seeds", default="200-201")
     ex.add_argument("--eval-frame-step", type=int, default=30)
@@ -216,7 +225,8 @@ def add_parsers(sub, eval_sub, add_scene_args):
     ev.add_argument("--eval-set", default=None, help="evaluation scenes file (default config/detector_eval.yaml)")
     ev.add_argument("--scenes", default="", help="--all-scenes: only these scenes (comma-separated)")
     ev.add_argument("--against", default=None, metavar="NAME@VERSION",
-                    help="--all-scenes: the current model (default: the one config/perception.yaml runs)")
+                    help="--all-scenes: the current model (default: the one config/perception.yaml runs; 'none': "
+                         "no comparison)")
     ev.add_argument("--promote", action="store_true",
                     help="--all-scenes: when the rule says so, make --model the detector of --config")
     ev.add_argument("--fallback", default=None, metavar="NAME@VERSION",

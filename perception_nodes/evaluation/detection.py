@@ -147,6 +147,21 @@ def calibration_frames(scene: str, seeds: list[int], count: int) -> list[np.ndar
     return frames[:count]
 
 
+def mixture_calibration_frames(mixture, count: int) -> list[np.ndarray]:
+    """``count`` frames from a training mixture's sites (one per training seed, components in their shares):
+    INT8 calibration that sees the light and weather the model was trained for, and no evaluation seed."""
+    from perception_nodes.detection.mixture import component_scene
+    from perception_nodes.world import World
+
+    frames, seeds = [], iter(mixture.train_seeds)
+    for component in mixture.components:
+        for _ in range(mixture.shares(count)[component.name]):
+            seed = next(seeds)
+            world = World(component_scene(component, seed))
+            frames.append(world.render(seed % len(world.cameras), (seed * 37) % world.scene.frame_count)[0])
+    return frames
+
+
 def evaluate_all_scenes(weights, imgsz: int, eval_set=None, entry=None, scenes: list[str] | None = None,
                         log=print) -> dict:
     """mAP overall and per class on every evaluation scene of ``config/detector_eval.yaml`` at its own seeds:
