@@ -38,10 +38,10 @@ def promotion_decision(candidate: dict, current: dict, tolerance: float) -> dict
         raise ConfigError(f"the candidate was not evaluated on {missing}; the rule needs every scene")
     verdicts = []
     for name, ref in current.items():
-        d50 = candidate[name]["map50"] - ref["map50"]
-        d5095 = candidate[name]["map50_95"] - ref["map50_95"]
-        verdicts.append(SceneVerdict(name, round(d50, 4), round(d5095, 4),
-                                     d50 >= -tolerance and d5095 >= -tolerance))
+        # Judged on the change as printed (3 decimals), so a -0.010 shown is not refused as -0.0100001.
+        d50 = round(candidate[name]["map50"] - ref["map50"], 3)
+        d5095 = round(candidate[name]["map50_95"] - ref["map50_95"], 3)
+        verdicts.append(SceneVerdict(name, d50, d5095, d50 >= -tolerance and d5095 >= -tolerance))
     cand_all = overall({k: candidate[k] for k in current})
     cur_all = overall(current)
     better = cand_all["map50_95"] > cur_all["map50_95"]

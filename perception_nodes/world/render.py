@@ -130,9 +130,11 @@ class CameraRenderer:
         image = np.zeros((rays.shape[0], 3), dtype=np.float32)
         elevation = np.clip(rays[:, 2], -1, 1)
         sky = elevation >= -0.02
-        sky_color = np.array([235, 200, 160], np.float32) if self.conditions is None else \
-            self.conditions.sky_color().astype(np.float32)
-        image[sky] = (sky_color - 60 * np.clip(elevation[sky], 0, 1)[:, None] * (sky_color / 235.0))
+        if self.conditions is None:
+            image[sky] = (np.array([235, 200, 160], np.float32) - 60 * np.clip(elevation[sky], 0, 1)[:, None])
+        else:  # the sky darkens towards the zenith in proportion to its colour (a night sky stays dark)
+            sky_color = self.conditions.sky_color().astype(np.float32)
+            image[sky] = (sky_color - 60 * np.clip(elevation[sky], 0, 1)[:, None] * (sky_color / 235.0))
         ground = ~sky
         t = -origin[2] / rays[ground, 2]
         pts = origin[:2] + rays[ground, :2] * t[:, None]
