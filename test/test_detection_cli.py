@@ -172,3 +172,21 @@ def test_eval_all_scenes_compares_two_models_and_applies_the_promotion_rule(mode
     assert set(result["goals"]) == {"crossing", "rain"} and result["goals"]["rain"]["goal"] == [0.85, 0.55]
     assert "promoted" not in result
     assert config.read_text() == package_path("config/perception.yaml").read_text()
+
+
+def test_train_resume_without_a_checkpoint_says_what_is_missing(tmp_path):
+    proc = run_cli("train", "detector", "--version", "99", "--resume", "--work", str(tmp_path), check=False)
+    assert proc.returncode == 2
+    assert "nothing to resume" in proc.stderr and "last.pt" in proc.stderr
+
+
+def test_train_refuses_a_mixture_that_uses_evaluation_seeds(tmp_path):
+    import yaml
+
+    mixture = tmp_path / "mixture.yaml"
+    mixture.write_text(yaml.safe_dump({"images": 4, "val_images": 2, "train_seeds": "899-901", "val_seeds": "4000",
+                                       "components": [{"name": "plain", "base": "default", "weight": 1}]}))
+    proc = run_cli("train", "detector", "--version", "99", "--mixture", str(mixture), "--work", str(tmp_path / "w"),
+                   check=False)
+    assert proc.returncode == 2 and "evaluation seeds" in proc.stderr
+    assert not (tmp_path / "w").exists()  # refused before rendering anything
