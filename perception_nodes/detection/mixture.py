@@ -247,8 +247,8 @@ def export_mixture(mixture: Mixture, out: str | os.PathLike, workers: int = 2, l
         log(f"[mixture] {split}: rendering {total} images from {len(jobs)} sites on {workers} workers")
         with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
             results = list(pool.map(_render_seed, jobs, chunksize=4))
-        split_counts = {"images": 0, "boxes": 0, "seeds": [min(r["seed"] for r in results),
-                                                            max(r["seed"] for r in results)],
+        split_counts = {"images": 0, "boxes": 0,
+                        "seeds": f"{min(r['seed'] for r in results)}-{max(r['seed'] for r in results)}",
                         "components": {}, "conditions": {}}
         for r in results:
             split_counts["images"] += r["images"]
