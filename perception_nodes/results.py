@@ -174,6 +174,18 @@ def build_report(records: dict[str, dict], problems: list[str] | None = None) ->
         if isinstance(per_class, dict) and per_class:
             lines += ["", "| class | mAP@0.5 | mAP@0.5:0.95 |", "|---|---|---|"]
             lines += [f"| {name} | {_fmt(v.get('map50'))} | {_fmt(v.get('map50_95'))} |" for name, v in per_class.items()]
+        scenes = result.get("scenes")
+        if isinstance(scenes, dict) and scenes and all(isinstance(v, dict) and "map50" in v for v in scenes.values()):
+            reference = (result.get("reference") or {}).get("scenes") or {}
+            lines += ["", "| scene | mAP@0.5 | mAP@0.5:0.95 | reference mAP@0.5 | reference mAP@0.5:0.95 |",
+                      "|---|---|---|---|---|"]
+            lines += [f"| {name} | {_fmt(v['map50'])} | {_fmt(v.get('map50_95'))} | "
+                      f"{_fmt(reference.get(name, {}).get('map50'))} | {_fmt(reference.get(name, {}).get('map50_95'))} |"
+                      for name, v in scenes.items()]
+            promotion = result.get("promotion")
+            if isinstance(promotion, dict):
+                lines += ["", f"Promotion rule: {'promote' if promotion.get('promote') else 'keep the reference'}"
+                          + "".join(f"; {reason}" for reason in promotion.get("reasons", []))]
         peers = result.get("peers")
         if isinstance(peers, dict) and peers:
             columns = sorted({k for p in peers.values() for k, v in p.items() if isinstance(v, (int, float))})

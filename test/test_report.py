@@ -58,3 +58,16 @@ def test_report_without_results_says_what_to_run(tmp_path):
     env = dict(os.environ, PERCEPTION_RESULTS_DIR=str(tmp_path / "none"))
     proc = run_cli("report", env=env, check=False)
     assert proc.returncode == 2 and "perception eval" in proc.stderr
+
+
+def test_an_all_scenes_detection_run_reports_its_scenes_and_the_rules_verdict(tmp_path):
+    save_result("eval-detection-all-scenes-m@2", ["eval", "detection", "--all-scenes", "--model", "m@2"], {
+        "model": "m@2", "frame_step": 30,
+        "scenes": {"night": {"map50": 0.86, "map50_95": 0.56}, "crossing": {"map50": 0.99, "map50_95": 0.73}},
+        "reference": {"model": "m@1", "scenes": {"night": {"map50": 0.38, "map50_95": 0.17},
+                                                  "crossing": {"map50": 0.98, "map50_95": 0.76}}},
+        "promotion": {"promote": False, "reasons": ["crossing: +0.010 / -0.030 is below -0.01"]}}, 0, tmp_path)
+    records, _ = load_results(tmp_path)
+    text, _ = build_report(records)
+    assert "| night | 0.860 | 0.560 | 0.380 | 0.170 |" in text
+    assert "Promotion rule: keep the reference; crossing: +0.010 / -0.030 is below -0.01" in text
