@@ -1,6 +1,7 @@
 """Training mixtures, held-out evaluation scenes and the promotion rule (detection/mixture.py, promotion.py)."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -139,3 +140,19 @@ def test_promote_in_config_changes_only_the_detector_models(tmp_path):
 def test_scene_table_shows_the_change_against_a_reference():
     table = scene_table({"a": _result(0.9, 0.6, car=0.91)}, {"a": _result(0.8, 0.65)})
     assert "| a | 1 | 0.900 / 0.600 | 0.910 / 0.500 |" in table and "+0.100 / -0.050" in table
+
+
+def test_int8_calibration_frames_come_from_the_mixtures_training_sites(tmp_path):
+    from perception_nodes.evaluation.detection import mixture_calibration_frames
+
+    eval_set = load_eval_set(_write(tmp_path, "eval.yaml", EVAL))
+    mixture = load_mixture(_write(tmp_path, "m.yaml", _mixture()), eval_set)
+    frames = mixture_calibration_frames(mixture, 4)
+    assert len(frames) == 4 and all(f.ndim == 3 and f.shape[2] == 3 for f in frames)
+    # The components in their shares, one training seed each, in order: the first is the plain lot at seed 2000.
+    from perception_nodes.world import World, load_scene
+
+    world = World(load_scene("default", seed=2000))
+    expected, _ = world.render(2000 % len(world.cameras), (2000 * 37) % world.scene.frame_count)
+    assert np.array_equal(frames[0], expected)
+    assert not any(np.array_equal(frames[0], f) for f in frames[1:])
