@@ -9,7 +9,7 @@ from perception_nodes.world import World, load_scene
 from perception_nodes.world.camera import CameraModel
 from perception_nodes.world.conditions import (Conditions, Randomization, StreetLamp, lamp_irradiance,
                                                parse_conditions, randomize_scene)
-from perception_nodes.world.render import CameraRenderer, _undistort_fixed_point
+from perception_nodes.world.render import CameraRenderer, _undistort_pixels
 
 
 def _scene(conditions: Conditions | None, seed: int = 3, **changes):
@@ -90,7 +90,7 @@ def test_strong_lens_is_inverted_exactly_and_its_canvas_covers_the_image():
     spec = replace(load_scene("wide_hd").cameras[0])
     camera = CameraModel(spec)
     grid = np.stack(np.meshgrid(np.linspace(0, spec.width - 1, 9), np.linspace(0, spec.height - 1, 7)), axis=-1)
-    undistorted = _undistort_fixed_point(grid.astype(np.float32), camera)
+    undistorted = _undistort_pixels(grid.astype(np.float32), camera)
     assert np.abs(camera.distort_pixels(undistorted.astype(np.float64)) - grid).max() < 0.05
     renderer = CameraRenderer(load_scene("wide_hd"), camera)
     w, h = renderer.view.size

@@ -51,6 +51,21 @@ def is_evaluated(box, policy: EvalPolicy = EvalPolicy()) -> bool:
     return box.visible_fraction >= policy.min_visibility and box.bbox[3] - box.bbox[1] >= policy.min_height_px
 
 
+def write_yolo_sample(image_dir: Path, label_dir: Path, stem: str, image: np.ndarray, boxes) -> int:
+    """One frame as ``<stem>.jpg`` and its labelled ground-truth boxes as YOLO lines in ``<stem>.txt``; returns
+    how many boxes were written."""
+    h, w = image.shape[:2]
+    lines = []
+    for box in boxes:
+        if is_labelled(box):
+            x1, y1, x2, y2 = box.bbox
+            lines.append(f"{box.class_id} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
+                         f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}")
+    cv2.imwrite(str(image_dir / f"{stem}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    (label_dir / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+    return len(lines)
+
+
 def export_yolo(scene: Scene, out: str | os.PathLike, splits: list[Split], frame_step: int = 5,
                 frames_per_seed: int | None = None) -> dict:
     """Write images/<split>/*.jpg + labels/<split>/*.txt + data.yaml; returns counts per split."""
@@ -67,19 +82,9 @@ def export_yolo(scene: Scene, out: str | os.PathLike, splits: list[Split], frame
             for frame in range(0, min(last, world.scene.frame_count), frame_step):
                 for ci, cam in enumerate(world.cameras):
                     image, boxes = world.render(ci, frame)
-                    stem = f"s{seed}_{cam.spec.id}_f{frame:05d}"
-                    w, h = cam.size
-                    lines = []
-                    for box in boxes:
-                        if not is_labelled(box):
-                            continue
-                        x1, y1, x2, y2 = box.bbox
-                        lines.append(f"{box.class_id} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
-                                     f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}")
-                    cv2.imwrite(str(image_dir / f"{stem}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-                    (label_dir / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+                    boxes_written += write_yolo_sample(image_dir, label_dir, f"s{seed}_{cam.spec.id}_f{frame:05d}",
+                                                       image, boxes)
                     images += 1
-                    boxes_written += len(lines)
         counts[split.name] = {"images": images, "boxes": boxes_written, "seeds": split.seeds}
     atomic_write_yaml(out / "data.yaml", {"path": str(out.resolve()), "train": "images/train", "val": "images/val",
                                           "names": {i: n for i, n in enumerate(CLASS_NAMES)}})

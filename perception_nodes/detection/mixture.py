@@ -191,10 +191,9 @@ def condition_bucket(scene) -> str:
 
 def _render_seed(job) -> dict:
     """Worker: one seed of one component -> images and labels in the split's folders."""
-    import cv2
     import numpy as np
 
-    from perception_nodes.detection.dataset import is_labelled
+    from perception_nodes.detection.dataset import write_yolo_sample
     from perception_nodes.world import World
 
     component, seed, count, image_dir, label_dir = job
@@ -207,17 +206,8 @@ def _render_seed(job) -> dict:
     boxes_written = 0
     for k, (ci, frame) in enumerate(picks):
         image, boxes = world.render(ci, frame)
-        h, w = image.shape[:2]
-        lines = []
-        for box in boxes:
-            if is_labelled(box):
-                x1, y1, x2, y2 = box.bbox
-                lines.append(f"{box.class_id} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
-                             f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}")
         stem = f"{component.name}_s{seed}_{world.cameras[ci].spec.id}_f{frame:05d}_{k}"
-        cv2.imwrite(str(Path(image_dir) / f"{stem}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        (Path(label_dir) / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-        boxes_written += len(lines)
+        boxes_written += write_yolo_sample(Path(image_dir), Path(label_dir), stem, image, boxes)
     return {"component": component.name, "seed": seed, "images": count, "boxes": boxes_written,
             "bucket": condition_bucket(scene), "resolution": f"{scene.cameras[0].width}x{scene.cameras[0].height}"}
 
@@ -234,9 +224,9 @@ def export_mixture(mixture: Mixture, out: str | os.PathLike, workers: int = 2, l
         image_dir, label_dir = out / "images" / split, out / "labels" / split
         image_dir.mkdir(parents=True, exist_ok=True)
         label_dir.mkdir(parents=True, exist_ok=True)
-        jobs, next_seed = [], 0
+        jobs, next_seed, shares = [], 0, mixture.shares(total)
         for component in mixture.components:
-            want = mixture.shares(total)[component.name]
+            want = shares[component.name]
             while want > 0:
                 if next_seed >= len(seeds):
                     raise ConfigError(f"{mixture.source}: {split} needs more seeds than the {len(seeds)} given")

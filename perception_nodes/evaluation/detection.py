@@ -10,15 +10,10 @@ from perception_nodes.errors import ConfigError
 
 
 def parse_seeds(text: str) -> list[int]:
-    """'100-111' or '200,201' -> [..]"""
-    seeds = []
-    for part in text.split(","):
-        part = part.strip()
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            seeds.extend(range(int(lo), int(hi) + 1))
-        elif part:
-            seeds.append(int(part))
+    """'100-111' or '200,201' -> [..]; ConfigError when it names none."""
+    from perception_nodes.detection.mixture import parse_seed_range
+
+    seeds = parse_seed_range(text, "seeds")
     if not seeds:
         raise ConfigError(f"no seeds in {text!r}")
     return seeds
@@ -153,9 +148,9 @@ def mixture_calibration_frames(mixture, count: int) -> list[np.ndarray]:
     from perception_nodes.detection.mixture import component_scene
     from perception_nodes.world import World
 
-    frames, seeds = [], iter(mixture.train_seeds)
+    frames, seeds, shares = [], iter(mixture.train_seeds), mixture.shares(count)
     for component in mixture.components:
-        for _ in range(mixture.shares(count)[component.name]):
+        for _ in range(shares[component.name]):
             seed = next(seeds)
             world = World(component_scene(component, seed))
             frames.append(world.render(seed % len(world.cameras), (seed * 37) % world.scene.frame_count)[0])

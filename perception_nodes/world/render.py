@@ -78,7 +78,7 @@ def _distance_to_polyline(points: np.ndarray, polyline) -> tuple[np.ndarray, np.
     return best, arc
 
 
-def _undistort_fixed_point(pixels: np.ndarray, camera: CameraModel, iterations: int = 30) -> np.ndarray:
+def _undistort_pixels(pixels: np.ndarray, camera: CameraModel, iterations: int = 30) -> np.ndarray:
     """Undistorted pixel positions of distorted ones: the plumb_bob radius inverted by Newton's method (the
     plain fixed-point iteration OpenCV uses oscillates at the corners of strong wide-angle lenses), then the
     tangential terms by fixed-point refinement."""
@@ -111,6 +111,8 @@ class CameraRenderer:
         self.scene = scene
         self.camera = camera
         self.conditions = scene.conditions
+        # The camera's place in the scene seeds its per-frame noise (and the conditions' rain and blur).
+        self._camera_index = [spec.id for spec in scene.cameras].index(camera.spec.id)
         self._albedo = None  # the background before lighting, for light that moves (headlights); conditions only
         # What is rasterised: the camera's pinhole image, or with a lens under conditions a pinhole canvas large
         # enough for every pixel the lens bends in (replicating the border smears strong wide-angle lenses).
@@ -234,10 +236,7 @@ class CameraRenderer:
         w, h = self.camera.size
         u, v = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
         distorted = np.stack([u, v], axis=-1).reshape(-1, 1, 2)
-        if self.conditions is None:
-            undistorted = cv2.undistortPoints(distorted, self.camera.K, self.camera.D, P=self.camera.K).reshape(h, w, 2)
-        else:  # strong wide-angle lenses need more iterations than the default five to invert
-            undistorted = _undistort_fixed_point(np.stack([u, v], axis=-1), self.camera)
+        undistorted = cv2.undistortPoints(distorted, self.camera.K, self.camera.D, P=self.camera.K).reshape(h, w, 2)
         return undistorted[..., 0].astype(np.float32), undistorted[..., 1].astype(np.float32)
 
     def _lens_canvas(self):
@@ -245,7 +244,7 @@ class CameraRenderer:
         spec = self.camera.spec
         w, h = self.camera.size
         u, v = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        undistorted = _undistort_fixed_point(np.stack([u, v], axis=-1), self.camera)
+        undistorted = _undistort_pixels(np.stack([u, v], axis=-1), self.camera)
         lo = np.clip(np.floor(undistorted.reshape(-1, 2).min(axis=0)) - 2, [-w, -h], [0, 0])
         hi = np.clip(np.ceil(undistorted.reshape(-1, 2).max(axis=0)) + 2, [w, h], [2 * w, 2 * h])
         ox, oy = -int(lo[0]), -int(lo[1])
@@ -398,8 +397,7 @@ class CameraRenderer:
         """Optics and video chain under conditions: bloom, glare, rain, auto-exposure with its amplified sensor
         noise, exposure blur, then the stream's JPEG."""
         scene, c = self.scene, self.conditions
-        cam_index = [spec.id for spec in scene.cameras].index(self.camera.spec.id)
-        rng = np.random.default_rng([scene.seed, cam_index, frame_index, 0xC0])
+        rng = np.random.default_rng([scene.seed, self._camera_index, frame_index, 0xC0])
         out = image.astype(np.float32) * np.float32(
             scene.brightness * (1.0 + scene.brightness_variation * np.sin(2 * np.pi * time_s / scene.lighting_period_s)))
         out = cond.add_bloom(out, emissive)
@@ -457,8 +455,7 @@ class CameraRenderer:
         gain = scene.brightness * (1.0 + scene.brightness_variation * np.sin(2 * np.pi * time_s / scene.lighting_period_s))
         if scene.noise_sigma <= 0:
             return cv2.convertScaleAbs(image, alpha=gain)
-        cam_index = [c.id for c in scene.cameras].index(self.camera.spec.id)
-        rng = np.random.default_rng([scene.seed, cam_index, frame_index])
+        rng = np.random.default_rng([scene.seed, self._camera_index, frame_index])
         noise = rng.standard_normal(image.shape, dtype=np.float32)
         # In place, in the same order and types as image * gain + noise * sigma, clipped (identical frames).
         out = image.astype(np.float32)
