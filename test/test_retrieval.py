@@ -74,21 +74,71 @@ def test_deleted_items_never_come_back_and_survive_a_reopen(tmp_path):
     reopened.close()
 
 
-def test_hnsw_recall_and_selective_filters_do_not_collapse(tmp_path):
-    vectors, observations = _data(6000, dim=32, seed=1)
-    index = RetrievalIndex(tmp_path, EMBEDDER, 32, approximate_above=2000, exact_filtered_below=500)
+def _clustered(n: int, dim: int, seed: int, sightings_per_object: int = 20):
+    """Vectors like an index's: each object seen many times with noise; returns (vectors, centres)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(n // sightings_per_object, 1), dim)).astype(np.float32)
+    vectors = centres[rng.integers(len(centres), size=n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
+    return vectors, centres
+
+
+@pytest.mark.parametrize("ann", ["ivf", "hnsw"])
+def test_approximate_recall_and_selective_filters_do_not_collapse(tmp_path, ann):
+    _, observations = _data(6000, dim=32, seed=1)
+    vectors, centres = _clustered(6000, 32, seed=1)
+    index = RetrievalIndex(tmp_path, EMBEDDER, 32, approximate_above=2000, exact_filtered_below=500, ann=ann)
     index.insert(observations, vectors)
-    assert "HNSW" in index.stats().index_type
+    assert ann.upper() in index.stats().index_type
     rng = np.random.default_rng(2)
     recalls, filtered = [], []
     rare = QueryFilter(camera_ids=("cam2",), start_ns=T0, end_ns=T0 + 60 * 10**9)  # 150 of 6000 items
-    for q in rng.standard_normal((30, 32)).astype(np.float32):
+    queries = centres[rng.integers(len(centres), size=30)] + 0.6 * rng.standard_normal((30, 32)).astype(np.float32)
+    for q in queries:
         recalls.append(len(set(h.item_id for h in index.search(q, 10)) & set(_exact(vectors, observations, q, 10))) / 10)
         want = _exact(vectors, observations, q, 10, lambda o: o.camera_id == "cam2" and o.stamp_ns <= T0 + 6 * 10**10)
         filtered.append(len(set(h.item_id for h in index.search(q, 10, rare)) & set(want)) / 10)
     assert np.mean(recalls) >= 0.9
     assert np.mean(filtered) == 1.0   # exact over the filtered candidates
+    # Deleted items never come back from the approximate index either.
+    top = [h.item_id for h in index.search(queries[0], 5)]
+    index.delete(top[:3])
+    assert not set(top[:3]) & {h.item_id for h in index.search(queries[0], 20)}
     index.close()
+
+
+def test_ivf_cells_are_retrained_as_the_index_grows_and_reused_after_a_reopen(tmp_path, caplog):
+    _, observations = _data(12000, dim=16, seed=3)
+    vectors, centres = _clustered(12000, 16, seed=3)
+    index = RetrievalIndex(tmp_path, EMBEDDER, 16, approximate_above=2000, ann="ivf")
+    index.insert(observations[:2500], vectors[:2500])
+    first = index.stats().index_type
+    for start in range(2500, 12000, 500):
+        index.insert(observations[start:start + 500], vectors[start:start + 500])
+    grown = index.stats().index_type
+    assert first.startswith("IVF") and grown.startswith("IVF")
+    assert int(grown[3:].split(",")[0]) > int(first[3:].split(",")[0])  # more cells for more rows
+    q = centres[7] + 0.3
+    expected = [h.item_id for h in index.search(q, 10)]
+    assert len(set(expected) & set(_exact(vectors, observations, q, 10))) >= 9
+    index.close()
+    with caplog.at_level("WARNING"):
+        reopened = RetrievalIndex(tmp_path, EMBEDDER, 16, approximate_above=2000, ann="ivf")
+    assert "rebuilding" not in caplog.text            # the saved cells cover the store: used as they are
+    assert reopened.stats().index_type == grown
+    assert [h.item_id for h in reopened.search(q, 10)] == expected
+    reopened.close()
+    with caplog.at_level("WARNING"):
+        other = RetrievalIndex(tmp_path, EMBEDDER, 16, approximate_above=2000, ann="hnsw")
+    assert "configured for hnsw; rebuilding" in caplog.text
+    assert other.stats().index_type.startswith("HNSW")
+    other.close()
+
+
+def test_unknown_approximate_index_settings_are_refused(tmp_path):
+    for options, message in (({"ann": "lsh"}, "unknown approximate index"), ({"ivf_probe_share": 0.0}, "(0, 1]")):
+        with pytest.raises(RetrievalError) as err:
+            RetrievalIndex(tmp_path, EMBEDDER, 16, **options)
+        assert err.value.code is RetrievalErrorCode.INVALID_REQUEST and message in str(err.value)
 
 
 def test_corrupt_vector_index_is_rebuilt_from_the_store(tmp_path, caplog):
@@ -97,7 +147,7 @@ def test_corrupt_vector_index_is_rebuilt_from_the_store(tmp_path, caplog):
     index.insert(observations, vectors)
     expected = [h.item_id for h in index.search(vectors[3], 5)]
     index.close()
-    graph = tmp_path / "faiss_hnsw.index"
+    graph = tmp_path / "faiss_ann.index"
     assert graph.is_file()
     graph.write_bytes(b"not an index")
     with caplog.at_level("WARNING"):

@@ -180,6 +180,7 @@ def add_parsers(sub, eval_sub, bench_sub, train_sub) -> None:
 
 def run_bench(args) -> int:
     from perception_nodes.evaluation.retrieval_bench import bench_retrieval
+    from perception_nodes.retrieval.backends import parse_ann_kind
 
     dim = args.dim
     if dim is None:
@@ -188,8 +189,10 @@ def run_bench(args) -> int:
         dim = load_embedder(args.embedder).dim
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     ef_sweep = tuple(int(v) for v in args.ef_search.split(",")) if args.ef_search else ()
+    probe_sweep = tuple(float(v) for v in args.probe_share.split(",")) if args.probe_share else ()
+    ann_kinds = tuple(parse_ann_kind(v) for v in args.ann.split(","))
     emit(bench_retrieval(sizes, dim, args.queries, int(float(args.milvus_max)), int(float(args.insert_items)),
-                         ef_sweep))
+                         ef_sweep, ann_kinds, probe_sweep))
     return 0
 
 
@@ -205,4 +208,8 @@ def add_bench_parser(bench_sub) -> None:
     be.add_argument("--insert-items", default="5e4")
     be.add_argument("--ef-search", default="", help="comma list: also sweep HNSW efSearch (unfiltered) at "
                                                     "each size that uses the graph, e.g. 64,128,256,512")
+    be.add_argument("--ann", default="ivf,hnsw", help="approximate indexes built and measured at the sizes that use "
+                                                      "one, the first reported as `faiss` (the default: ivf)")
+    be.add_argument("--probe-share", default="", help="comma list: also sweep the share of IVF cells a query "
+                                                      "scans (unfiltered), e.g. 0.03125,0.0625,0.125")
     be.set_defaults(func=run_bench)

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from perception_nodes.retrieval.backends import FaissBackend
+from perception_nodes.retrieval.backends import AnnKind, FaissBackend
 from perception_nodes.retrieval.index import RetrievalIndex
 from perception_nodes.retrieval.rerank import STAGE_ORDER, QueryContext, Reranker
 from perception_nodes.retrieval.types import Hit, Observation, QueryFilter
@@ -71,11 +71,16 @@ def _measure(search, vectors, obs_cam, obs_stamp, queries, k=10, filters: tuple[
     for name, (flt, keep) in cases.items():
         if filters is not None and name not in filters:
             continue
-        latencies, recalls = [], []
+        latencies, answers = [], []
+        # Every query timed first, the exact answers after: an exact scan of the whole index between two timed
+        # queries would leave the BLAS threads spinning and the caches cold, and its cost in the next query's time.
         for q in queries:
             started = time.perf_counter()
             ids, _ = search(q, k, flt)
             latencies.append((time.perf_counter() - started) * 1e3)
+            answers.append(ids)
+        recalls = []
+        for q, ids in zip(queries, answers):
             truth = _exact_top(vectors, keep, q, k)
             recalls.append(len(truth & set(int(i) for i in ids)) / max(len(truth), 1))
         out[name] = {**_percentiles(latencies), "recall_at_10": round(float(np.mean(recalls)), 4),
@@ -83,9 +88,19 @@ def _measure(search, vectors, obs_cam, obs_stamp, queries, k=10, filters: tuple[
     return out
 
 
+def _line(entry: dict) -> str:
+    return "; ".join(f"{k} p50 {v['p50_ms']} p99 {v['p99_ms']} ms R@10 {v['recall_at_10']}"
+                     for k, v in entry.items() if isinstance(v, dict))
+
+
 def bench_retrieval(sizes: list[int], dim: int, queries: int = 300, milvus_max: int = 100_000,
-                    insert_items: int = 50_000, ef_sweep: tuple[int, ...] = (), log=print) -> dict:
-    """Run the benchmark; ``ef_sweep`` also measures unfiltered HNSW search at each efSearch given."""
+                    insert_items: int = 50_000, ef_sweep: tuple[int, ...] = (),
+                    ann_kinds: tuple[AnnKind, ...] = (AnnKind.IVF, AnnKind.HNSW),
+                    probe_sweep: tuple[float, ...] = (), log=print) -> dict:
+    """Run the benchmark. At sizes that use an approximate index, every kind in ``ann_kinds`` is built and
+    measured on the same vectors and queries (the first is reported as ``faiss``, the others as
+    ``faiss_<kind>``, with the p99 ratio to the first); ``ef_sweep`` also measures unfiltered HNSW search at
+    each efSearch given, ``probe_sweep`` unfiltered IVF search at each share of cells scanned."""
     rng = np.random.default_rng(0)
     result: dict = {"dim": dim, "sizes": {}, "queries": queries}
     with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as tmp:
@@ -118,27 +133,37 @@ def bench_retrieval(sizes: list[int], dim: int, queries: int = 300, milvus_max: 
             obs = [Observation(f"cam{c:02d}", int(s), 0, "car") for c, s in zip(cams, stamps)]
             qs = sightings(centres, queries, rng)
             entry: dict = {}
-            backend = FaissBackend(dim)
-            started = time.perf_counter()
-            for i in range(0, n, 100_000):
-                backend.load_rows(np.arange(i + 1, min(i + 100_000, n) + 1), vectors[i:i + 100_000], obs[i:i + 100_000])
-            backend.finish_load(None)
-            entry["faiss"] = {"index_type": backend.index_type, "build_s": round(time.perf_counter() - started, 1),
+            for position, kind in enumerate(ann_kinds):
+                backend = FaissBackend(dim, ann=kind)
+                started = time.perf_counter()
+                for i in range(0, n, 100_000):
+                    backend.load_rows(np.arange(i + 1, min(i + 100_000, n) + 1), vectors[i:i + 100_000],
+                                      obs[i:i + 100_000])
+                backend.finish_load(None)
+                exact = backend.index_type.startswith("Flat")
+                key = "faiss" if position == 0 else f"faiss_{kind.value}"
+                entry[key] = {"index_type": backend.index_type, "build_s": round(time.perf_counter() - started, 1),
                               **_measure(backend.search, vectors, cams, stamps, qs)}
-            log(f"[bench] {n} vectors FAISS {backend.index_type} (built in {entry['faiss']['build_s']} s): "
-                + "; ".join(f"{k} p50 {v['p50_ms']} p99 {v['p99_ms']} ms R@10 {v['recall_at_10']}"
-                            for k, v in entry["faiss"].items() if isinstance(v, dict)))
-            if ef_sweep and backend.index_type.startswith("HNSW"):
-                default_ef, sweep = backend.ef_search, {}
-                for ef in ef_sweep:
-                    backend.ef_search = int(ef)
-                    sweep[str(ef)] = _measure(backend.search, vectors, cams, stamps, qs, filters=("unfiltered",))[
-                        "unfiltered"]
-                    log(f"[bench] {n} vectors HNSW efSearch {ef}: p50 {sweep[str(ef)]['p50_ms']} "
-                        f"p99 {sweep[str(ef)]['p99_ms']} ms R@10 {sweep[str(ef)]['recall_at_10']}")
-                backend.ef_search = default_ef
-                entry["faiss_ef_sweep"] = sweep
-            del backend
+                log(f"[bench] {n} vectors FAISS {backend.index_type} (built in {entry[key]['build_s']} s): "
+                    + _line(entry[key]))
+                if position:
+                    entry[f"{kind.value}_vs_{ann_kinds[0].value}_p99_ratio"] = round(
+                        entry[key]["unfiltered"]["p99_ms"] / max(entry["faiss"]["unfiltered"]["p99_ms"], 1e-6), 2)
+                sweep_values = ef_sweep if kind is AnnKind.HNSW else probe_sweep
+                if sweep_values and not exact:
+                    attribute = "ef_search" if kind is AnnKind.HNSW else "ivf_probe_share"
+                    default, sweep = getattr(backend, attribute), {}
+                    for value in sweep_values:
+                        setattr(backend, attribute, type(default)(value))
+                        sweep[str(value)] = _measure(backend.search, vectors, cams, stamps, qs,
+                                                     filters=("unfiltered",))["unfiltered"]
+                        log(f"[bench] {n} vectors {kind.value} {attribute} {value}: p50 {sweep[str(value)]['p50_ms']} "
+                            f"p99 {sweep[str(value)]['p99_ms']} ms R@10 {sweep[str(value)]['recall_at_10']}")
+                    setattr(backend, attribute, default)
+                    entry[f"faiss_{kind.value}_sweep"] = sweep
+                del backend
+                if exact:  # below the approximate size every kind is the same exact search
+                    break
             if n <= milvus_max:
                 from perception_nodes.retrieval.backends import MilvusBackend
 
@@ -153,9 +178,6 @@ def bench_retrieval(sizes: list[int], dim: int, queries: int = 300, milvus_max: 
                 milvus.close()
                 ratio = entry["milvus"]["unfiltered"]["p50_ms"] / max(entry["faiss"]["unfiltered"]["p50_ms"], 1e-6)
                 entry["milvus_vs_faiss_p50_ratio"] = round(ratio, 2)
-                log(f"[bench] {n} vectors Milvus (milvus-lite): "
-                    + "; ".join(f"{k} p50 {v['p50_ms']} p99 {v['p99_ms']} ms R@10 {v['recall_at_10']}"
-                                for k, v in entry["milvus"].items() if isinstance(v, dict))
-                    + f"; p50 ratio to FAISS {entry['milvus_vs_faiss_p50_ratio']}")
+                log(f"[bench] {n} vectors Milvus (milvus-lite): " + _line(entry["milvus"]) + f"; p50 ratio to FAISS {entry['milvus_vs_faiss_p50_ratio']}")
             result["sizes"][str(n)] = entry
     return result

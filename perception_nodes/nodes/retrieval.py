@@ -70,6 +70,9 @@ class RetrievalNode(LifecycleNode):
                                            "name[@version] (models/manifest.yaml).", read_only=True)
         self.backend = params.declare("backend", "faiss", "Vector index: faiss (embedded) or milvus.",
                                       choices=("faiss", "milvus"), read_only=True)
+        self.ann_index = params.declare("ann_index", "ivf", "FAISS: the approximate index above "
+                                        "50,000 items, ivf (inverted lists) or hnsw (a graph).",
+                                        choices=("ivf", "hnsw"), read_only=True)
         self.milvus_uri = params.declare("milvus_uri", "", "Milvus: a server URI, or a milvus-lite *.db file; "
                                          "empty: milvus_lite.db in store_dir.", read_only=True)
         self.window_s = params.declare("window_s", 2.0, "One crop per track per window (the best).",
@@ -126,8 +129,9 @@ class RetrievalNode(LifecycleNode):
         try:
             self.embedder = load_embedder(self.embedder_ref)
             directory = Path(self.store_dir) if self.store_dir else default_store_dir()
+            options = {"ann": self.ann_index} if self.backend == "faiss" else {}
             self.index = RetrievalIndex(directory, self.embedder.name, self.embedder.dim, backend=self.backend,
-                                        milvus_uri=self.milvus_uri)
+                                        milvus_uri=self.milvus_uri, **options)
         except (PerceptionError, OSError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             self._status = (self._NodeHealth.LEVEL_ERROR, f"configure failed: {exc}")

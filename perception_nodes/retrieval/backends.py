@@ -2,8 +2,8 @@
 
 Both answer ``search(query, k, query_filter)`` with the ``k`` best (item ids, cosine scores) among the items the
 filter keeps, and support deletion. Filtered search never collapses: when the filter keeps few items the FAISS
-backend searches them exactly (an HNSW graph walked with a selective filter loses recall, the failure users of
-FAISS, Lucene, OpenSearch and Milvus report); the Milvus backend prunes by partition (camera, day) and lets
+backend searches them exactly (an approximate index walked with a selective filter loses recall, the failure users
+of FAISS, Lucene, OpenSearch and Milvus report); the Milvus backend prunes by partition (camera, day) and lets
 Milvus filter its scalar fields.
 """
 from __future__ import annotations
@@ -13,8 +13,10 @@ import json
 import logging
 import os
 import re
+import math
 import time
 from collections.abc import Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
@@ -57,25 +59,61 @@ def _import_faiss():
     return faiss
 
 
+class AnnKind(str, Enum):
+    """The approximate index a FAISS backend builds above its exact-search size."""
+
+    IVF = "ivf"     # inverted lists over k-means cells, every list scanned exactly (IVF<nlist>,Flat)
+    HNSW = "hnsw"   # a navigable small-world graph (HNSW<M>,Flat)
+
+
+def parse_ann_kind(value: str) -> AnnKind:
+    try:
+        return AnnKind(str(value).lower())
+    except ValueError:
+        raise RetrievalError(RetrievalErrorCode.INVALID_REQUEST,
+                             f"unknown approximate index {value!r}: one of {[k.value for k in AnnKind]}") from None
+
+
+def ivf_list_count(rows: int) -> int:
+    """Cells of an IVF index trained on ``rows`` vectors: the power of two nearest 4 sqrt(rows), with at least
+    ``IVF_TRAIN_PER_LIST`` training vectors per cell."""
+    target = 2 ** round(math.log2(max(4.0 * math.sqrt(max(rows, 1)), 1.0)))
+    return int(max(1, min(target, rows // FaissBackend.IVF_TRAIN_PER_LIST, 65536)))
+
+
 class FaissBackend:
-    """FAISS embedded: exact inner-product search below ``approximate_above`` items, an HNSW graph above.
+    """FAISS embedded: exact inner-product search below ``approximate_above`` items, an approximate index above
+    (``ann``: IVF lists by default, or an HNSW graph).
 
     Vectors and the filterable metadata live in row-aligned arrays (rows in item-id order), so a filter is a
-    vectorised mask; the HNSW graph's internal ids are the rows. Deleted rows are masked out of every search
-    (HNSW cannot delete) and the arrays and the graph are compacted once a quarter of the rows are dead.
+    vectorised mask; the approximate index's internal ids are the rows. Deleted rows are masked out of every
+    search (HNSW cannot delete) and the arrays and the index are compacted once a quarter of the rows are dead.
+    The IVF cells are trained on the rows present when the index is built and retrained once the rows have
+    grown ``IVF_RETRAIN_GROWTH`` times, so the lists stay short as the site's history grows.
     """
 
     kind = "faiss"
-    SNAPSHOT_FILE = "faiss_hnsw.index"
-    MANIFEST_FILE = "faiss_hnsw.json"
+    SNAPSHOT_FILE = "faiss_ann.index"
+    MANIFEST_FILE = "faiss_ann.json"
+    IVF_TRAIN_PER_LIST = 50
+    IVF_RETRAIN_GROWTH = 4
 
     def __init__(self, dim: int, approximate_above: int = 50_000, exact_filtered_below: int = 20_000,
+                 ann: str | AnnKind = AnnKind.IVF, ivf_probe_share: float = 1 / 16,
                  hnsw_m: int = 32, ef_construction: int = 80, ef_search: int = 512):
         self._faiss = _import_faiss()
         self.dim = int(dim)
         self.approximate_above = int(approximate_above)
         self.exact_filtered_below = int(exact_filtered_below)
+        self.ann = parse_ann_kind(ann) if not isinstance(ann, AnnKind) else ann
+        if not 0.0 < float(ivf_probe_share) <= 1.0:
+            raise RetrievalError(RetrievalErrorCode.INVALID_REQUEST,
+                                 f"ivf_probe_share must be in (0, 1], got {ivf_probe_share}")
+        # The share of IVF cells a query scans: recall grows with it, latency too (`perception bench retrieval
+        # --probe-share` measures the trade).
+        self.ivf_probe_share = float(ivf_probe_share)
         self.hnsw_m, self.ef_construction, self.ef_search = int(hnsw_m), int(ef_construction), int(ef_search)
+        self._trained_rows = 0
         self._n = 0
         self._capacity = 0
         self._vec = np.zeros((0, self.dim), np.float32)
@@ -98,12 +136,18 @@ class FaissBackend:
 
     @property
     def index_type(self) -> str:
-        return f"HNSW{self.hnsw_m},Flat (IP)" if self._ann is not None else "Flat (IP, exact)"
+        if self._ann is None:
+            return "Flat (IP, exact)"
+        if self.ann is AnnKind.IVF:
+            return f"IVF{self._ann.nlist},Flat (IP)"
+        return f"HNSW{self.hnsw_m},Flat (IP)"
 
     def memory_bytes(self) -> int:
         arrays = sum(a.nbytes for a in (self._vec, self._ids, self._live, self._camera, self._stamp, self._class,
                                         self._x, self._y, self._zone))
-        if self._ann is not None:  # flat storage plus about 2M neighbour links of 4 bytes per vector
+        if self._ann is not None and self.ann is AnnKind.IVF:  # the lists' vectors and ids, the cell centroids
+            arrays += self._ann.ntotal * (self.dim * 4 + 8) + self._ann.nlist * self.dim * 4
+        elif self._ann is not None:  # flat storage plus about 2M neighbour links of 4 bytes per vector
             arrays += self._ann.ntotal * (self.dim * 4 + 2 * self.hnsw_m * 4)
         return int(arrays)
 
@@ -144,17 +188,31 @@ class FaissBackend:
         self._y[rows] = [o.map_xy[1] if o.map_xy is not None else np.nan for o in observations]
         self._zone[rows] = [self._code(self._zone_codes, o.zone) for o in observations]
         self._n += len(ids)
-        if self._ann is not None:
+        if self._ann is not None and self.ann is AnnKind.IVF and \
+                self._n >= self.IVF_RETRAIN_GROWTH * self._trained_rows:
+            self._build_ann()
+        elif self._ann is not None:
             self._ann.add(vectors)
         elif len(self) > self.approximate_above:
             self._build_ann()
 
     def _build_ann(self) -> None:
         faiss = self._faiss
-        ann = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        ann.hnsw.efConstruction = self.ef_construction
-        ann.add(self._vec[:self._n])
+        vectors = self._vec[:self._n]
+        if self.ann is AnnKind.IVF:
+            nlist = ivf_list_count(self._n)
+            ann = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            # A fixed sample: the same rows give the same cells (and the same answers) on every rebuild.
+            sample = np.random.default_rng(0).choice(self._n, min(self._n, nlist * self.IVF_TRAIN_PER_LIST),
+                                                     replace=False)
+            ann.train(vectors[np.sort(sample)])
+            ann.add(vectors)
+        else:
+            ann = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            ann.hnsw.efConstruction = self.ef_construction
+            ann.add(vectors)
         self._ann = ann
+        self._trained_rows = self._n
 
     def remove(self, ids: Sequence[int]) -> None:
         rows = self._rows(ids)
@@ -228,10 +286,15 @@ class FaissBackend:
             best = best[np.argsort(-scores[best], kind="stable")]
             return self._ids[rows[best]], scores[best].astype(np.float32)
         faiss = self._faiss
-        params = faiss.SearchParametersHNSW()
-        # A filter that keeps a share s of the graph needs about 1/s more candidates for the same recall.
+        # A filter that keeps a share s of the rows needs about 1/s more candidates for the same recall.
         share = allowed / max(self._n, 1)
-        params.efSearch = int(min(max(self.ef_search, 2 * k) / max(share, 1e-3), 4096))
+        if self.ann is AnnKind.IVF:
+            params = faiss.SearchParametersIVF()
+            nlist = self._ann.nlist
+            params.nprobe = int(min(nlist, math.ceil(nlist * self.ivf_probe_share / max(share, 1e-3))))
+        else:
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = int(min(max(self.ef_search, 2 * k) / max(share, 1e-3), 4096))
         selector = None
         if keep is not None:
             bitmap = np.packbits(keep, bitorder="little")
@@ -246,7 +309,8 @@ class FaissBackend:
         return hashlib.sha1(self._ids[:self._n].tobytes()).hexdigest()
 
     def save(self, directory: Path) -> None:
-        """Write the HNSW graph (the arrays are rebuilt from the store) with a manifest of the rows it covers."""
+        """Write the approximate index (the arrays are rebuilt from the store) with a manifest of the rows it
+        covers."""
         directory = Path(directory)
         index_path, manifest_path = directory / self.SNAPSHOT_FILE, directory / self.MANIFEST_FILE
         if self._ann is None:
@@ -257,16 +321,17 @@ class FaissBackend:
         self._faiss.write_index(self._ann, str(tmp))
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        manifest = {"rows": self._n, "ids_sha1": self._fingerprint(), "dim": self.dim, "hnsw_m": self.hnsw_m,
-                    "saved": time.time()}
+        manifest = {"rows": self._n, "ids_sha1": self._fingerprint(), "dim": self.dim, "ann": self.ann.value,
+                    "trained_rows": self._trained_rows, "hnsw_m": self.hnsw_m, "saved": time.time()}
         os.replace(tmp, index_path)
         tmp_manifest = manifest_path.with_suffix(".tmp")
         tmp_manifest.write_text(json.dumps(manifest))
         os.replace(tmp_manifest, manifest_path)
 
     def load_graph(self, directory: Path) -> bool:
-        """Use a saved HNSW graph when it covers exactly the rows loaded from the store; False (and a warning)
-        when it is missing, corrupt or stale (the caller then has the graph rebuilt)."""
+        """Use a saved approximate index when it is of the configured kind and covers exactly the rows loaded from
+        the store; False (and a warning) when it is missing, corrupt, stale or of another kind (the caller then
+        has it rebuilt)."""
         directory = Path(directory)
         index_path, manifest_path = directory / self.SNAPSHOT_FILE, directory / self.MANIFEST_FILE
         if not index_path.exists():
@@ -282,7 +347,12 @@ class FaissBackend:
             LOG.warning("vector index %s does not match the metadata store (%s rows saved, %d stored); rebuilding",
                         index_path, manifest.get("rows"), self._n)
             return False
+        if manifest.get("ann") != self.ann.value:
+            LOG.warning("vector index %s is %s, the backend is configured for %s; rebuilding", index_path,
+                        manifest.get("ann"), self.ann.value)
+            return False
         self._ann = ann
+        self._trained_rows = int(manifest.get("trained_rows", self._n))
         return True
 
     def load_rows(self, ids: np.ndarray, vectors: np.ndarray, observations: Sequence[Observation]) -> None:

@@ -46,7 +46,8 @@ class IndexStats:
 class RetrievalIndex:
     """Insert, delete and query observations of one embedder version, durably.
 
-    ``backend`` is ``"faiss"`` (embedded; options: ``approximate_above``, ``exact_filtered_below``, ``hnsw_m``,
+    ``backend`` is ``"faiss"`` (embedded; options: ``approximate_above``, ``exact_filtered_below``, ``ann``
+    (``ivf`` or ``hnsw``), ``ivf_probe_share``, ``hnsw_m``,
     ``ef_search``) or ``"milvus"`` (``milvus_uri``: a ``*.db`` milvus-lite file or a server URI).
     """
 
@@ -62,17 +63,21 @@ class RetrievalIndex:
         self._lock = threading.RLock()
         self.warnings: list[str] = []
         self.last_snapshot_ns = 0
-        if backend == "faiss":
-            self.backend = FaissBackend(self.dim, **backend_options)
-            for ids, observations, vectors in self.store.scan(self.embedder):
-                self.backend.load_rows(ids, vectors, observations)
-            self.backend.finish_load(self.directory)
-        elif backend == "milvus":
-            uri = milvus_uri or str(self.directory / "milvus_lite.db")
-            self.backend = MilvusBackend(self.dim, uri, f"obs_{self.embedder}", **backend_options)
-            self._sync_milvus()
-        else:
-            raise invalid(f"unknown backend {backend!r}: faiss or milvus")
+        try:
+            if backend == "faiss":
+                self.backend = FaissBackend(self.dim, **backend_options)
+                for ids, observations, vectors in self.store.scan(self.embedder):
+                    self.backend.load_rows(ids, vectors, observations)
+                self.backend.finish_load(self.directory)
+            elif backend == "milvus":
+                uri = milvus_uri or str(self.directory / "milvus_lite.db")
+                self.backend = MilvusBackend(self.dim, uri, f"obs_{self.embedder}", **backend_options)
+                self._sync_milvus()
+            else:
+                raise invalid(f"unknown backend {backend!r}: faiss or milvus")
+        except BaseException:
+            self.store.close()  # an index that did not open holds no database handle
+            raise
 
     def _sync_milvus(self) -> None:
         """Bring the collection in line with the store (a crash between commit and Milvus insert, a lost file)."""
