@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from perception_nodes.detection.selection import Variant, accuracy_violations, choose_default
+from perception_nodes.detection.selection import Variant, accuracy_violations, choose_default, worst_drop
 
 openvino = pytest.importorskip("openvino", reason="OpenVINO Runtime is installed by make setup")
 
@@ -135,3 +135,62 @@ def test_missing_figures_count_as_a_violation():
     reference = _metrics((0.971, 0.746), (0.994, 0.815), (0.946, 0.654))
     assert accuracy_violations({"map50": 0.971, "map50_95": 0.746}, reference) == \
         ["car: no figures measured", "person: no figures measured"]
+
+
+def test_worst_drop_is_the_largest_fall_the_selection_rule_checks():
+    reference = _metrics((0.971, 0.746), (0.994, 0.815), (0.946, 0.654))
+    bf16 = _metrics((0.970, 0.746), (0.995, 0.815), (0.940, 0.647))
+    assert worst_drop(bf16, reference) == pytest.approx(0.007)          # persons' mAP@0.5:0.95
+    better = _metrics((0.980, 0.750), (0.999, 0.820), (0.950, 0.660))
+    assert worst_drop(better, reference) == pytest.approx(-0.004)       # every figure up: negative
+    assert worst_drop({"map50": 0.971, "map50_95": 0.746}, reference) == pytest.approx(1.0)  # no per-class figures
+    # The figure NNCF's accuracy control sees agrees with the rule: within the tolerance iff no violation.
+    for metrics in (bf16, better):
+        assert (worst_drop(metrics, reference) <= 0.005) == (not accuracy_violations(metrics, reference))
+
+
+def test_accuracy_control_scores_the_worst_fall_on_any_subset_of_images():
+    from perception_nodes.detection.export import _AccuracyValidation
+    from perception_nodes.detection.openvino_backend import letterbox
+
+    # Two 640x480 images with one car (class 0) and one person (class 2) each.
+    boxes = {1: [(100, 120, 220, 200, 0), (400, 100, 430, 180, 2)], 2: [(300, 250, 420, 330, 0), (50, 60, 80, 140, 2)]}
+    truth = {"images": [{"id": i, "width": 640, "height": 480, "file_name": str(i)} for i in boxes],
+             "annotations": [{"id": 10 * i + j, "image_id": i, "category_id": c, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                              "area": (x2 - x1) * (y2 - y1), "iscrowd": 0}
+                             for i, rows in boxes.items() for j, (x1, y1, x2, y2, c) in enumerate(rows)],
+             "categories": [{"id": k, "name": n} for k, n in enumerate(("car", "truck", "person", "bicycle"))]}
+    image = np.zeros((480, 640, 3), np.uint8)
+    _, scale, (left, top) = letterbox(image, 832)
+
+    def model(shift_px: float):
+        """A stand-in compiled model: the true boxes as raw YOLO output (letterboxed cx, cy, w, h + scores),
+        persons shifted right by ``shift_px`` image pixels. It tells the images apart by call order."""
+        calls = iter(sorted(boxes))
+
+        def infer(_tensor):
+            rows = boxes[next(calls)]
+            output = np.zeros((1, 8, len(rows)), np.float32)
+            for j, (x1, y1, x2, y2, c) in enumerate(rows):
+                dx = shift_px if c == 2 else 0.0
+                output[0, :4, j] = [left + scale * ((x1 + x2) / 2 + dx), top + scale * (y1 + y2) / 2,
+                                    scale * (x2 - x1), scale * (y2 - y1)]
+                output[0, 4 + c, j] = 0.9
+            return [output]
+        return infer
+
+    check = _AccuracyValidation(truth, 832)
+    items = [(1, image), (2, image)]
+    check.reference = check.detections(model(0.0), items)
+    assert check(model(0.0), items)[0] == pytest.approx(1.0)           # the reference itself: no fall
+    worse, _ = check(model(8.0), items)                                # persons 8 px off: IoU about 0.6
+    assert 0.0 < worse < 0.9
+    single, _ = check(_one(model(8.0), 2), [(2, image)])               # one image, scored on its own truth
+    assert single == pytest.approx(worse, abs=0.05)
+
+
+def _one(model, image_id):
+    """Skip the stand-in model's first image so that it answers for ``image_id`` only."""
+    if image_id == 2:
+        model(None)
+    return model

@@ -143,7 +143,18 @@ def run_export(args) -> int:
                 frames = mixture_calibration_frames(load_mixture(args.calibration_mixture), args.calibration_frames)
             else:
                 frames = calibration_frames(args.scene, parse_seeds(args.calibration_seeds), args.calibration_frames)
-            entry = quantize_int8(args.model, frames, registry, evaluate)
+            validation = None
+            if args.accuracy_control:
+                from perception_nodes.evaluation.detection import labelled_frames
+
+                overlap = set(parse_seeds(args.validation_seeds)) & set(seeds)
+                if overlap:
+                    raise SystemExit(f"--validation-seeds overlap the evaluation seeds {sorted(overlap)}: the "
+                                     "held-out check would no longer be held out")
+                validation = labelled_frames(args.scene, parse_seeds(args.validation_seeds),
+                                             args.validation_frame_step)
+            entry = quantize_int8(args.model, frames, registry, evaluate, validation=validation,
+                                  max_drop=args.max_drop)
         else:
             entry = register_openvino(args.model, args.precision, registry, evaluate)
     else:
@@ -176,6 +187,14 @@ def add_parsers(sub, eval_sub, add_scene_args):
     ex.add_argument("--calibration-mixture", default=None, metavar="YAML",
                     help="int8: draw the calibration frames from a training mixture's sites (config/detector_training"
                          ".yaml) instead of --scene's --calibration-seeds")
+    ex.add_argument("--accuracy-control", action="store_true",
+                    help="int8: NNCF keeps the layers that cost most accuracy in floating point until the worst fall "
+                         "of overall/car/person mAP@0.5 and mAP@0.5:0.95 on the validation seeds is <= --max-drop")
+    ex.add_argument("--validation-seeds", default="190-191", help="int8 --accuracy-control: seeds of --scene the "
+                                                                  "accuracy is checked on (never evaluation seeds)")
+    ex.add_argument("--validation-frame-step", type=int, default=30)
+    ex.add_argument("--max-drop", type=float, default=0.004,
+                    help="int8 --accuracy-control: the largest fall allowed (the selection rule's tolerance is 0.005)")
     ex.add_argument("--scene", default="default", help="scene for the export's own mAP check")
     ex.add_argument("--eval-seeds", default="200-201")
     ex.add_argument("--eval-frame-step", type=int, default=30)

@@ -42,6 +42,19 @@ def accuracy_violations(metrics: dict, reference: dict, tolerance: float = DEFAU
     return problems
 
 
+def worst_drop(metrics: dict, reference: dict, classes: tuple[str, ...] = CHECKED_CLASSES) -> float:
+    """The largest fall below ``reference`` among the figures ``accuracy_violations`` checks (negative when
+    every figure is better); a figure missing from ``metrics`` counts as a fall of 1."""
+    drops = []
+    for scope in ("overall",) + tuple(classes):
+        theirs = reference if scope == "overall" else (reference.get("per_class") or {}).get(scope)
+        ours = metrics if scope == "overall" else (metrics.get("per_class") or {}).get(scope)
+        if theirs is None:
+            continue
+        drops += [theirs[key] - (ours or {}).get(key, theirs[key] - 1.0) for key in METRICS]
+    return max(drops) if drops else 0.0
+
+
 def choose_default(reference: Variant, variants: list[Variant], tolerance: float = DEFAULT_TOLERANCE) -> Variant:
     """The fastest of ``variants`` (the reference included) within ``tolerance`` of the reference's accuracy;
     each variant's ``violations`` are filled in, so a report can say why one was not chosen."""

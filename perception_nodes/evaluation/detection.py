@@ -142,6 +142,30 @@ def calibration_frames(scene: str, seeds: list[int], count: int) -> list[np.ndar
     return frames[:count]
 
 
+def labelled_frames(scene: str, seeds: list[int], frame_step: int,
+                    policy: EvalPolicy = EvalPolicy()) -> tuple[list[np.ndarray], dict]:
+    """Every ``frame_step``-th frame of the seeds (all cameras) and their COCO ground truth, image ids 1..n in
+    the order of the frames: validation data for accuracy-controlled quantisation."""
+    from perception_nodes.detection.dataset import coco_ground_truth
+    from perception_nodes.world import World, load_scene
+
+    images, truth = [], {"images": [], "annotations": [], "categories": []}
+    for seed in seeds:
+        world = World(load_scene(scene, seed=seed))
+        offset = len(images)
+        gt, _ = coco_ground_truth(world, list(range(0, world.scene.frame_count, frame_step)),
+                                  lambda _, image: images.append(image), policy)
+        for image in gt["images"]:
+            image["id"] += offset
+        for ann in gt["annotations"]:
+            ann["image_id"] += offset
+            ann["id"] += len(truth["annotations"])
+        truth["images"] += gt["images"]
+        truth["annotations"] += gt["annotations"]
+        truth["categories"] = gt["categories"]
+    return images, truth
+
+
 def mixture_calibration_frames(mixture, count: int) -> list[np.ndarray]:
     """``count`` frames from a training mixture's sites (one per training seed, components in their shares):
     INT8 calibration that sees the light and weather the model was trained for, and no evaluation seed."""
