@@ -88,4 +88,4 @@ def test_plain_colcon_build_in_a_fresh_workspace(tmp_path):
             detector.kill()
     text = "".join(lines)
     assert f"model registry {share / 'models' / 'manifest.yaml'}" in text, text[-3000:]
-    assert "configured with yolov8n-lot-onnx@3" in text, text[-3000:]
+    assert "configured with yolov8n-lot-ov-int8@3" in text, text[-3000:]

@@ -45,13 +45,13 @@ def test_eval_and_bench_default_to_the_model_the_config_runs(tmp_path):
 
     from perception_nodes.detection.registry import DEFAULT_DETECTOR_REF
 
-    assert configured_detector_model() == DEFAULT_DETECTOR_REF == "yolov8n-lot-onnx@3"  # config/perception.yaml
+    assert configured_detector_model() == DEFAULT_DETECTOR_REF == "yolov8n-lot-ov-int8@3"  # config/perception.yaml
     params = tmp_path / "params.yaml"
     params.write_text("/**/detector:\n  ros__parameters:\n    model: yolov8n-lot@5\n")
     assert configured_detector_model(str(params)) == "yolov8n-lot@5"
     args = Namespace(model=None)
     entry, _ = resolve_detector_model(args)
-    assert entry.ref == "yolov8n-lot-onnx@3" and args.model_key == ""
+    assert entry.ref == "yolov8n-lot-ov-int8@3" and args.model_key == ""
     args = Namespace(model="yolov8n-lot-onnx@5")  # another version: saved apart
     entry, _ = resolve_detector_model(args)
     assert entry.ref == "yolov8n-lot-onnx@5" and args.model_key == "yolov8n-lot-onnx@5"

@@ -150,7 +150,7 @@ def test_worst_drop_is_the_largest_fall_the_selection_rule_checks():
 
 
 def test_accuracy_control_scores_the_worst_fall_on_any_subset_of_images():
-    from perception_nodes.detection.export import _AccuracyValidation
+    from perception_nodes.evaluation.detection import AccuracyValidation
     from perception_nodes.detection.openvino_backend import letterbox
 
     # Two 640x480 images with one car (class 0) and one person (class 2) each.
@@ -179,9 +179,9 @@ def test_accuracy_control_scores_the_worst_fall_on_any_subset_of_images():
             return [output]
         return infer
 
-    check = _AccuracyValidation(truth, 832)
-    items = [(1, image), (2, image)]
-    check.reference = check.detections(model(0.0), items)
+    check = AccuracyValidation([image, image], truth, 832)
+    items = check.items
+    check.set_reference(model(0.0))
     assert check(model(0.0), items)[0] == pytest.approx(1.0)           # the reference itself: no fall
     worse, _ = check(model(8.0), items)                                # persons 8 px off: IoU about 0.6
     assert 0.0 < worse < 0.9

@@ -145,14 +145,15 @@ def run_export(args) -> int:
                 frames = calibration_frames(args.scene, parse_seeds(args.calibration_seeds), args.calibration_frames)
             validation = None
             if args.accuracy_control:
-                from perception_nodes.evaluation.detection import labelled_frames
+                from perception_nodes.evaluation.detection import AccuracyValidation, labelled_frames
 
                 overlap = set(parse_seeds(args.validation_seeds)) & set(seeds)
                 if overlap:
                     raise SystemExit(f"--validation-seeds overlap the evaluation seeds {sorted(overlap)}: the "
                                      "held-out check would no longer be held out")
-                validation = labelled_frames(args.scene, parse_seeds(args.validation_seeds),
-                                             args.validation_frame_step)
+                images, truth = labelled_frames(args.scene, parse_seeds(args.validation_seeds),
+                                                args.validation_frame_step)
+                validation = AccuracyValidation(images, truth, source.input_size)
             entry = quantize_int8(args.model, frames, registry, evaluate, validation=validation,
                                   max_drop=args.max_drop)
         else:
@@ -319,7 +320,7 @@ def run_bench(args) -> int:
     print(f"[bench] medians of {len(rounds)} interleaved rounds (per-round node/raw "
           f"{result['node_vs_raw_ratio_min']:.2f}-{result['node_vs_raw_ratio_max']:.2f}, batched/single "
           f"{result['batched_vs_single_ratio_min']:.2f}-{result['batched_vs_single_ratio_max']:.2f})")
-    print(f"[bench] raw ultralytics: {raw_single_fps:.1f} frames/s single, {raw_batched_fps:.1f} frames/s batched x{len(cams)}")
+    print(f"[bench] raw {entry.backend} ({entry.ref}): {raw_single_fps:.1f} frames/s single, {raw_batched_fps:.1f} frames/s batched x{len(cams)}")
     print(f"[bench] backend in process, batch split over {result['cpu_streams']} CPU stream(s): "
           f"{result['streams_batched_fps']:.1f} frames/s batched x{len(cams)} "
           f"(ratio to raw batched {result['streams_batched_vs_raw_batched_ratio']:.2f})")
@@ -333,7 +334,7 @@ def run_bench(args) -> int:
 
 
 def add_bench_parser(bench_sub, add_scene_args) -> None:
-    bench = bench_sub.add_parser("detector", help="raw ultralytics vs the node via DDS; batched vs single camera")
+    bench = bench_sub.add_parser("detector", help="the raw backend vs the node via DDS; batched vs single camera")
     add_scene_args(bench)
     bench.add_argument("--model", default=None, help="name@version (default: the model config/perception.yaml runs)")
     bench.add_argument("--frames", type=int, default=40, choices=range(1, 10_001), metavar="N",

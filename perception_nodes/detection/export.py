@@ -74,53 +74,6 @@ def register_openvino(ref: str, precision: str, registry: ModelRegistry | None =
     return variant
 
 
-class _AccuracyValidation:
-    """NNCF's validation function for a detector, with the FP32 model's detections as the reference.
-
-    Called with a compiled model and items ``(image_id, image)`` (any subset of the validation images: NNCF also
-    scores single images to rank layers), it returns one minus the worst fall, on those images, of the figures the
-    selection rule checks (overall, cars, persons; mAP@0.5 and mAP@0.5:0.95) below the FP32 model's figures on the
-    same images: the FP32 model scores 1 and NNCF's absolute drop is that worst fall (one, not zero, because NNCF
-    also divides by the reference's score).
-    """
-
-    def __init__(self, ground_truth: dict, input_size: int):
-        self.ground_truth, self.input_size = ground_truth, int(input_size)
-        self.reference: dict[int, list[dict]] = {}
-
-    def detections(self, compiled_model, items) -> dict[int, list[dict]]:
-        import numpy as np
-
-        from perception_nodes.detection.dataset import to_coco_detections
-        from perception_nodes.detection.openvino_backend import letterbox, postprocess
-
-        found = {}
-        for image_id, image in items:
-            square, scale, offset = letterbox(image, self.input_size)
-            tensor = np.ascontiguousarray(square[:, :, ::-1].transpose(2, 0, 1), dtype=np.float32)[None] / 255.0
-            output = compiled_model(tensor)[0][0]
-            found[image_id] = to_coco_detections(image_id, postprocess(output, scale, offset, image.shape[:2],
-                                                                       EVAL_CONFIDENCE, EVAL_NMS_IOU))
-        return found
-
-    def score(self, image_ids, detections: dict[int, list[dict]]) -> dict:
-        from perception_nodes.detection.dataset import coco_evaluate
-
-        wanted = set(image_ids)
-        truth = {"images": [i for i in self.ground_truth["images"] if i["id"] in wanted],
-                 "annotations": [a for a in self.ground_truth["annotations"] if a["image_id"] in wanted],
-                 "categories": self.ground_truth["categories"]}
-        return coco_evaluate(truth, [d for i in image_ids for d in detections[i]])
-
-    def __call__(self, compiled_model, items) -> tuple[float, None]:
-        from perception_nodes.detection.selection import worst_drop
-
-        items = list(items)
-        ids = [image_id for image_id, _ in items]
-        ours = self.score(ids, self.detections(compiled_model, items))
-        return 1.0 - worst_drop(ours, self.score(ids, self.reference)), None
-
-
 def _is_quantized_conv(op) -> bool:
     """A convolution NNCF quantised takes its weights through a FakeQuantize or as 8-bit constants (then
     converted and scaled)."""
@@ -135,22 +88,17 @@ def _is_quantized_conv(op) -> bool:
     return False
 
 
-EVAL_CONFIDENCE = 0.001  # what `perception eval detection` scores at
-EVAL_NMS_IOU = 0.7       # the node's NMS
-
-
 def quantize_int8(ref: str, calibration_frames: list, registry: ModelRegistry | None = None, evaluate=None,
-                  preset: str = "mixed", validation: tuple[list, dict] | None = None,
-                  max_drop: float = 0.004) -> ModelEntry:
+                  preset: str = "mixed", validation=None, max_drop: float = 0.004) -> ModelEntry:
     """Post-training INT8 quantisation of an ONNX entry with NNCF (OpenVINO backend) on ``calibration_frames``
     (BGR images from training seeds, never evaluation seeds). Written beside it as OpenVINO IR
     (``<stem>-int8.xml`` + ``.bin``, both sha256-checked at load) and registered as ``<base>-ov-int8@V``;
     evaluated if asked.
 
-    With ``validation`` (images and their COCO ground truth, from validation seeds) the quantisation is
-    accuracy-controlled: NNCF keeps the layers whose quantisation costs most in floating point until the worst
-    fall of the selection rule's figures on those images is at most ``max_drop`` (below the rule's tolerance, so
-    there is room for the held-out seeds)."""
+    With ``validation`` (an ``evaluation.detection.AccuracyValidation`` over labelled frames of validation seeds)
+    the quantisation is accuracy-controlled: NNCF keeps the layers whose quantisation costs most in floating point
+    until the worst fall of the selection rule's figures on those frames is at most ``max_drop`` (below the rule's
+    tolerance, so there is room for the held-out seeds)."""
     registry = registry or ModelRegistry()
     entry, path = registry.verified_path(ref)
     if path.suffix != ".onnx":
@@ -181,14 +129,13 @@ def quantize_int8(ref: str, calibration_frames: list, registry: ModelRegistry | 
         else:
             from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
-            images, truth = validation
-            items = list(enumerate(images, start=1))
-            check = _AccuracyValidation(truth, entry.input_size)
-            # NNCF validates in FP32 too; this CPU's default inference precision may be bf16.
-            check.reference = check.detections(
-                ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}), items)
+            # The FP32 model's detections are the reference. NNCF validates in FP32 too; this CPU's default
+            # inference precision may be bf16.
+            validation.set_reference(ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}))
+            items = validation.items
             quantized = nncf.quantize_with_accuracy_control(
-                model, calibration, nncf.Dataset(items, lambda item: transform(item[1])), check, max_drop=max_drop,
+                model, calibration, nncf.Dataset(items, lambda item: transform(item[1])), validation,
+                max_drop=max_drop,
                 preset=presets[preset], subset_size=len(calibration_frames), ignored_scope=ignored,
                 advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
                     ranking_subset_size=min(len(items), 40), num_ranking_workers=1))

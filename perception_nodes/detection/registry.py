@@ -20,7 +20,7 @@ MANIFEST = "manifest.yaml"
 DEFAULT_DETECTOR = "yolov8n-lot"  # the shipped detector's name; its highest version unless one is named
 # What a detector runs when no parameter names a model: the version config/perception.yaml runs (a test keeps the
 # two equal). Not simply the highest version: a newer version is promoted only once it is better where it counts.
-DEFAULT_DETECTOR_REF = "yolov8n-lot-onnx@3"
+DEFAULT_DETECTOR_REF = "yolov8n-lot-ov-int8@3"
 
 
 class ModelError(PerceptionError):

@@ -166,6 +166,59 @@ def labelled_frames(scene: str, seeds: list[int], frame_step: int,
     return images, truth
 
 
+ACCURACY_CONFIDENCE = 0.001  # what `perception eval detection` scores at
+ACCURACY_NMS_IOU = 0.7       # the node's NMS
+
+
+class AccuracyValidation:
+    """NNCF's validation function for a detector, with the FP32 model's detections as the reference.
+
+    Called with a compiled model and items ``(image_id, image)`` (any subset of the validation images: NNCF also
+    scores single images to rank layers), it returns one minus the worst fall, on those images, of the figures the
+    selection rule checks (overall, cars, persons; mAP@0.5 and mAP@0.5:0.95) below the FP32 model's figures on the
+    same images: the FP32 model scores 1 and NNCF's absolute drop is that worst fall (one, not zero, because NNCF
+    also divides by the reference's score).
+    """
+
+    def __init__(self, images: list[np.ndarray], ground_truth: dict, input_size: int):
+        self.items = list(enumerate(images, start=1))  # (COCO image id, image), as ``labelled_frames`` numbers them
+        self.ground_truth, self.input_size = ground_truth, int(input_size)
+        self.reference: dict[int, list[dict]] = {}
+
+    def set_reference(self, compiled_model) -> None:
+        self.reference = self.detections(compiled_model, self.items)
+
+    def detections(self, compiled_model, items) -> dict[int, list[dict]]:
+        from perception_nodes.detection.dataset import to_coco_detections
+        from perception_nodes.detection.openvino_backend import letterbox, postprocess
+
+        found = {}
+        for image_id, image in items:
+            square, scale, offset = letterbox(image, self.input_size)
+            tensor = np.ascontiguousarray(square[:, :, ::-1].transpose(2, 0, 1), dtype=np.float32)[None] / 255.0
+            output = compiled_model(tensor)[0][0]
+            found[image_id] = to_coco_detections(image_id, postprocess(output, scale, offset, image.shape[:2],
+                                                                       ACCURACY_CONFIDENCE, ACCURACY_NMS_IOU))
+        return found
+
+    def score(self, image_ids, detections: dict[int, list[dict]]) -> dict:
+        from perception_nodes.detection.dataset import coco_evaluate
+
+        wanted = set(image_ids)
+        truth = {"images": [i for i in self.ground_truth["images"] if i["id"] in wanted],
+                 "annotations": [a for a in self.ground_truth["annotations"] if a["image_id"] in wanted],
+                 "categories": self.ground_truth["categories"]}
+        return coco_evaluate(truth, [d for i in image_ids for d in detections[i]])
+
+    def __call__(self, compiled_model, items) -> tuple[float, None]:
+        from perception_nodes.detection.selection import worst_drop
+
+        items = list(items)
+        ids = [image_id for image_id, _ in items]
+        ours = self.score(ids, self.detections(compiled_model, items))
+        return 1.0 - worst_drop(ours, self.score(ids, self.reference)), None
+
+
 def mixture_calibration_frames(mixture, count: int) -> list[np.ndarray]:
     """``count`` frames from a training mixture's sites (one per training seed, components in their shares):
     INT8 calibration that sees the light and weather the model was trained for, and no evaluation seed."""

@@ -1,4 +1,4 @@
-"""`perception bench detector`'s harness: raw ultralytics against the detector node through DDS.
+"""`perception bench detector`'s harness: the raw backend against the detector node through DDS.
 
 It starts the node in its own process and feeds it over DDS from this one, so it
 lives in the ROS layer; its frames come from the caller (the synthetic world via
@@ -24,14 +24,15 @@ def _sum_counts(rounds: list[dict], key: str) -> int | None:
 def bench_detector(entry, path, cams: list[str], frames: list[list[np.ndarray]], *, rounds: int = 5,
                    max_batch: int = 0, cpu_streams: int = 0, stagger_ms: float = 5.0, verbose: bool = False,
                    log=print) -> dict:
-    """Raw ultralytics vs the detector node through DDS on the same frames; batched vs single camera.
+    """The raw backend vs the detector node through DDS on the same frames; batched vs single camera.
 
     ``frames[i]`` holds step i's frame of every camera in ``cams`` (evaluation.detection.bench_frames).
 
-    Throughputs: raw = back-to-back predict() calls of plain ultralytics (one ONNX Runtime session, the
-    peer); node = frames answered per second with the next frame already waiting at the node (as with a
-    live camera); streams = the node's backend in this process, a batch split over its CPU streams
-    (detection/backend.py), which tells the backend's gain from the node's overhead. Latency: one frame
+    Throughputs: raw = back-to-back predict() calls of the backend the entry names, in this process (plain
+    ultralytics with one ONNX Runtime session, or one OpenVINO request: the peer); node = frames answered per
+    second with the next frame already waiting at the node (as with a live camera); streams = the node's backend
+    in this process, a batch split over its CPU streams, which tells the backend's gain from the node's
+    overhead. Latency: one frame
     in flight, from publishing the image to receiving its detections (DDS both ways, conversion,
     inference). The raw models stay loaded in this process while the node runs, so the rounds can
     interleave them.
@@ -39,14 +40,15 @@ def bench_detector(entry, path, cams: list[str], frames: list[list[np.ndarray]],
     import os
     import threading
 
-    from perception_nodes.detection.backend import UltralyticsDetector, resolve_cpu_streams
+    from perception_nodes.detection.backend import resolve_cpu_streams
+    from perception_nodes.detection.runtime import make_detector
     from perception_nodes.graph import NodeSpec
     from perception_nodes.runner import GraphRunner
 
     max_batch = max_batch or len(cams)
     cpu_streams = resolve_cpu_streams(cpu_streams, min(len(cams), max_batch))
-    detector = UltralyticsDetector(path, imgsz=entry.input_size, conf=0.25)  # plain ultralytics: the peer
-    streamed = UltralyticsDetector(path, imgsz=entry.input_size, conf=0.25, cpu_streams=cpu_streams)  # the node's
+    detector = make_detector(entry, path, entry.input_size, conf=0.25)  # the plain backend: the peer
+    streamed = make_detector(entry, path, entry.input_size, conf=0.25, cpu_streams=cpu_streams)  # the node's
     for model in (detector, streamed):
         model.warmup()
         model.predict(frames[0])  # a first pass at each batch size is slower (ONNX Runtime plans its memory)
