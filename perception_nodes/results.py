@@ -108,6 +108,8 @@ TARGETS = [
            "FN proxy tracks vanishing mid-view vs true FN rate (Spearman)"),
     Target("eval-proxies", ("rank_correlation", "coasting_mid_view_ratio", "spearman"), ">=", 0.7,
            "FN proxy coasting mid-view vs true FN rate (Spearman)"),
+    Target("eval-proxies", ("rank_correlation", "low_score_update_ratio", "spearman"), ">=", 0.7,
+           "FN proxy confirmed tracks updated by low-score detections vs true FN rate (Spearman)"),
     Target("eval-proxies", ("rank_correlation", "cross_camera_miss_ratio", "spearman"), ">=", 0.7,
            "FN proxy cross-camera misses vs true FN rate (Spearman)"),
     Target("eval-proxies", ("rank_correlation", "shadow_disagreement", "spearman"), ">=", 0.7,

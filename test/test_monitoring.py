@@ -278,14 +278,14 @@ def test_track_proxies_tell_flicker_and_mid_view_losses_from_objects_leaving():
     # track 3 flickers tentatively for one frame; track 4 is hidden behind track 5 when it vanishes.
     for i in range(20):
         t = i * 0.1
-        tracks = [TrackView(1, CONFIRMED, (max(0.0, 100 - 10 * i), 200, 150 - 10 * i, 260), i + 1, 0)]
+        tracks = [TrackView(1, CONFIRMED, (max(0.0, 100 - 10 * i), 200, 150 - 10 * i, 260), i + 1, 0, 0.9)]
         state2, since2 = (CONFIRMED, 0) if i < 12 else (LOST, i - 11)
-        tracks.append(TrackView(2, state2, (300, 200, 360, 260), min(i, 11) + 1, since2))
+        tracks.append(TrackView(2, state2, (300, 200, 360, 260), min(i, 11) + 1, since2, 0.9))
         if i == 3:
-            tracks.append(TrackView(3, TENTATIVE, (500, 100, 520, 130), 1, 0))
+            tracks.append(TrackView(3, TENTATIVE, (500, 100, 520, 130), 1, 0, 0.6))
         if i < 12:
-            tracks.append(TrackView(4, CONFIRMED, (405, 305, 445, 345), i + 1, 0))
-        tracks.append(TrackView(5, CONFIRMED, (400, 300, 460, 360), i + 1, 0))
+            tracks.append(TrackView(4, CONFIRMED, (405, 305, 445, 345), i + 1, 0, 0.9))
+        tracks.append(TrackView(5, CONFIRMED, (400, 300, 460, 360), i + 1, 0, 0.9))
         if i >= 14:
             tracks = [tr for tr in tracks if tr.track_id != 1]  # left the view
         if i >= 18:
@@ -297,6 +297,21 @@ def test_track_proxies_tell_flicker_and_mid_view_losses_from_objects_leaving():
     assert values["short_lived_ratio"] == pytest.approx(1 / 4)
     assert values["vanished_mid_view_ratio"] == pytest.approx(1 / 3)
     assert values["coasting_mid_view_ratio"] > 0
+    assert values["low_score_update_ratio"] == 0.0  # every update came from a confident detection
+
+
+def test_low_score_update_ratio_counts_confirmed_tracks_held_by_weak_detections():
+    from perception_nodes.monitoring.proxies import CONFIRMED, LOST, TENTATIVE, ProxyParams, TrackProxies, TrackView
+
+    proxies = TrackProxies(640, 480, ProxyParams(low_score=0.5))
+    for i in range(10):
+        proxies.update(i * 0.1, [
+            TrackView(1, CONFIRMED, (100, 100, 150, 160), i + 5, 0, 0.8),               # seen well
+            TrackView(2, CONFIRMED, (300, 100, 350, 160), i + 5, 0, 0.3 if i >= 5 else 0.8),  # fading
+            TrackView(3, TENTATIVE, (500, 100, 520, 130), 1, 0, 0.2),                  # not confirmed: not counted
+            TrackView(4, LOST, (200, 300, 260, 360), 9, 2, 0.2)])                      # coasting: not an update
+    # 20 updates of confirmed tracks, 5 of them by a detection under 0.5
+    assert proxies.values()["low_score_update_ratio"] == pytest.approx(5 / 20)
 
 
 def test_cross_camera_proxy_counts_what_one_camera_misses_in_the_others_view():

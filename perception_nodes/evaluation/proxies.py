@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from perception_nodes.evaluation.drift import StreamDetector, scene_variant
-from perception_nodes.monitoring.proxies import CrossCameraProxy, TrackProxies, TrackView, detection_truth
+from perception_nodes.monitoring.proxies import CrossCameraProxy, ProxyParams, TrackProxies, TrackView, detection_truth
 
 # proxy -> the true rate it stands for
 PROXIES = {"short_lived_ratio": "fp_rate", "vanished_mid_view_ratio": "fn_rate",
-           "coasting_mid_view_ratio": "fn_rate", "cross_camera_miss_ratio": "fn_rate",
+           "coasting_mid_view_ratio": "fn_rate", "low_score_update_ratio": "fn_rate",
+           "cross_camera_miss_ratio": "fn_rate",
            "shadow_disagreement": "fn_rate"}
 
 
@@ -71,10 +72,11 @@ def run_condition(condition: Condition, seed: int, seconds: float, runtime, shad
     world = World(scene)
     ids = [c.spec.id for c in world.cameras]
     trackers = {cam: ByteTracker(TrackerParams()) for cam in ids}
-    proxies = {cam: TrackProxies(c.spec.width, c.spec.height) for cam, c in zip(ids, world.cameras)}
+    high = TrackerParams().track_high_thresh  # the detections the tracker starts and confirms tracks from
+    proxies = {cam: TrackProxies(c.spec.width, c.spec.height, ProxyParams(low_score=high))
+               for cam, c in zip(ids, world.cameras)}
     cross = CrossCameraProxy({cam: camera_geometry(c.spec) for cam, c in zip(ids, world.cameras)})
     counts = {cam: np.zeros(4, np.int64) for cam in ids}  # fp, detections, fn, evaluated truths
-    high = TrackerParams().track_high_thresh  # the detections the tracker starts and confirms tracks from
     counts_high = {cam: np.zeros(4, np.int64) for cam in ids}
     disagreement = {cam: [] for cam in ids}
     rng = np.random.default_rng([seed, 77])
@@ -99,7 +101,7 @@ def run_condition(condition: Condition, seed: int, seconds: float, runtime, shad
             counts_high[cam] += detection_truth(rows[rows[:, 4] >= high], boxes, classes, scored)
             _, tracks = trackers[cam].update(rows, t)
             proxies[cam].update(t, [TrackView(tr.track_id, int(tr.state), tuple(tr.box_xyxy), tr.hits,
-                                              tr.frames_since_update) for tr in tracks])
+                                              tr.frames_since_update, tr.score) for tr in tracks])
             # As the localizer judges it live: each camera's confirmed tracks updated on this frame.
             confirmed = [tr for tr in tracks if int(tr.state) == 1 and tr.frames_since_update == 0]
             observed[cam] = (np.asarray([tr.box_xyxy for tr in confirmed], dtype=np.float64).reshape(-1, 4),

@@ -8,6 +8,10 @@ Per camera, from its tracker's output (``TrackProxies``):
   stopped seeing it.
 - ``coasting_mid_view_ratio`` (FN proxy): of the confirmed track-frames, the share where the track went without a
   detection while its box was mid-view and uncovered.
+- ``low_score_update_ratio`` (FN proxy): of the updates of confirmed tracks, the share made by a detection below
+  the tracker's high-score threshold: as the detector degrades, the objects it still finds are found with less
+  confidence, and the objects it misses are the ones that would have scored lower still. Unlike the two above it
+  does not need tracks to end or coast, which stop happening when tracks no longer form at all.
 
 Across cameras whose views overlap (``CrossCameraProxy``): ``cross_camera_miss_ratio`` (FN proxy) of camera B:
 of the objects another camera puts on the ground inside B's view and range, the share B has nothing near.
@@ -35,6 +39,7 @@ class TrackView:
     box_xyxy: tuple[float, float, float, float]
     hits: int
     frames_since_update: int
+    score: float  # of the detection that last updated the track
 
 
 @dataclass
@@ -51,6 +56,9 @@ class ProxyParams:
     border_px: float = 16.0  # a box within this of the image edge may be leaving the view
     short_s: float = 1.0  # an ended track observed for less than this was short-lived
     cover_ioa: float = 0.3  # a box this much inside another track's box is covered (occluded), not missed
+    # The tracker's high-score threshold: a confirmed track updated by a detection below it was held by the
+    # second (low-score) association, the detector barely seeing an object it saw well before.
+    low_score: float = 0.5
 
 
 class TrackProxies:
@@ -61,7 +69,8 @@ class TrackProxies:
         self.params = params or ProxyParams()
         self._lives: dict[int, _Life] = {}
         self._ended: deque[tuple[float, bool, bool, bool]] = deque()  # (t, confirmed, short_lived, vanished_mid)
-        self._frames: deque[tuple[float, int, int]] = deque()  # (t, confirmed track-frames, coasting mid-view)
+        # (t, confirmed track-frames, coasting mid-view, confirmed updates, of which by a low-score detection)
+        self._frames: deque[tuple[float, int, int, int, int]] = deque()
 
     def _mid_view(self, boxes: np.ndarray) -> np.ndarray:
         """Boxes away from the image border and not mostly inside another box of the same frame."""
@@ -91,7 +100,7 @@ class TrackProxies:
         boxes = np.asarray([t.box_xyxy for t in tracks], dtype=np.float64).reshape(-1, 4)
         mid = self._mid_view(boxes)
         seen = set()
-        confirmed_frames = coasting = 0
+        confirmed_frames = coasting = updated = low_scored = 0
         for track, is_mid in zip(tracks, mid):
             seen.add(track.track_id)
             life = self._lives.get(track.track_id)
@@ -104,6 +113,9 @@ class TrackProxies:
                     coasting += 1
                     if track.frames_since_update == 1:
                         events.append(("coasting_mid_view", track.track_id, t_s))
+                elif track.frames_since_update == 0:
+                    updated += 1
+                    low_scored += track.score < self.params.low_score
             if track.frames_since_update == 0:
                 life.last_update_s = t_s
                 life.mid_view_at_update = bool(is_mid)
@@ -113,7 +125,7 @@ class TrackProxies:
             self._ended.append((t_s, life.confirmed, short, life.confirmed and life.mid_view_at_update))
             if short:
                 events.append(("short_lived", track_id, life.last_update_s))
-        self._frames.append((t_s, confirmed_frames, coasting))
+        self._frames.append((t_s, confirmed_frames, coasting, updated, low_scored))
         horizon = t_s - self.params.window_s
         while self._ended and self._ended[0][0] < horizon:
             self._ended.popleft()
@@ -125,10 +137,12 @@ class TrackProxies:
         ended = list(self._ended)
         confirmed_ended = [e for e in ended if e[1]]
         track_frames = sum(f[1] for f in self._frames)
+        updates = sum(f[3] for f in self._frames)
         return {"short_lived_ratio": (sum(e[2] for e in ended) / len(ended)) if ended else None,
                 "vanished_mid_view_ratio": (sum(e[3] for e in confirmed_ended) / len(confirmed_ended))
                 if confirmed_ended else None,
                 "coasting_mid_view_ratio": (sum(f[2] for f in self._frames) / track_frames) if track_frames else None,
+                "low_score_update_ratio": (sum(f[4] for f in self._frames) / updates) if updates else None,
                 "ended_tracks": float(len(ended))}
 
 

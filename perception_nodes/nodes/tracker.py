@@ -6,9 +6,10 @@ Publishes   tracks      perception_nodes/TrackArray      (qos.RESULTS), same sta
 Publishes   capture_request  perception_nodes/CaptureRequest  a frame where a proxy fired (a likely miss or phantom)
 Subscribes  camera_info sensor_msgs/CameraInfo           the image size, for the FP/FN proxies in its health
                                                          (``proxy.short_lived_ratio``, ``proxy.vanished_mid_view_ratio``,
-                                                         ``proxy.coasting_mid_view_ratio``: monitoring/proxies.py)
+                                                         ``proxy.coasting_mid_view_ratio``,
+                                                         ``proxy.low_score_update_ratio``: monitoring/proxies.py)
 
-One node per camera namespace: an update with 50 objects costs about 0.6 ms
+One node per camera namespace: an update costs little next to detection
 (`perception bench tracker`), so a process per camera costs little CPU and keeps
 cameras independent (a bag loop or a bad stream in one camera resets only that
 camera's tracker). Out-of-order and duplicate stamps are dropped and counted,
@@ -26,7 +27,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo
 from vision_msgs.msg import Detection2DArray
 
-from perception_nodes.monitoring.proxies import TrackProxies, TrackView
+from perception_nodes.monitoring.proxies import ProxyParams, TrackProxies, TrackView
 from perception_nodes.ros import qos
 from perception_nodes.ros.convert import to_vision_msgs
 from perception_nodes.ros.health import HealthReporter
@@ -163,7 +164,7 @@ class TrackerNode(Node):
             self.get_logger().info("time jumped backwards: tracker reset")
         if self.proxies is not None:
             events = self.proxies.update(stamp_s, [TrackView(t.track_id, int(t.state), tuple(t.box_xyxy), t.hits,
-                                                             t.frames_since_update) for t in tracks])
+                                                             t.frames_since_update, t.score) for t in tracks])
             self.counters.set_values({f"proxy.{k}": v for k, v in self.proxies.values().items() if v is not None})
             for reason, track_id, frame_s in events:
                 request = self._CaptureRequest(camera_id=self.camera_id, reason=reason, detail=f"track {track_id}")
@@ -179,7 +180,8 @@ class TrackerNode(Node):
     def _on_camera_info(self, msg) -> None:
         if msg.width > 0 and msg.height > 0 and (self.proxies is None or
                                                  (self.proxies.width, self.proxies.height) != (msg.width, msg.height)):
-            self.proxies = TrackProxies(msg.width, msg.height)
+            self.proxies = TrackProxies(msg.width, msg.height,
+                                        ProxyParams(low_score=self.tracker.params.track_high_thresh))
 
     def _tracks_msg(self, source, tracks):
         from perception_nodes.msg import Track
