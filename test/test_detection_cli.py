@@ -137,7 +137,8 @@ def test_export_detector_to_onnx_registers_a_model_that_agrees_with_the_pt(tmp_p
             iou = iou_matrix(theirs[:, :4], ours[:, :4]).reshape(len(theirs), -1)
             agreed += int(np.sum(iou.max(axis=1, initial=0.0) > 0.9))
             compared += len(theirs)
-    # ONNX letterboxes to a square input where torch pads minimally: the scores move slightly at the threshold.
+    # Both letterbox to 832x640 here; ONNX Runtime's and torch's arithmetic differ slightly, which moves scores
+    # at the threshold.
     assert compared >= 10 and agreed >= 0.85 * compared, (agreed, compared)
 
 

@@ -13,9 +13,27 @@ openvino = pytest.importorskip("openvino", reason="OpenVINO Runtime is installed
 def test_letterbox_matches_ultralytics_geometry():
     from perception_nodes.detection.openvino_backend import letterbox
 
-    square, scale, (left, top) = letterbox(np.zeros((480, 640, 3), np.uint8), 832)
-    assert square.shape == (832, 832, 3) and scale == pytest.approx(1.3) and (left, top) == (0, 104)
-    assert square[0, 0, 0] == 114 and square[104, 0, 0] == 0  # grey padding above, the image below it
+    padded, scale, (left, top) = letterbox(np.zeros((480, 640, 3), np.uint8), 832)
+    # 640x480 at 1.3 is 832x624: padded to 640 rows (the next multiple of the stride), not to a square
+    assert padded.shape == (640, 832, 3) and scale == pytest.approx(1.3) and (left, top) == (0, 8)
+    assert padded[0, 0, 0] == 114 and padded[8, 0, 0] == 0  # grey padding above, the image below it
+    square, _, (left, top) = letterbox(np.zeros((480, 640, 3), np.uint8), 832, stride=None)
+    assert square.shape == (832, 832, 3) and (left, top) == (0, 104)
+
+
+@pytest.mark.parametrize("height, width", [(480, 640), (720, 1280), (1080, 1920), (600, 500)])
+def test_the_input_is_the_one_ultralytics_gives_the_same_dynamic_model(height, width):
+    """The OpenVINO backend must feed the network what the ONNX Runtime backend (ultralytics' predictor) feeds it:
+    the same pixels at the same shape, or the two backends of one model would not be comparable."""
+    from ultralytics.data.augment import LetterBox
+
+    from perception_nodes.detection.openvino_backend import prepare_input
+
+    image = np.random.default_rng(height).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    expected = LetterBox(832, auto=True, stride=32)(image=image)
+    tensor, _, _ = prepare_input(image, 832)
+    assert tensor.shape == (1, 3) + expected.shape[:2]
+    assert np.allclose(tensor[0].transpose(1, 2, 0)[:, :, ::-1] * 255.0, expected, atol=1e-3)
 
 
 def test_postprocess_nms_per_class_and_mapping_back():
@@ -161,7 +179,7 @@ def test_accuracy_control_scores_the_worst_fall_on_any_subset_of_images():
                              for i, rows in boxes.items() for j, (x1, y1, x2, y2, c) in enumerate(rows)],
              "categories": [{"id": k, "name": n} for k, n in enumerate(("car", "truck", "person", "bicycle"))]}
     image = np.zeros((480, 640, 3), np.uint8)
-    _, scale, (left, top) = letterbox(image, 832)
+    _, scale, (left, top) = letterbox(image, 832)  # as AccuracyValidation letterboxes
 
     def model(shift_px: float):
         """A stand-in compiled model: the true boxes as raw YOLO output (letterboxed cx, cy, w, h + scores),

@@ -109,11 +109,10 @@ def quantize_int8(ref: str, calibration_frames: list, registry: ModelRegistry | 
         import openvino as ov
     except ImportError as exc:
         raise ModelError(f"INT8 quantisation needs nncf and openvino ({exc}); pip install nncf openvino") from None
-    from perception_nodes.detection.openvino_backend import letterbox
+    from perception_nodes.detection.openvino_backend import prepare_input
 
     def transform(image):
-        square, _, _ = letterbox(image, entry.input_size)
-        return np.ascontiguousarray(square[:, :, ::-1].transpose(2, 0, 1), dtype=np.float32)[None] / 255.0
+        return prepare_input(image, entry.input_size)[0]
 
     presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
     # The head's box decoding (distribution focal loss, anchor arithmetic) and the class sigmoid stay in float:

@@ -190,12 +190,11 @@ class AccuracyValidation:
 
     def detections(self, compiled_model, items) -> dict[int, list[dict]]:
         from perception_nodes.detection.dataset import to_coco_detections
-        from perception_nodes.detection.openvino_backend import letterbox, postprocess
+        from perception_nodes.detection.openvino_backend import postprocess, prepare_input
 
         found = {}
         for image_id, image in items:
-            square, scale, offset = letterbox(image, self.input_size)
-            tensor = np.ascontiguousarray(square[:, :, ::-1].transpose(2, 0, 1), dtype=np.float32)[None] / 255.0
+            tensor, scale, offset = prepare_input(image, self.input_size)
             output = compiled_model(tensor)[0][0]
             found[image_id] = to_coco_detections(image_id, postprocess(output, scale, offset, image.shape[:2],
                                                                        ACCURACY_CONFIDENCE, ACCURACY_NMS_IOU))

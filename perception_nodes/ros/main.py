@@ -9,7 +9,13 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 
+from perception_nodes.heap import release_free_heap, trim_supported
 from perception_nodes.rosenv import configure_dds
+
+# Start-up (a world's textures, a model's compilation) frees most of what it allocates, and glibc keeps freed
+# pages resident; trimming now and then gives them back (perception_nodes/heap.py). The first trim comes one
+# period after start, when the nodes' expensive set-up (often on their own threads) is usually over.
+HEAP_TRIM_PERIOD_S = 10.0
 
 
 def run_node(factory: Callable[[], Node], args=None, threads: int = 1) -> int:
@@ -40,6 +46,8 @@ def run_nodes(factories: list[Callable[[], Node]], args=None, threads: int = 1) 
             node = factory()
             nodes.append(node)
             executor.add_node(node)
+        if nodes and trim_supported():
+            nodes[0].create_timer(HEAP_TRIM_PERIOD_S, release_free_heap)  # one per process: the heap is shared
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
