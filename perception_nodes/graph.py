@@ -168,8 +168,9 @@ def build_graph(site: str | os.PathLike | SiteManifest, seed: int | None = None,
             specs.append(NodeSpec("camera", "camera", _join(namespace, cam.id), [params], overrides))
     if "detection" in stages:
         model = _require_model(params, manifest.detector.model, manifest.detector.manifest)
-        specs.append(NodeSpec("detector", "detector", _join(namespace), [params],
-                              detector_overrides(manifest, model)))
+        overrides = detector_overrides(manifest, model)
+        overrides["view_reference_dir"] = str(calibration)  # the cameras' stored views live with their calibration
+        specs.append(NodeSpec("detector", "detector", _join(namespace), [params], overrides))
     if "tracking" in stages:
         source = [] if "detection" in stages else [("detections", "ground_truth/detections")]
         trackers = [NodeSpec("tracker", "tracker", _join(namespace, cam.id), [params], {"camera_id": cam.id},

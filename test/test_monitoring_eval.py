@@ -50,3 +50,54 @@ def test_rank_correlations_pair_each_proxy_with_its_true_rate():
     assert out["short_lived_ratio"]["within_camera"] == {"mean": 1.0, "per_camera": {"c": 1.0}}
     assert out["coasting_mid_view_ratio"]["spearman"] is None and out["coasting_mid_view_ratio"]["points"] == 0
     assert out["shadow_disagreement"]["spearman"] is None  # constant: undefined, not 0
+
+
+def _view_stream(seed: int, bump_deg: float | None, seconds: int, camera_index: int = 1):
+    """(t, frame) of one camera of the default scene once a second, knocked from the start when ``bump_deg``."""
+    from perception_nodes.evaluation.drift import scene_variant
+    from perception_nodes.world import World
+
+    world = World(scene_variant("default", seed, float(seconds) + 1.0, bump_deg=bump_deg, bump_at_s=0.0))
+    fps = round(1.0 / (world.time_of(1) - world.time_of(0)))
+    for second in range(seconds):
+        yield float(second), world.render(camera_index, second * fps)[0]
+
+
+def test_a_stored_reference_view_catches_a_camera_moved_before_start(tmp_path):
+    import numpy as np
+
+    from perception_nodes.monitoring.drift import (DriftConfig, DriftMonitor, load_view_reference, reduce_frame,
+                                                   save_view_reference, view_reference_from_frames)
+
+    # Stored when the camera was calibrated: another seed (other traffic, other parked cars), frames 2 s apart.
+    stored = view_reference_from_frames([frame for t, frame in _view_stream(601, None, 20) if t % 2 == 0])
+    path = save_view_reference(tmp_path / "cam1.view.png", stored)
+    assert np.abs(load_view_reference(path) - stored).max() < 1e-4  # 16-bit PNG round trip
+
+    def flagged(bump_deg, views) -> bool:
+        monitor = DriftMonitor(None, DriftConfig(), view_references=views)
+        for t, frame in _view_stream(602, bump_deg, 16):
+            monitor.observe("cam1", t, reduce_frame(frame), np.zeros((0, 6)), frame.shape[1], frame.shape[0])
+        return "view_shift_px" in monitor.evaluate(15.0).drifted
+
+    views = {"cam1": load_view_reference(path)}
+    assert flagged(1.0, views)  # knocked 1 degree before the graph started: caught against the stored view
+    assert not flagged(None, views)  # the same camera unmoved, other traffic than the stored view's: quiet
+    assert not flagged(1.0, None)  # without a stored view the moved view is its own reference: missed
+
+
+def test_a_stored_reference_view_that_is_not_one_is_refused(tmp_path):
+    import cv2
+    import numpy as np
+
+    from perception_nodes.monitoring.drift import DriftMonitor, load_view_reference, save_view_reference
+
+    cv2.imwrite(str(tmp_path / "colour.view.png"), np.zeros((120, 160, 3), np.uint8))
+    (tmp_path / "broken.view.png").write_bytes(b"\x89PNG not really")
+    for name in ("colour", "broken", "missing"):
+        with pytest.raises(ConfigError):
+            load_view_reference(tmp_path / f"{name}.view.png")
+    with pytest.raises(ConfigError):
+        save_view_reference(tmp_path / "small.view.png", np.zeros((60, 80), np.float32))
+    with pytest.raises(ConfigError):
+        DriftMonitor(None, view_references={"cam0": np.full((120, 160), np.nan, np.float32)})

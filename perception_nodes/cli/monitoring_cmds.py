@@ -100,6 +100,56 @@ def run_eval_proxies(args) -> int:
     return 0
 
 
+def run_view_reference(args) -> int:
+    """Each camera's reference view, stored with the site's calibration, so the detector's drift monitor catches a
+    camera that was already moved when the graph started (without one it compares with its first frames)."""
+    import time
+
+    from perception_nodes.graph import camera_parameters
+    from perception_nodes.monitoring.drift import save_view_reference, view_reference_from_frames, view_reference_path
+    from perception_nodes.site.manifest import load_manifest
+    from perception_nodes.sources import make_source
+
+    site = load_manifest(args.site)
+    if args.frames < 1 or args.every_s <= 0:
+        print("--frames must be >= 1 and --every-s > 0", file=sys.stderr)
+        return 2
+    cameras = [c for c in site.cameras if not args.cameras or c.id in args.cameras.split(",")]
+    written = {}
+    for camera in cameras:
+        params = camera_parameters(camera, seed=args.seed)
+        source = make_source(params["source_type"], params.get("source", ""), scene=params.get("scene", "default"),
+                             camera_id=camera.id, seed=params.get("seed"), loop=True)
+        frames = []
+        source.open()
+        try:
+            step = max(1, round(args.every_s * source.native_fps)) if source.native_fps else 0
+            while len(frames) < args.frames:
+                if source.clocked:  # renders the frame of a given time: no need to render the ones between
+                    frame = source.read(len(frames) * step)
+                else:
+                    for _ in range(max(1, step) - 1):  # a file or device: read through to the next sample
+                        source.read()
+                    frame = source.read()
+                    if not step:
+                        time.sleep(args.every_s)
+                if frame is None:
+                    break
+                frames.append(frame.image)
+        finally:
+            source.close()
+        if len(frames) < args.frames:
+            print(f"{camera.id}: only {len(frames)} of {args.frames} frames from {source.describe()}; "
+                  "nothing written", file=sys.stderr)
+            return 1
+        path = save_view_reference(view_reference_path(site.calibration_dir, camera.id),
+                                   view_reference_from_frames(frames))
+        written[camera.id] = str(path)
+        print(f"[drift] {camera.id}: reference view from {len(frames)} frames, {args.every_s:g} s apart -> {path}")
+    emit({"site": str(site.path), "frames": args.frames, "every_s": args.every_s, "written": written})
+    return 0
+
+
 def add_parsers(sub, eval_sub) -> None:
     drift = sub.add_parser("drift", help="drift references of models")
     drift_sub = drift.add_subparsers(dest="drift_command", required=True)
@@ -110,6 +160,15 @@ def add_parsers(sub, eval_sub) -> None:
     ref.add_argument("--seeds", default="200-201", help="the seeds the model's card was validated on")
     ref.add_argument("--frame-step", type=int, default=5)
     ref.set_defaults(func=run_reference)
+    view = drift_sub.add_parser("view-reference", help="store each camera's reference view with the site's "
+                                                       "calibration (run after calibrating a camera)")
+    view.add_argument("--site", default="default", help="site name under config/sites/ or a manifest path")
+    view.add_argument("--cameras", default="", help="comma-separated camera ids (default: every camera)")
+    view.add_argument("--frames", type=int, default=10, help="frames per camera; their median is the view")
+    view.add_argument("--every-s", type=float, default=2.0, help="seconds between the frames (moving objects "
+                                                                 "then drop out of the median)")
+    view.add_argument("--seed", type=int, default=None, help="synthetic cameras: the scene seed")
+    view.set_defaults(func=run_view_reference)
 
     ev = eval_sub.add_parser("drift", help="drift monitor on known conditions: reference-condition runs (no flag "
                                            "allowed), night, a moved camera; Evidently's defaults as the baseline")

@@ -16,8 +16,10 @@ distance, with the chi-squared p-value and the PSI beside it. Each feature has i
 (``config/drift.yaml``); the figures behind them are in the README with the command that prints them.
 
 The reference of the model features comes from the model's validation data and is stored with the model version
-(``DriftReference``, a JSON file named by the registry entry). The view reference is each camera's own: the median
-of its first frames, since a view belongs to a camera, not to a model.
+(``DriftReference``, a JSON file named by the registry entry). The view reference is each camera's own, since a
+view belongs to a camera, not to a model: stored with the site's calibration (``<calibration_dir>/<camera>.view.png``,
+written by `perception drift view-reference --site S` when the camera was calibrated), so that a camera already
+moved when the graph starts is caught; where none is stored, the median of the camera's first frames.
 """
 from __future__ import annotations
 
@@ -153,6 +155,56 @@ def detection_features(rows: np.ndarray, width: int, height: int) -> dict[str, n
             "box_center_x": (rows[:, 0] + rows[:, 2]) / (2.0 * width),
             "box_center_y": (rows[:, 1] + rows[:, 3]) / (2.0 * height),
             "class_mix": rows[:, 5].astype(np.int64)}
+
+
+VIEW_REFERENCE_SUFFIX = ".view.png"
+
+
+def view_reference_path(calibration_dir: str | os.PathLike, camera: str) -> Path:
+    """Where a camera's stored reference view lives: beside its calibration."""
+    return Path(calibration_dir) / f"{camera}{VIEW_REFERENCE_SUFFIX}"
+
+
+def view_reference_from_frames(frames_bgr) -> np.ndarray:
+    """A camera's reference view: the per-pixel median of reduced frames (moving objects drop out)."""
+    reduced = [reduce_frame(frame) for frame in frames_bgr]
+    if not reduced:
+        raise ConfigError("a reference view needs at least one frame")
+    return np.median(np.stack(reduced), axis=0).astype(np.float32)
+
+
+def _check_view(image: np.ndarray, what: str) -> np.ndarray:
+    image = np.asarray(image, dtype=np.float32)
+    if image.shape != (REDUCED_SIZE[1], REDUCED_SIZE[0]) or not np.all(np.isfinite(image)):
+        raise ConfigError(f"{what}: a reference view is a finite {REDUCED_SIZE[0]}x{REDUCED_SIZE[1]} grey image, "
+                          f"got shape {image.shape}")
+    return image
+
+
+def save_view_reference(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write a reference view as a 16-bit grey PNG, atomically (a reader never sees half a file)."""
+    import cv2
+
+    path = Path(path)
+    image = _check_view(image, str(path))
+    staged = path.with_name(path.name + ".tmp.png")
+    if not cv2.imwrite(str(staged), np.round(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)):
+        raise ConfigError(f"could not write {staged}")
+    os.replace(staged, path)
+    return path
+
+
+def load_view_reference(path: str | os.PathLike) -> np.ndarray:
+    """A stored reference view; ConfigError when the file is missing, unreadable or not a reference view."""
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no reference view at {path}")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None or image.dtype != np.uint16 or image.ndim != 2:
+        raise ConfigError(f"{path} is not a 16-bit grey reference view (perception drift view-reference writes one)")
+    return _check_view(image.astype(np.float32) / 65535.0, str(path))
 
 
 def view_shift(reference: np.ndarray, current: np.ndarray) -> float:
@@ -372,18 +424,21 @@ class DriftMonitor:
     """Sliding windows of every feature, judged against the reference and the per-feature rules.
 
     ``observe`` takes one frame's reduced image, detections and embeddings with its time (stamp seconds); feed
-    it from one thread. ``evaluate`` compares the current window with the reference.
+    it from one thread. ``evaluate`` compares the current window with the reference. ``view_references``: stored
+    reference views by camera (``load_view_reference``); a camera without one takes the median of its first frames.
     """
 
     def __init__(self, reference: DriftReference | None, config: DriftConfig | None = None,
-                 image_size_px: tuple[int, int] | None = None):
+                 image_size_px: tuple[int, int] | None = None, view_references: dict[str, np.ndarray] | None = None):
         self.reference = reference
         self.config = config or DriftConfig()
+        self.view_references = {cam: _check_view(image, f"reference view of {cam}")
+                                for cam, image in (view_references or {}).items()}
         self._numerical: dict[str, deque] = {name: deque() for name, k in FEATURES.items() if k is Kind.NUMERICAL}
         self._classes: deque = deque()
         self._embeddings: deque = deque()
         self._view_frames: dict[str, list[np.ndarray]] = {}
-        self._view_reference: dict[str, np.ndarray] = {}
+        self._view_reference: dict[str, np.ndarray] = dict(self.view_references)
         self._view_shifts: dict[str, deque] = {}
         self._view_last_s: dict[str, float] = {}
         self._full_width: dict[str, int] = {}
@@ -426,8 +481,11 @@ class DriftMonitor:
         self._view_shifts.setdefault(camera, deque()).append((t_s, shift))
 
     def reset_view(self, camera: str | None = None) -> None:
-        """Forget a camera's reference view (after a deliberate move and recalibration); None: every camera."""
+        """Forget a camera's reference view, a stored one too (after a deliberate move and recalibration: store a
+        new one with `perception drift view-reference`); None: every camera. The first frames after are the
+        reference then."""
         for cam in ([camera] if camera else list(self._view_reference) + list(self._view_frames)):
+            self.view_references.pop(cam, None)
             self._view_reference.pop(cam, None)
             self._view_frames.pop(cam, None)
             self._view_shifts.pop(cam, None)

@@ -146,6 +146,10 @@ class DetectorNode(LifecycleNode):
                                             read_only=True)
         self.drift_config_path = params.declare("drift_config", "", "Drift rules; empty: config/drift.yaml.",
                                                 read_only=True)
+        self.view_reference_dir = params.declare(
+            "view_reference_dir", "", "Folder of the cameras' stored reference views (<camera>.view.png, the site's "
+            "calibration folder: perception drift view-reference); a camera without one is compared with its "
+            "first frames; empty: every camera.", read_only=True)
         self.drift_period_s = params.declare("drift_period_s", 5.0, "Seconds (of image stamps) between drift "
                                              "evaluations.", minimum=0.5, maximum=3600.0, read_only=True)
         self.capture_dir = params.declare("capture_dir", "", "Write frames where a proxy or the drift monitor "
@@ -348,9 +352,32 @@ class DetectorNode(LifecycleNode):
                 reference = DriftReference.load(path)
         except PerceptionError as exc:
             self.get_logger().warning(f"drift reference of {model} not loaded: {exc}")
-        self.drift = DriftMonitor(reference, config)
+        self.drift = DriftMonitor(reference, config, view_references=self._stored_views())
         self._drift_model = model
         self._drift_drifted = []
+
+    def _stored_views(self) -> dict:
+        """The cameras' stored reference views; a missing or unreadable one is logged and that camera falls back
+        to its first frames."""
+        from perception_nodes.monitoring.drift import load_view_reference, view_reference_path
+
+        if not self.view_reference_dir:
+            return {}
+        views, missing = {}, []
+        for cam in self.cameras:
+            path = view_reference_path(self.view_reference_dir, cam)
+            if not path.is_file():
+                missing.append(cam)
+                continue
+            try:
+                views[cam] = load_view_reference(path)
+            except PerceptionError as exc:
+                self.get_logger().warning(f"{cam}: stored reference view not used: {exc}")
+                missing.append(cam)
+        if missing:
+            self.get_logger().info(f"no stored reference view for {missing} in {self.view_reference_dir} (perception "
+                                   "drift view-reference --site S): their first frames are their reference")
+        return views
 
     # -- capture for the next training round ---------------------------------------------------------
     def _start_capture(self, group) -> None:
@@ -432,7 +459,8 @@ class DetectorNode(LifecycleNode):
         if latest < self._drift_next_s:
             return
         if latest < self._drift_next_s - 10 * self.drift_period_s:  # the stamps jumped back (a bag loop)
-            self.drift = DriftMonitor(self.drift.reference, self.drift.config)
+            self.drift = DriftMonitor(self.drift.reference, self.drift.config,
+                                      view_references=self.drift.view_references)
         self._drift_next_s = latest + self.drift_period_s
         report = self.drift.evaluate(latest)
         values = {}
