@@ -227,6 +227,25 @@ def test_drift_monitor_flags_darkness_and_a_moved_camera_but_not_the_reference_c
     assert moved_report.features["view_shift_px"].camera == "cam0"
 
 
+def test_model_features_wait_until_the_frames_span_the_minimum_window(tmp_path):
+    rng = np.random.default_rng(6)
+    reference = _reference(rng)
+    monitor = DriftMonitor(reference, DriftConfig(window_s=30.0, min_window_s=10.0))
+    for i in range(21):  # 2 frames a second, far lower scores than the reference's from the first one
+        frame = _frame(rng, 0.2)
+        monitor.observe("cam0", 100.0 + i / 2, reduce_frame(frame), _rows(rng, 40, 0.55), 640, 480)
+        if i == 9:  # 4.5 s of frames: plenty of samples, too short a span to judge
+            early = monitor.evaluate(100.0 + i / 2)
+            assert early.drifted == [] and early.features["detection_score"].statistic is None
+            assert early.features["detection_score"].samples == 400  # judged on count alone, it would flag
+    later = monitor.evaluate(110.0)  # 10 s after the first frame
+    assert "detection_score" in later.drifted
+    path = tmp_path / "drift.yaml"
+    path.write_text("window_s: 20\nmin_window_s: 30\n")
+    with pytest.raises(ConfigError, match="min_window_s"):
+        DriftConfig.load(path)
+
+
 def test_view_shift_measures_a_translation():
     rng = np.random.default_rng(2)
     a = reduce_frame(_frame(rng))

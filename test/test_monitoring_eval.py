@@ -66,8 +66,9 @@ def _view_stream(seed: int, bump_deg: float | None, seconds: int, camera_index: 
 def test_a_stored_reference_view_catches_a_camera_moved_before_start(tmp_path):
     import numpy as np
 
-    from perception_nodes.monitoring.drift import (DriftConfig, DriftMonitor, load_view_reference, reduce_frame,
-                                                   save_view_reference, view_reference_from_frames)
+    from perception_nodes.monitoring.drift import (DriftConfig, DriftMonitor, default_config_path,
+                                                   load_view_reference, reduce_frame, save_view_reference,
+                                                   view_reference_from_frames)
 
     # Stored when the camera was calibrated: another seed (other traffic, other parked cars), frames 2 s apart.
     stored = view_reference_from_frames([frame for t, frame in _view_stream(601, None, 20) if t % 2 == 0])
@@ -75,7 +76,7 @@ def test_a_stored_reference_view_catches_a_camera_moved_before_start(tmp_path):
     assert np.abs(load_view_reference(path) - stored).max() < 1e-4  # 16-bit PNG round trip
 
     def flagged(bump_deg, views) -> bool:
-        monitor = DriftMonitor(None, DriftConfig(), view_references=views)
+        monitor = DriftMonitor(None, DriftConfig.load(default_config_path()), view_references=views)
         for t, frame in _view_stream(602, bump_deg, 16):
             monitor.observe("cam1", t, reduce_frame(frame), np.zeros((0, 6)), frame.shape[1], frame.shape[0])
         return "view_shift_px" in monitor.evaluate(15.0).drifted

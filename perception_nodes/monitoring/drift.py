@@ -92,6 +92,10 @@ class DriftConfig:
     """Window, per-feature rules and the view reference's length (``config/drift.yaml``)."""
 
     window_s: float = 60.0
+    # The model features are judged only once the frames span this much time: a few seconds of one scene hold a
+    # handful of objects, which no reference distribution looks like (at 2 Hz x 4 cameras the sample counts are
+    # reached after 5 s and the first window flagged box positions in the demo).
+    min_window_s: float = 10.0
     rules: dict[str, FeatureRule] = field(default_factory=lambda: {
         name: FeatureRule(0.1, scale_floor=DEFAULT_SCALE_FLOORS.get(name, 0.0))
         for name, kind in FEATURES.items() if kind is not Kind.VIEW} | {"view_shift_px": FeatureRule(4.0, 5)})
@@ -111,6 +115,7 @@ class DriftConfig:
             raise ConfigError(f"drift config {path}: {exc}") from None
         config = cls()
         config.window_s = float(data.get("window_s", config.window_s))
+        config.min_window_s = float(data.get("min_window_s", config.min_window_s))
         config.view_reference_frames = int(data.get("view_reference_frames", config.view_reference_frames))
         config.view_sample_period_s = float(data.get("view_sample_period_s", config.view_sample_period_s))
         config.view_window_s = float(data.get("view_window_s", config.view_window_s))
@@ -126,6 +131,9 @@ class DriftConfig:
                 config.view_window_s <= 0:
             raise ConfigError(f"drift config {path}: window_s, view_reference_frames and view_sample_period_s "
                               "must be positive")
+        if not 0 <= config.min_window_s <= config.window_s:
+            raise ConfigError(f"drift config {path}: min_window_s must be between 0 and window_s "
+                              f"({config.window_s}), got {config.min_window_s}")
         return config
 
 
@@ -443,10 +451,13 @@ class DriftMonitor:
         self._view_last_s: dict[str, float] = {}
         self._full_width: dict[str, int] = {}
         self.frames_total = 0
+        self.first_frame_s: float | None = None
 
     def observe(self, camera: str, t_s: float, reduced: np.ndarray, rows: np.ndarray, width: int, height: int,
                 embeddings: np.ndarray | None = None) -> None:
         self.frames_total += 1
+        if self.first_frame_s is None:
+            self.first_frame_s = t_s
         self._numerical["image_brightness"].append((t_s, float(reduced.mean())))
         self._numerical["image_contrast"].append((t_s, float(reduced.std())))
         rows = np.asarray(rows).reshape(-1, 6)
@@ -501,7 +512,9 @@ class DriftMonitor:
     def evaluate(self, now_s: float) -> DriftReport:
         self._prune(now_s)
         out: dict[str, FeatureDrift] = {}
-        ref = self.reference
+        # Not judged yet (statistic None) while the frames span less than min_window_s.
+        ref = self.reference if self.first_frame_s is not None and \
+            now_s - self.first_frame_s >= self.config.min_window_s else None
         for name, window in self._numerical.items():
             rule = self.config.rules[name]
             current = _flatten(window)
