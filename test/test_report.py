@@ -51,8 +51,15 @@ def test_tracking_results_are_kept_per_detection_source(tmp_path):
     env = dict(os.environ, PERCEPTION_RESULTS_DIR=str(tmp_path))
     run_cli("eval", "tracking", "--scene", "crossing", "--frames", "5", "--no-peers", env=env)
     run_cli("eval", "tracking", "--scene", "crossing", "--frames", "5", "--no-peers", "--appearance", "none", env=env)
-    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["eval-tracking-gt-noisy-crossing.json",
-                                                               "eval-tracking-gt-noisy-no-appearance-crossing.json"]
+    learned = last_json(run_cli("eval", "tracking", "--scene", "crossing", "--frames", "5", "--no-peers",
+                                "--appearance", "reid-fleet@1", env=env).stdout)
+    assert learned["appearance"] == "reid-fleet@1"
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [
+        "eval-tracking-gt-noisy-crossing.json", "eval-tracking-gt-noisy-no-appearance-crossing.json",
+        "eval-tracking-gt-noisy-reid-fleet1-crossing.json"]
+    unknown = run_cli("eval", "tracking", "--frames", "5", "--no-peers", "--appearance", "reid-nothing@9", env=env,
+                      check=False)
+    assert unknown.returncode != 0 and "reid-nothing" in unknown.stderr
 
 
 def test_report_without_results_says_what_to_run(tmp_path):

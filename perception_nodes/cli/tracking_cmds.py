@@ -40,15 +40,17 @@ def add_parsers(eval_sub, bench_sub, add_scene_args) -> None:
                     "config/perception.yaml runs)")
     ev.add_argument("--det-conf", type=float, default=0.1,
                     help="detector score floor for --detections detector; low-score boxes feed ByteTrack's second stage")
-    ev.add_argument("--appearance", choices=("hsv-hist", "none"), default="hsv-hist",
+    ev.add_argument("--appearance", default="hsv-hist", metavar="EMBEDDER",
                     help="per-detection appearance embedding, as the detector node computes it (config "
-                         "appearance_embedding); BoT-SORT gets the same embeddings")
+                         "appearance_embedding): hsv-hist, a registered embedder name@version (e.g. "
+                         "reid-fleet@1) or none; BoT-SORT gets the same embeddings")
     ev.add_argument("--frames", type=int, default=None, help="frames per camera (default: the whole scene)")
     ev.add_argument("--no-peers", action="store_true", help="skip the BoxMOT trackers")
     # Saved results (`perception report`) keep one latest run per detection source and appearance setting.
     ev.set_defaults(func=run_eval, result_variant=lambda a: "-".join(
         [a.detections] + ([a.model_key] if a.detections == "detector" and getattr(a, "model_key", "") else []) +
         (["no-appearance"] if a.appearance == "none" else []) +
+        ([a.appearance.replace("@", "")] if a.appearance not in ("none", "hsv-hist") else []) +
         ([a.scene] if a.scene != "default" else []) + ([f"seed{a.seed}"] if a.seed is not None else [])))
     bench = bench_sub.add_parser("tracker", help="tracker updates/s with N objects on one core, vs BoxMOT")
     bench.add_argument("--objects", type=int, default=50)

@@ -35,10 +35,10 @@ def evaluate_tracking(scene: str, seed: int | None, frames: int | None, detectio
         backend = make_detector(entry, path, entry.input_size, conf=det_conf)
         detector = lambda image: backend.predict([image])[0]  # noqa: E731
     embedder = None
-    if appearance == "hsv-hist":
-        from perception_nodes.reid.appearance import ColorHistogramEmbedder
+    if appearance != "none":  # hsv-hist or a registered learned embedder, as the detector node loads them
+        from perception_nodes.retrieval.embedders import load_embedder
 
-        embedder = ColorHistogramEmbedder()
+        embedder = load_embedder(appearance)
     started = time.perf_counter()
     sequences = build_sequences(world, frames, detector=detector, embedder=embedder)
     log(f"[eval] {sum(len(s.frames) for s in sequences)} frames with {detections} detections "
