@@ -102,3 +102,25 @@ def test_a_stored_reference_view_that_is_not_one_is_refused(tmp_path):
         save_view_reference(tmp_path / "small.view.png", np.zeros((60, 80), np.float32))
     with pytest.raises(ConfigError):
         DriftMonitor(None, view_references={"cam0": np.full((120, 160), np.nan, np.float32)})
+
+
+def test_view_reference_command_stores_a_view_per_camera_of_a_file_site(tmp_path):
+    import cv2
+    import numpy as np
+
+    from conftest import last_json, run_cli
+    from perception_nodes.monitoring.drift import REDUCED_SIZE, load_view_reference
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), np.full((480, 640, 3), 40 * i, np.uint8))
+    run_cli("site", "new", "yard", "--camera", f"gate={frames}", "--dir", str(tmp_path / "sites"))
+    result = last_json(run_cli("drift", "view-reference", "--site", str(tmp_path / "sites" / "yard.yaml"),
+                               "--frames", "5", "--every-s", "0.01").stdout)
+    stored = load_view_reference(result["written"]["gate"])
+    assert stored.shape == (REDUCED_SIZE[1], REDUCED_SIZE[0])
+    assert abs(float(stored.mean()) - 80 / 255) < 0.01  # the median of 0, 40, 80, 120, 160 grey
+    too_many = run_cli("drift", "view-reference", "--site", str(tmp_path / "sites" / "yard.yaml"), "--frames", "50",
+                       "--every-s", "0.01", check=False)
+    assert too_many.returncode == 1 and "nothing written" in too_many.stderr

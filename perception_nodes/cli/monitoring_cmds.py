@@ -108,7 +108,7 @@ def run_view_reference(args) -> int:
     from perception_nodes.graph import camera_parameters
     from perception_nodes.monitoring.drift import save_view_reference, view_reference_from_frames, view_reference_path
     from perception_nodes.site.manifest import load_manifest
-    from perception_nodes.sources import make_source
+    from perception_nodes.sources import SourceType, make_source
 
     site = load_manifest(args.site)
     if args.frames < 1 or args.every_s <= 0:
@@ -118,8 +118,10 @@ def run_view_reference(args) -> int:
     written = {}
     for camera in cameras:
         params = camera_parameters(camera, seed=args.seed)
+        # One pass through a recording: a looped file would offer the same frames again as if they were new.
         source = make_source(params["source_type"], params.get("source", ""), scene=params.get("scene", "default"),
-                             camera_id=camera.id, seed=params.get("seed"), loop=True)
+                             camera_id=camera.id, seed=params.get("seed"),
+                             loop=camera.source.type is SourceType.SYNTHETIC)
         frames = []
         source.open()
         try:
