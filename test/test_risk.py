@@ -272,5 +272,9 @@ def test_array_pair_evaluation_matches_the_scalar_reference_on_a_busy_lot():
         a, b = fast.assess(i * 0.1, snapshot), reference.assess(i * 0.1, snapshot)
         assert (a.level, a.command) == (b.level, b.command)
         assert [(e.rule.id, e.object_ids) for e in a.reasons] == [(e.rule.id, e.object_ids) for e in b.reasons]
+        # Every evaluation too, the idle rules' nearest pair included (the arrays skip the covariance of pairs
+        # that cannot fire), with the same sentence.
+        assert [(e.rule.id, e.object_ids, e.state, e.text) for e in a.evaluations] == \
+            [(e.rule.id, e.object_ids, e.state, e.text) for e in b.evaluations]
         fired += len(a.reasons)
     assert fired > 0

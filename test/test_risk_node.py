@@ -91,7 +91,8 @@ def test_risk_node_decides_explains_logs_and_fails_safe_when_objects_stop(ros_co
     assert spin_until(executor, lambda: len(commands) >= 12, 5.0)
     levels = [a.level for a in assessments[:12]]
     assert levels[0] == RiskAssessment.LEVEL_CLEAR and levels[-1] == RiskAssessment.LEVEL_HIGH
-    high = next(a for a in assessments if a.level == RiskAssessment.LEVEL_HIGH)
+    # The rule's HIGH (on a loaded machine a stall past the 0.4 s deadline can put a fail-safe HIGH first).
+    high = next(a for a in assessments if a.level == RiskAssessment.LEVEL_HIGH and not a.fail_safe)
     assert [r.rule_id for r in high.reasons] == ["no_people_in_row0"] and list(high.reasons[0].object_ids) == [1]
     assert high.objects_evaluated == 2 and len(high.rules_version) == 12  # the NaN object is left out, counted
     stop = next(c for c in commands if c.assessment_id == high.assessment_id)

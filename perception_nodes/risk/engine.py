@@ -19,7 +19,8 @@ import numpy as np
 
 from perception_nodes.geometry import points_in_polygon
 from perception_nodes.risk.coverage import CoverageModel
-from perception_nodes.risk.kinematics import closest_approach, closest_approaches, footprint_radius
+from perception_nodes.risk.kinematics import (approach_geometry, approach_uncertainty, closest_approach,
+                                              footprint_radius)
 from perception_nodes.risk.rules import Command, RiskConfig, RiskLevel, Rule, RuleKind
 from perception_nodes.taxonomy import SITE_CLASS_NAMES
 
@@ -325,14 +326,19 @@ class RiskEngine:
         keep &= ~(both_ways & (frame.ids[first] > frame.ids[second]))
         return first[keep], second[keep]
 
-    def _pair_subjects(self, rule: Rule, frame: _Frame, first, second, measured, trigger, holding, closeness,
-                       describe) -> list[_Subject]:
-        """Subjects for the pairs that fire, hold or are latched, and the one nearest to firing."""
+    def _latched_pairs(self, rule: Rule, frame: _Frame, first, second) -> np.ndarray:
+        """Which of the pairs hold a latch of ``rule`` (as one integer each: no Python loop over the pairs)."""
         latched = self._latches[rule.id]
-        relevant = trigger | holding
-        if latched:  # pairs as one integer each: membership in the latched set without a Python loop over pairs
-            codes = frame.ids[first] * (1 << 32) + frame.ids[second]
-            relevant |= np.isin(codes, [a * (1 << 32) + b for a, b in latched])
+        if not latched:
+            return np.zeros(len(first), bool)
+        codes = frame.ids[first] * (1 << 32) + frame.ids[second]
+        return np.isin(codes, [a * (1 << 32) + b for a, b in latched])
+
+    def _pair_subjects(self, rule: Rule, frame: _Frame, first, second, measured, trigger, holding, closeness,
+                       describe, latched=None) -> list[_Subject]:
+        """Subjects for the pairs that fire, hold or are latched, and the one nearest to firing."""
+        relevant = trigger | holding | (self._latched_pairs(rule, frame, first, second) if latched is None
+                                        else latched)
         chosen = np.flatnonzero(relevant).tolist()
         if not chosen and len(first):
             chosen = [int(np.argmax(closeness))]
@@ -365,14 +371,25 @@ class RiskEngine:
     def _ttc_subjects(self, rule: Rule, frame: _Frame) -> list[_Subject]:
         first, second = self._pair_indices(rule, frame)
         reach = frame.radius[first] + frame.radius[second] + rule.margin_m
+        latched = self._latched_pairs(rule, frame, first, second)
         if self.vectorized:
-            approach = closest_approaches(
-                frame.xy[second] - frame.xy[first], frame.velocity[second] - frame.velocity[first],
-                frame.position_cov[first] + frame.position_cov[second],
-                frame.velocity_cov[first] + frame.velocity_cov[second], reach, rule.horizon_s, rule.accel_sigma_mps2)
-            ttc, probability, closing = (approach.time_to_collision_s, approach.contact_probability,
-                                         approach.closing_speed_mps)
-            miss, when, closing_sigma = approach.distance_m, approach.time_s, approach.closing_sigma_mps
+            # Nominal geometry for every pair; the covariance (the costly part, 2x2 per pair) only for the pairs
+            # whose time to collision can fire or hold the rule, the latched ones and the one shown as nearest:
+            # the others' contact probability and closing sigma cannot change a decision.
+            geometry = approach_geometry(frame.xy[second] - frame.xy[first],
+                                         frame.velocity[second] - frame.velocity[first], reach, rule.horizon_s)
+            ttc, miss, when = geometry.time_to_collision_s, geometry.distance_m, geometry.time_s
+            closing = geometry.closing_speed_mps
+            closeness = _ttc_closeness(ttc, miss)
+            needed = latched | (ttc <= max(rule.threshold, rule.release))
+            if len(first):
+                needed[int(np.argmax(closeness))] = True
+            pairs = np.flatnonzero(needed)
+            probability, closing_sigma = np.zeros(len(first)), np.zeros(len(first))
+            a, b = first[pairs], second[pairs]
+            probability[pairs], closing_sigma[pairs] = approach_uncertainty(
+                geometry, pairs, frame.position_cov[a] + frame.position_cov[b],
+                frame.velocity_cov[a] + frame.velocity_cov[b], rule.accel_sigma_mps2)
         else:
             scalar = [closest_approach(frame.xy[a], frame.velocity[a], frame.position_cov[a], frame.velocity_cov[a],
                                        frame.xy[b], frame.velocity[b], frame.position_cov[b], frame.velocity_cov[b],
@@ -384,20 +401,20 @@ class RiskEngine:
             miss = np.array([x.distance_m for x in scalar]).reshape(-1)
             when = np.array([x.time_s for x in scalar]).reshape(-1)
             closing_sigma = np.array([x.closing_sigma_mps for x in scalar]).reshape(-1)
+            closeness = _ttc_closeness(ttc, miss)
         moving = frame.speed[second] >= rule.min_speed_b_mps
         # Closing for sure: faster than the minimum and than closing_z sigma of its own uncertainty (two parked
         # cars side by side, each with a little velocity noise, are not closing on each other).
         closing_sure = closing >= np.maximum(rule.min_closing_speed_mps, rule.closing_z * closing_sigma)
         trigger = moving & closing_sure & (probability >= rule.min_probability) & (ttc <= rule.threshold)
         holding = moving & (ttc <= rule.release) & (probability >= 0.5 * rule.min_probability)
-        closeness = np.where(np.isfinite(ttc), -ttc, -1e9 + probability)
 
         def describe(p):
             return f"{frame.label(first[p])} and {frame.label(second[p])}: time to collision {_fmt(ttc[p], 's')} " \
                    f"(alert at {rule.threshold:.1f} s), closest approach {miss[p]:.1f} m in {when[p]:.1f} s, " \
                    f"contact probability {probability[p]:.2f}"
 
-        return self._pair_subjects(rule, frame, first, second, ttc, trigger, holding, closeness, describe)
+        return self._pair_subjects(rule, frame, first, second, ttc, trigger, holding, closeness, describe, latched)
 
     def _subjects(self, rule: Rule, frame: _Frame, now: float) -> list[_Subject]:
         if rule.kind in (RuleKind.RESTRICTED_ZONE, RuleKind.DWELL):
@@ -536,6 +553,12 @@ class RiskEngine:
             reason += f" (holding {state.command.name} for {self.config.command_release_s:.1f} s before " \
                       f"{wanted.name})"
         return state.command, reason
+
+
+def _ttc_closeness(ttc: np.ndarray, miss_m: np.ndarray) -> np.ndarray:
+    """How near a pair is to firing a time-to-collision rule, to pick the one an idle rule shows: the soonest
+    collision, else (no collision within the horizon) the closest approach."""
+    return np.where(np.isfinite(ttc), -ttc, -1e9 - miss_m)
 
 
 def explain(assessment: Assessment, config: RiskConfig) -> str:

@@ -81,35 +81,71 @@ class Approaches:
     closing_sigma_mps: np.ndarray   # the closing speed's standard deviation (from the velocity covariance)
 
 
-def closest_approaches(dp: np.ndarray, dv: np.ndarray, cov_p: np.ndarray, cov_v: np.ndarray,
-                       contact_radius: np.ndarray, horizon_s: float, accel_sigma: float = 0.0) -> Approaches:
-    """Vectorised :func:`closest_approach`: relative positions and velocities (P, 2) of b with respect to a, the
-    summed position and velocity covariances (P, 2, 2) and contact radii (P,). ``accel_sigma`` (m/s^2): the
-    relative acceleration the constant-velocity prediction ignores (braking, turning), adding (a t^2 / 2)^2 to
-    the position variance at the closest approach."""
-    from scipy.special import ndtr
+@dataclass(frozen=True)
+class ApproachGeometry:
+    """The nominal part of :class:`Approaches` (no covariance): enough to tell which pairs can come within
+    contact inside the horizon, before paying for their uncertainty."""
 
+    relative_position: np.ndarray   # (P, 2) b - a now
+    miss: np.ndarray                # (P, 2) b - a at the closest approach
+    radius: np.ndarray              # (P,) contact radii
+    distance_now_m: np.ndarray
+    time_s: np.ndarray
+    distance_m: np.ndarray
+    time_to_collision_s: np.ndarray
+    closing_speed_mps: np.ndarray
+
+
+def approach_geometry(dp: np.ndarray, dv: np.ndarray, contact_radius, horizon_s: float) -> ApproachGeometry:
+    """Closest approach and time to collision of many pairs under constant velocity (relative positions and
+    velocities (P, 2) of b with respect to a, contact radii (P,))."""
     dp, dv = np.asarray(dp, dtype=np.float64).reshape(-1, 2), np.asarray(dv, dtype=np.float64).reshape(-1, 2)
     radius = np.broadcast_to(np.asarray(contact_radius, dtype=np.float64), (len(dp),))
     speed2 = np.einsum("ij,ij->i", dv, dv)
     b = np.einsum("ij,ij->i", dp, dv)
-    distance = np.linalg.norm(dp, axis=1)
+    distance = np.sqrt(np.einsum("ij,ij->i", dp, dp))
     moving = speed2 >= 1e-12
     t_star = np.where(moving, np.clip(-b / np.where(moving, speed2, 1.0), 0.0, horizon_s), 0.0)
     miss = dp + dv * t_star[:, None]
-    miss_distance = np.linalg.norm(miss, axis=1)
+    miss_distance = np.sqrt(np.einsum("ij,ij->i", miss, miss))
     disc = b * b - speed2 * (distance ** 2 - radius ** 2)
     hit = moving & (disc >= 0) & (b < 0)
     ttc = np.full(len(dp), np.inf)
     ttc[hit] = (-b[hit] - np.sqrt(disc[hit])) / speed2[hit]
     ttc[ttc > horizon_s] = np.inf
     ttc[distance <= radius] = 0.0
+    closing = np.where(distance > 1e-9, -b / np.maximum(distance, 1e-12), np.sqrt(speed2))
+    return ApproachGeometry(dp, miss, radius, distance, t_star, miss_distance, ttc, closing)
+
+
+def approach_uncertainty(geometry: ApproachGeometry, pairs: np.ndarray, cov_p: np.ndarray, cov_v: np.ndarray,
+                         accel_sigma: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Contact probability and closing-speed sigma of the ``pairs`` (indices into ``geometry``), given their
+    summed position and velocity covariances (len(pairs), 2, 2). ``accel_sigma`` (m/s^2): the relative
+    acceleration the constant-velocity prediction ignores (braking, turning), adding (a t^2 / 2)^2 to the
+    position variance at the closest approach."""
+    from scipy.special import ndtr
+
+    t_star, miss, miss_distance = geometry.time_s[pairs], geometry.miss[pairs], geometry.distance_m[pairs]
+    radius, dp, distance = geometry.radius[pairs], geometry.relative_position[pairs], geometry.distance_now_m[pairs]
     cov = cov_p + (t_star ** 2)[:, None, None] * cov_v + ((0.5 * accel_sigma * t_star ** 2) ** 2)[:, None, None] \
         * np.eye(2)
     direction = np.where(miss_distance[:, None] > 1e-9, miss / np.maximum(miss_distance, 1e-12)[:, None], [1.0, 0.0])
     sigma = np.sqrt(np.maximum(np.einsum("pi,pij,pj->p", direction, cov, direction), 1e-6))
     probability = np.clip(ndtr((radius - miss_distance) / sigma) - ndtr((-radius - miss_distance) / sigma), 0.0, 1.0)
-    closing = np.where(distance > 1e-9, -b / np.maximum(distance, 1e-12), np.sqrt(speed2))
     line = np.where(distance[:, None] > 1e-9, dp / np.maximum(distance, 1e-12)[:, None], [1.0, 0.0])
     closing_sigma = np.sqrt(np.maximum(np.einsum("pi,pij,pj->p", line, cov_v, line), 0.0))
-    return Approaches(t_star, miss_distance, ttc, probability, closing, closing_sigma)
+    return probability, closing_sigma
+
+
+def closest_approaches(dp: np.ndarray, dv: np.ndarray, cov_p: np.ndarray, cov_v: np.ndarray,
+                       contact_radius: np.ndarray, horizon_s: float, accel_sigma: float = 0.0) -> Approaches:
+    """Vectorised :func:`closest_approach`: relative positions and velocities (P, 2) of b with respect to a, the
+    summed position and velocity covariances (P, 2, 2) and contact radii (P,). ``accel_sigma``: see
+    :func:`approach_uncertainty`."""
+    geometry = approach_geometry(dp, dv, contact_radius, horizon_s)
+    probability, closing_sigma = approach_uncertainty(geometry, np.arange(len(geometry.time_s)),
+                                                      np.asarray(cov_p, dtype=np.float64),
+                                                      np.asarray(cov_v, dtype=np.float64), accel_sigma)
+    return Approaches(geometry.time_s, geometry.distance_m, geometry.time_to_collision_s, probability,
+                      geometry.closing_speed_mps, closing_sigma)
