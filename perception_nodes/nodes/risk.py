@@ -151,8 +151,9 @@ class RiskNode(Node):
                                              read_only=True)
         self.max_reasons = params.declare("max_reasons", 16, "Reasons carried by a published assessment (most severe "
                                           "first; reasons_total counts all).", minimum=1, maximum=1000)
-        self.markers_period_s = params.declare("markers_period_s", 0.5, "Least time between two risk/markers.",
-                                               minimum=0.0, maximum=60.0)
+        self.markers_period_s = params.declare("markers_period_s", 0.5, "Period of risk/markers (the newest "
+                                               "assessment's), off the decision path.", minimum=0.05, maximum=60.0,
+                                               read_only=True)
         decision_log = params.declare("decision_log", "", "Decision log folder (MCAP); empty: a new folder under "
                                       "$PERCEPTION_DECISION_LOG_DIR or ~/.local/share/perception_nodes/decisions; "
                                       "'none': no log.", read_only=True)
@@ -189,7 +190,7 @@ class RiskNode(Node):
         self._sequence = 0
         self._last_assessment = None
         self._fail_safe_logged = ""
-        self._markers_sent = -math.inf
+        self._markers_due = None  # (header, assessment, objects) of the newest assessment not drawn yet
         self.rules_version = self.config.version
         import perception_nodes.msg as types
 
@@ -225,6 +226,8 @@ class RiskNode(Node):
             self.decision_log = _DecisionLog(path, self.counters, self.log)
             self.get_logger().info(f"decision log: {path}")
         self.create_timer(self.input_deadline_s / 4.0, self._check_inputs)
+        # Markers are for people looking at RViz: drawn on their own timer, so building them never delays a decision.
+        self.create_timer(self.markers_period_s, self._publish_markers)
         if self.coverage is not None and self.cameras:
             self._coverage_timer = self.create_timer(1.0, self._learn_coverage)
         self.health = HealthReporter(self, self.counters, status=self._status)
@@ -327,10 +330,7 @@ class RiskNode(Node):
         set_stamp(command.expires, stamp_seconds(stamp) + self.command_expiry_s)
         self.assessment_pub.publish(msg)
         self.command_pub.publish(command)
-        now = time.monotonic()
-        if now - self._markers_sent >= self.markers_period_s:
-            self.markers_pub.publish(self._markers(msg.header, assessment, objects))
-            self._markers_sent = now
+        self._markers_due = (msg.header, assessment, objects)
         # The full record (every evaluation, the explanation, the input snapshot) is built only when read: on the
         # decision log's worker thread, or by the explain service.
         entry = (assessment, msg, command, objects)
@@ -346,6 +346,11 @@ class RiskNode(Node):
         elif not assessment.fail_safe and self._fail_safe_logged:
             self.get_logger().info("inputs recovered: fail-safe released")
         self._fail_safe_logged = assessment.fail_safe_reason if assessment.fail_safe else ""
+
+    def _publish_markers(self) -> None:
+        due, self._markers_due = self._markers_due, None
+        if due is not None:
+            self.markers_pub.publish(self._markers(*due))
 
     def _record(self, assessment, assessment_msg, command, objects):
         """The RiskDecisionRecord of one assessment: what the decision log writes and ~/explain returns."""

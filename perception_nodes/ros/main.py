@@ -1,6 +1,7 @@
 """The one ``main()`` body every node executable uses."""
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from typing import Callable
@@ -48,6 +49,11 @@ def run_nodes(factories: list[Callable[[], Node]], args=None, threads: int = 1) 
             executor.add_node(node)
         if nodes and trim_supported():
             nodes[0].create_timer(HEAP_TRIM_PERIOD_S, release_free_heap)  # one per process: the heap is shared
+        # Python's full (generation 2) collection walks every object the process holds -- modules, models, the
+        # site map -- and a callback that triggers one stalls for tens of milliseconds (the risk node's decision
+        # p99 was such a pause). What exists once the nodes are built lives as long as the process: freeze it, so
+        # full collections walk only what the callbacks allocate.
+        gc.freeze()
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
