@@ -88,8 +88,10 @@ def test_risk_node_decides_explains_logs_and_fails_safe_when_objects_stop(ros_co
         pub.publish(_objects(t0 + 0.1 * step, [inside, outside]))
         executor.spin_once(timeout_sec=0.05)
         time.sleep(0.05)
-    assert spin_until(executor, lambda: len(commands) >= 12, 5.0)
-    levels = [a.level for a in assessments[:12]]
+    assert spin_until(executor, lambda: len(commands) >= 12 and sum(not a.fail_safe for a in assessments) >= 12, 5.0)
+    # Before the first objects arrive the deadline timer may already have published fail-safe assessments (set-up
+    # slower than the 0.4 s deadline on a loaded machine); the decisions on the objects are the others.
+    levels = [a.level for a in assessments if not a.fail_safe][:12]
     assert levels[0] == RiskAssessment.LEVEL_CLEAR and levels[-1] == RiskAssessment.LEVEL_HIGH
     # The rule's HIGH (on a loaded machine a stall past the 0.4 s deadline can put a fail-safe HIGH first).
     high = next(a for a in assessments if a.level == RiskAssessment.LEVEL_HIGH and not a.fail_safe)
