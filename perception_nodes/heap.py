@@ -33,10 +33,10 @@ def _malloc_trim():
     return function
 
 
-def resident_bytes() -> int | None:
-    """This process's resident set size, or None where /proc is not there."""
+def resident_bytes(pid: int | str = "self") -> int | None:
+    """A process's resident set size (this one by default), or None where /proc has no such process."""
     try:
-        with open("/proc/self/statm", encoding="ascii") as statm:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None

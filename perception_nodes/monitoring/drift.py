@@ -173,12 +173,16 @@ def view_reference_path(calibration_dir: str | os.PathLike, camera: str) -> Path
     return Path(calibration_dir) / f"{camera}{VIEW_REFERENCE_SUFFIX}"
 
 
-def view_reference_from_frames(frames_bgr) -> np.ndarray:
+def median_view(reduced_frames) -> np.ndarray:
     """A camera's reference view: the per-pixel median of reduced frames (moving objects drop out)."""
-    reduced = [reduce_frame(frame) for frame in frames_bgr]
-    if not reduced:
+    if not len(reduced_frames):
         raise ConfigError("a reference view needs at least one frame")
-    return np.median(np.stack(reduced), axis=0).astype(np.float32)
+    return np.median(np.stack(reduced_frames), axis=0).astype(np.float32)
+
+
+def view_reference_from_frames(frames_bgr) -> np.ndarray:
+    """A camera's reference view from full frames (``median_view`` of their reduced images)."""
+    return median_view([reduce_frame(frame) for frame in frames_bgr])
 
 
 def _check_view(image: np.ndarray, what: str) -> np.ndarray:
@@ -485,7 +489,7 @@ class DriftMonitor:
             frames = self._view_frames.setdefault(camera, [])
             frames.append(reduced)
             if len(frames) >= self.config.view_reference_frames:
-                self._view_reference[camera] = np.median(np.stack(frames), axis=0).astype(np.float32)
+                self._view_reference[camera] = median_view(frames)
                 del self._view_frames[camera]
             return
         shift = view_shift(self._view_reference[camera], reduced) * width / reduced.shape[1]

@@ -22,15 +22,9 @@ MAX_SAMPLES = 3000  # per-frame ages kept in the result
 
 def _rss_mb(pid: int) -> float:
     """Resident memory of a process and its children (the node executables re-exec themselves once)."""
-    total = 0.0
-    for candidate in [pid, *_children(pid)]:
-        try:
-            for line in Path(f"/proc/{candidate}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024.0
-        except OSError:
-            continue
-    return total
+    from perception_nodes.heap import resident_bytes
+
+    return sum((resident_bytes(candidate) or 0) for candidate in [pid, *_children(pid)]) / 2**20
 
 
 def cpu_seconds(pid: int) -> float:
