@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from perception_nodes.boxes import covered_fraction
 from perception_nodes.evaluation.localization import camera_geometry
 from perception_nodes.localization.fusion import ExistenceState, FusionParams, MapTracker, Observation, UpdateResult
 from perception_nodes.localization.lifting import (TRUNCATED_BOTTOM, MapHeadingPrior, lift_boxes,
@@ -89,9 +90,9 @@ def test_covariance_grows_with_range_and_a_cut_box_is_flagged():
     assert not above_horizon.valid[0]
 
 
-def _obs(camera, track, xy, cls=2, sigma=0.3, embedding=None):
+def _obs(camera, track, xy, cls=2, sigma=0.3, embedding=None, covered=0.0):
     return Observation(camera, track, np.asarray(xy, float), np.eye(2) * sigma ** 2, cls, 0.9,
-                       None if embedding is None else np.asarray(embedding, float))
+                       None if embedding is None else np.asarray(embedding, float), covered=covered)
 
 
 def test_two_cameras_seeing_one_object_give_it_one_global_id():
@@ -175,6 +176,71 @@ def test_objects_of_cameras_that_report_slowly_do_not_coast_between_updates():
     for step in range(20):  # 10 Hz
         fast.update(step * 0.1, [_obs("a", 1, [0.1 * step, 0.0])])
     assert fast.snapshot(1.9 + 0.8)[0].state == ExistenceState.COASTING
+
+
+def test_a_moving_object_that_coasts_out_of_view_is_dropped_to_the_reentry_memory():
+    """Driving out at x = 5 (where coverage ends): dropped as soon as it coasts there, not 3 s later; without a
+    coverage it coasts on; a parked car nobody sees any more stays (it is hidden, not gone)."""
+    seen = lambda xy: np.asarray(xy)[:, 0] < 5.0  # noqa: E731
+    red = np.array([1.0, 0, 0, 0])
+    for coverage in (seen, None):
+        tracker = MapTracker(coverage=coverage)
+        for step in range(20):
+            t = step * 0.1
+            tracker.update(t, [_obs("a", 1, [2.0 + 2.0 * t, 0.0], cls=0, embedding=red),
+                               _obs("a", 2, [-3.0, 4.0], cls=0, embedding=red)])
+        for step in range(1, 15):   # camera a loses both: the car drove out past x = 5, the parked one is hidden
+            tracker.update(1.9 + step * 0.1, [])
+        ids = {o.global_id for o in tracker.snapshot()}
+        parked = tracker.global_id_of("a", 2)
+        if coverage is None:
+            assert len(ids) == 2
+        else:
+            assert ids == {parked}
+            assert tracker.counters["left_view"] == 1
+            assert len(tracker.removed) == 1   # it may come back under its id
+
+
+def test_the_localizer_knows_where_its_cameras_see_the_site():
+    """in_view: ground the camera's image shows and the site's outline holds; not behind the camera, not
+    beyond the map's outline, not anywhere before a camera has reported."""
+    cam = camera_geometry(load_scene("default").cameras[0])
+    seen, ok = cam.intersect_plane(np.array([[cam.width / 2, cam.height * 0.8]]), 0.0)
+    assert ok[0]
+    seen = seen[0, :2]
+    behind = cam.position[:2] - 10.0 * (seen - cam.position[:2]) / np.linalg.norm(seen - cam.position[:2])
+    outline = tuple(tuple(float(v) for v in seen + d) for d in ((-3, -3), (3, -3), (3, 3), (-3, 3)))
+    localizer = Localizer(SemanticMap(zones=(Zone("lot", ZoneKind.PARKING, outline),)))
+    points = np.array([seen, behind, seen + [5.0, 0.0], seen + [2.0, 0.0]])
+    assert not localizer.in_view(points).any()   # no camera yet
+    localizer.fuse(cam, TrackBatch("cam0", 0.0, np.zeros(0, int), np.zeros((0, 4)), np.zeros(0, int), np.zeros(0)))
+    assert localizer.in_view(points).tolist() == [True, False, False, True]
+    assert cam.sees_ground(points[:2]).tolist() == [True, False]
+    assert Localizer().in_view(points[:1]).tolist() == [False]
+
+
+def test_covered_fraction_is_the_largest_share_another_box_hides():
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [100, 100, 110, 110], [101, 101, 103, 103]], float)
+    assert np.allclose(covered_fraction(boxes), [0.5, 0.5, 0.04, 1.0])
+    assert covered_fraction(boxes[:1]).tolist() == [0.0]
+
+
+def test_the_binding_bonus_shrinks_where_boxes_overlap():
+    """Two people walking side by side 1.2 m apart; camera a's track 1 jumps onto the other person (its lift
+    lands 0.3 m short of them). Isolated boxes: the bonus keeps the track's object on it; heavily overlapping
+    boxes: position decides."""
+    def run(covered):
+        tracker = MapTracker()
+        for step in range(30):
+            t = step * 0.1
+            left, right = [1.0 * t, 0.0], [1.0 * t, 1.2]
+            swapped = step >= 25
+            tracker.update(t, [_obs("a", 1, [1.0 * t, 0.9] if swapped else left, sigma=0.3, covered=covered)])
+            tracker.update(t + 0.02, [_obs("b", 5, left, sigma=0.3), _obs("b", 6, right, sigma=0.3)])
+        return tracker.global_id_of("a", 1) == tracker.global_id_of("b", 6)
+
+    assert not run(0.0)
+    assert run(0.6)
 
 
 def test_handover_between_cameras_that_do_not_overlap_keeps_the_id_when_appearance_matches():

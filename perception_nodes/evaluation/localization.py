@@ -224,6 +224,8 @@ def default_variants() -> list[Variant]:
         Variant("no_appearance", FusionParams(reid_max_distance=0.0), use_appearance=False),
         Variant("no_bindings", FusionParams(use_bindings=False)),
         Variant("no_merge", FusionParams(merge_after_s=0.0)),
+        Variant("plain_bindings", FusionParams(binding_overlap_limit=0.0, bonus_for_stationary=True)),
+        Variant("keep_out_of_view", FusionParams(remove_out_of_view=False)),
         Variant("no_calibration_health", FusionParams(), use_calibration_health=False),
         Variant("calibration_downweight_only", FusionParams(), correct_calibration=False, calibration_sigma_share=1.0),
         Variant("box_bottom_lift", FusionParams(), use_heading=False),

@@ -13,8 +13,9 @@ from the stamps) and, per camera message:
    Mahalanobis distance (gated; the covariances compared include a systematic
    lifting term per class), with a bonus for the object each (camera, track)
    was fused into before (the per-camera tracker already knows the identity;
-   the bonus keeps it unless another object fits clearly better) and an
-   optional appearance term;
+   the bonus keeps it unless another object fits clearly better; it shrinks
+   where the track's box overlaps another, where trackers swap, and objects
+   standing still get none) and an optional appearance term;
 3. hands still-unmatched observations over to objects no camera sees now, or
    revives recently removed ones (re-entry), when the appearance matches and
    the travel from where the object was last seen is plausible in the time
@@ -29,7 +30,8 @@ from one camera was off, say, at the image border): they are merged into the
 older identity and the cameras' tracks rebound to it. Objects no camera has
 updated for ``coast_after_s`` coast (marked, velocity damped so they never run
 away); they are removed after ``max_coast_s`` (longer for stationary
-vehicles, which parked cars behind others are).
+vehicles, which parked cars behind others are), or at once when a moving one
+coasts where no camera sees the ground or off the site (``coverage``).
 """
 from __future__ import annotations
 
@@ -86,6 +88,12 @@ class FusionParams:
     appearance_gate: float = 0.9     # an object no camera sees now never takes an observation this unlike it
     use_bindings: bool = True
     binding_bonus: float = 5.0       # cost bonus (chi2 units) for the object a camera track was fused into
+    # A tracker swaps identities between boxes that overlap in its image (adjacent parked cars seen at a slant):
+    # the bonus shrinks linearly with the share of the track's box that another box covers, to none at this share.
+    binding_overlap_limit: float = 0.5
+    # Nor is there a bonus for an object standing still: there position says more than a tracker's identity,
+    # which swaps between cars parked side by side.
+    bonus_for_stationary: bool = False
     reid_max_distance: float = 0.2   # handover / re-entry: largest cosine distance
     reid_memory_s: float = 60.0      # how long a removed object can come back under its id
     handover_slack_m: float = 4.0    # travel allowance beyond class speed x elapsed time
@@ -95,6 +103,9 @@ class FusionParams:
     max_coast_stationary_s: float = 20.0  # a vehicle that was standing still (parked, queued)
     stationary_speed: float = 0.5    # m/s
     tentative_max_age_s: float = 1.0
+    # A moving object that coasts out of every camera's view has left (through the site's edge, or into a gap
+    # between cameras): kept on the map it would drift on as a phantom. It goes to the re-entry memory at once.
+    remove_out_of_view: bool = True
     max_out_of_order_s: float = 0.5
     reset_backwards_s: float = 2.0
     embedding_momentum: float = 0.9
@@ -124,6 +135,7 @@ class Observation:
     embedding: np.ndarray | None = None
     truncated: int = 0
     range_m: float = 0.0
+    covered: float = 0.0     # largest share of its box that another box of the same image covers
 
 
 @dataclass
@@ -213,8 +225,11 @@ def _cosine_distance(a: np.ndarray | None, b: np.ndarray | None) -> float | None
 class MapTracker:
     """Fuses per-camera observations into map objects with global ids (see the module docstring)."""
 
-    def __init__(self, params: FusionParams | None = None):
+    def __init__(self, params: FusionParams | None = None, coverage=None):
+        """``coverage``: a callable ``(N, 2) map points -> (N,) bool``, whether any camera sees the ground there
+        (None: unknown, nothing is removed for leaving the view)."""
         self.params = params or FusionParams()
+        self.coverage = coverage
         self.reset()
         self.counters: dict[str, int] = {}
 
@@ -356,8 +371,10 @@ class MapTracker:
         if p.use_bindings:
             for i, obs in enumerate(observations):
                 j = row_of.get(self.bindings.get((obs.camera_id, obs.track_id)))
-                if j is not None:
-                    bonus[i, j] = p.binding_bonus
+                if j is not None and (p.bonus_for_stationary or self.objects[j].stationary_since is None):
+                    trust = 1.0 if p.binding_overlap_limit <= 0 else \
+                        max(0.0, 1.0 - obs.covered / p.binding_overlap_limit)
+                    bonus[i, j] = p.binding_bonus * trust
         free_obs = np.array([i for i in range(n) if i not in matches], dtype=int)
         free_obj = np.arange(m)
         if not len(free_obs):
@@ -596,6 +613,7 @@ class MapTracker:
         p = self.params
         self._merge_duplicates(now)
         keep = np.ones(len(self.objects), dtype=bool)
+        leaving: list[int] = []   # moving objects no camera sees now: still in some camera's view?
         speeds = np.hypot(self.X[:, 2], self.X[:, 3]).tolist()
         headings = np.arctan2(self.X[:, 3], self.X[:, 2]).tolist()
         for j, obj in enumerate(self.objects):
@@ -617,6 +635,14 @@ class MapTracker:
                 continue
             stationary = obj.class_id in VEHICLES and obj.stationary_since is not None
             keep[j] = age <= (p.max_coast_stationary_s if stationary else p.max_coast_s)
+            if keep[j] and age >= coast_after and obj.stationary_since is None:
+                leaving.append(j)
+        if leaving and p.remove_out_of_view and self.coverage is not None:
+            rows = np.array(leaving)
+            gone = rows[~np.asarray(self.coverage(self.X[rows, :2]), dtype=bool)]
+            keep[gone] = False
+            if len(gone):
+                self._count("left_view", len(gone))
         if not keep.all():
             for j in np.flatnonzero(~keep):
                 obj = self.objects[j]

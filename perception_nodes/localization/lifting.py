@@ -73,6 +73,25 @@ class CameraGeometry:
         rays /= np.linalg.norm(rays, axis=1, keepdims=True)
         return rays @ self.T_map_optical.R.T
 
+    def sees_ground(self, xy: np.ndarray, margin: float = 0.1) -> np.ndarray:
+        """(N,) whether ground points (N, 2) lie in front of the camera and inside its image, the image widened
+        by ``margin`` of its size on every side. Tested in undistorted normalised coordinates against the image
+        outline's, so that a point far outside the field of view never wraps into the image through the
+        distortion polynomial."""
+        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        if len(xy) == 0:
+            return np.zeros(0, dtype=bool)
+        w, h = float(self.width), float(self.height)
+        outline = np.array([[0, 0], [w / 2, 0], [w, 0], [w, h / 2], [w, h], [w / 2, h], [0, h], [0, h / 2]])
+        bounds = self.normalized(outline)
+        lo, hi = bounds.min(axis=0), bounds.max(axis=0)
+        pad = margin * (hi - lo)
+        optical = self.T_map_optical.inverse().apply(np.column_stack([xy, np.zeros(len(xy))]))
+        depth = optical[:, 2]
+        front = depth > 0.1
+        uv = optical[:, :2] / np.where(front, depth, 1.0)[:, None]
+        return front & np.all((uv >= lo - pad) & (uv <= hi + pad), axis=1)
+
     def intersect_plane(self, pixels: np.ndarray, z: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """(points (N, 3), valid (N,)) where the pixels' rays meet the horizontal plane at height ``z``."""
         rays = self.rays(pixels)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from perception_nodes.boxes import covered_fraction
 from perception_nodes.errors import PerceptionError
 from perception_nodes.localization.fusion import FusionParams, MapTracker, ObjectState, Observation, UpdateResult
 from perception_nodes.localization.lifting import CameraGeometry, LiftParams, MapHeadingPrior, lift_boxes, \
@@ -62,6 +63,8 @@ class LocalizerConfig:
     scene: SceneParams = field(default_factory=SceneParams)
     use_heading: bool = True       # footprint lifting with the track's (or the map's) heading
     use_appearance: bool = True
+    # Objects on the map beyond the site map's outline by more than this have left the site (see in_view).
+    site_margin_m: float = 0.0
 
 
 class Localizer:
@@ -70,11 +73,28 @@ class Localizer:
     def __init__(self, semantic_map=None, config: LocalizerConfig | None = None):
         self.config = config or LocalizerConfig()
         self.map = semantic_map
-        self.tracker = MapTracker(self.config.fusion)
+        self.cameras: dict[str, CameraGeometry] = {}   # every camera that has reported, as last seen
+        self.site_outline = _outline(semantic_map)
+        self.tracker = MapTracker(self.config.fusion, coverage=self.in_view)
         self.scene = SceneUnderstanding(semantic_map, self.config.scene) if semantic_map is not None else None
         self.prior = MapHeadingPrior(semantic_map) if semantic_map is not None and self.config.use_heading else None
         self.angle_sigma: dict[str, float] = {}
         self.image_shift: dict[str, tuple[float, float]] = {}
+
+    def in_view(self, xy: np.ndarray) -> np.ndarray:
+        """(N,) whether map points (N, 2) lie on the site (within ``site_margin_m`` of its map's outline, where
+        it has one) and any camera that has reported sees the ground there."""
+        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        if self.site_outline is not None:
+            # Hull facets as unit normals n and offsets b: n . p + b is the signed distance outside each facet.
+            outside = (xy @ self.site_outline[:, :2].T + self.site_outline[:, 2]).max(axis=1)
+            on_site = outside <= self.config.site_margin_m
+        else:
+            on_site = np.ones(len(xy), dtype=bool)
+        seen = np.zeros(len(xy), dtype=bool)
+        for camera in self.cameras.values():
+            seen |= camera.sees_ground(xy)
+        return seen & on_site
 
     def set_camera_uncertainty(self, camera_id: str, angle_sigma_rad: float,
                                image_shift_px: tuple[float, float] | None = None) -> None:
@@ -90,6 +110,7 @@ class Localizer:
     def fuse(self, camera: CameraGeometry, batch: TrackBatch) -> FuseReport:
         """Lift one camera message and fuse it (``camera``: its intrinsics and pose at the batch's stamp)."""
         batch.validate()
+        self.cameras[batch.camera_id] = camera
         if self.angle_sigma.get(batch.camera_id, 0.0) > camera.angle_sigma_rad:
             # A copy: the caller's geometry (shared, cached) stays as its calibration says.
             camera = replace(camera, angle_sigma_rad=self.angle_sigma[batch.camera_id])
@@ -109,11 +130,12 @@ class Localizer:
             lifted = _bottom_edge_lift(camera, safe_boxes, classes, self.config.lift)
         usable = lifted.valid & finite
         embeddings = batch.embeddings if self.config.use_appearance else None
+        covered = covered_fraction(safe_boxes)
         observations = [Observation(batch.camera_id, int(batch.track_ids[i]), lifted.xy[i], lifted.cov[i],
                                     int(classes[i]), float(batch.scores[i]),
                                     None if embeddings is None or not len(embeddings[i]) else
                                     np.asarray(embeddings[i], dtype=np.float64),
-                                    int(lifted.truncated[i]), float(lifted.range_m[i]))
+                                    int(lifted.truncated[i]), float(lifted.range_m[i]), float(covered[i]))
                         for i in range(len(boxes)) if usable[i]]
         result = self.tracker.update(batch.stamp, observations)
         if result == UpdateResult.RESET and self.scene is not None:
@@ -131,6 +153,21 @@ class Localizer:
         ids = [o.global_id for o in objects]
         return self.scene.update(t, ids, [o.class_id for o in objects], np.array([o.xy for o in objects]).reshape(-1, 2),
                                  np.array([o.velocity for o in objects]).reshape(-1, 2))
+
+
+def _outline(semantic_map) -> np.ndarray | None:
+    """(F, 3) facets (unit normal, offset) of the convex hull of the map's geometry; None without one."""
+    if semantic_map is None:
+        return None
+    points = np.unique(np.asarray(semantic_map.points(), dtype=np.float64).reshape(-1, 2), axis=0)
+    if len(points) < 3:
+        return None
+    from scipy.spatial import ConvexHull, QhullError
+
+    try:
+        return ConvexHull(points).equations
+    except QhullError:  # all on one line: no area to be inside of
+        return None
 
 
 def _bottom_edge_lift(camera: CameraGeometry, boxes: np.ndarray, classes: np.ndarray, params: LiftParams):

@@ -52,8 +52,8 @@ from perception_nodes.ros.stamps import set_stamp, stamp_seconds
 from perception_nodes.stats import NodeCounters
 from perception_nodes.taxonomy import SITE_CLASS_NAMES
 
-_FUSION_FLOATS = ("gate_chi2", "binding_bonus", "appearance_weight", "appearance_gate", "reid_max_distance",
-                  "coast_after_s", "max_coast_s", "max_coast_stationary_s", "max_out_of_order_s")
+_FUSION_FLOATS = ("gate_chi2", "binding_bonus", "binding_overlap_limit", "appearance_weight", "appearance_gate",
+                  "reid_max_distance", "coast_after_s", "max_coast_s", "max_coast_stationary_s", "max_out_of_order_s")
 
 
 class LocalizerNode(Node):
@@ -91,6 +91,10 @@ class LocalizerNode(Node):
         defaults = FusionParams()
         fusion = {name: params.declare(name, float(getattr(defaults, name)), f"Map tracker {name.replace('_', ' ')}.",
                                        minimum=0.0, maximum=1000.0, read_only=True) for name in _FUSION_FLOATS}
+        fusion["remove_out_of_view"] = params.declare(
+            "remove_out_of_view", defaults.remove_out_of_view, "Drop a moving object that coasts out of every "
+            "camera's view or off the site's map (it can come back under its id by re-identification).",
+            read_only=True)
         fusion["min_hits"] = params.declare("min_hits", defaults.min_hits, "Observations before an object is "
                                             "confirmed.", minimum=1, maximum=100, read_only=True)
         self.site = None

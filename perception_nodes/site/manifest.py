@@ -144,6 +144,16 @@ class SemanticMap:
     landmarks: tuple[Landmark, ...] = ()
     markings: tuple[Marking, ...] = ()
 
+    def points(self) -> list[tuple[float, float]]:
+        """Every (x, y) the map's geometry names: its extent on the ground."""
+        out = [pt for zone in self.zones for pt in zone.polygon]
+        out += [pt for stall in self.stalls for pt in stall.polygon]
+        out += [pt for lane in self.lanes for pt in lane.polyline]
+        out += [pt for gate in self.gates for pt in gate.segment]
+        out += [pt for marking in self.markings for pt in marking.polyline]
+        out += [(lm.position[0], lm.position[1]) for lm in self.landmarks]
+        return [(float(x), float(y)) for x, y in out]
+
 
 @dataclass(frozen=True)
 class DetectorChoice:
