@@ -246,7 +246,7 @@ def test_the_binding_bonus_shrinks_where_boxes_overlap():
 def test_handover_between_cameras_that_do_not_overlap_keeps_the_id_when_appearance_matches():
     red, blue = np.array([1.0, 0, 0, 0]), np.array([0, 0, 1.0, 0])
     for embedding, same in ((red, True), (blue, False)):
-        tracker = MapTracker()
+        tracker = MapTracker(FusionParams(use_appearance=True))
         for step in range(10):
             tracker.update(step * 0.1, [_obs("a", 1, [1.5 * step * 0.1, 0.0], embedding=red)])
         first = tracker.global_id_of("a", 1)

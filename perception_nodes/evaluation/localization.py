@@ -221,7 +221,7 @@ class Variant:
 def default_variants() -> list[Variant]:
     return [
         Variant("ours", FusionParams()),
-        Variant("no_appearance", FusionParams(reid_max_distance=0.0), use_appearance=False),
+        Variant("with_appearance", FusionParams(use_appearance=True)),
         Variant("no_bindings", FusionParams(use_bindings=False)),
         Variant("no_merge", FusionParams(merge_after_s=0.0)),
         Variant("plain_bindings", FusionParams(binding_overlap_limit=0.0, bonus_for_stationary=True)),
@@ -230,7 +230,8 @@ def default_variants() -> list[Variant]:
         Variant("calibration_downweight_only", FusionParams(), correct_calibration=False, calibration_sigma_share=1.0),
         Variant("box_bottom_lift", FusionParams(), use_heading=False),
         Variant("baseline_nearest", FusionParams(association=AssociationMode.NEAREST, reid_max_distance=0.0,
-                                                 use_bindings=False), use_appearance=False,
+                                                 use_bindings=False, remove_out_of_view=False),
+                use_appearance=False,
                 use_calibration_health=False),
     ]
 
@@ -547,7 +548,8 @@ def bench_localizer(cameras: int = 4, objects: int = 50, seconds: float = 20.0) 
 
     ours = measure(LocalizerConfig())
     baseline = measure(LocalizerConfig(fusion=FusionParams(association=AssociationMode.NEAREST, reid_max_distance=0.0,
-                                                           use_bindings=False), use_appearance=False))
+                                                           use_bindings=False, remove_out_of_view=False),
+                                       use_appearance=False))
     return {**ours, "cameras": cameras, "objects": objects, "messages": len(stream),
             "baseline_nearest": baseline,
             "ours_vs_baseline_ratio": round(ours["messages_per_s"] / baseline["messages_per_s"], 3)}

@@ -16,7 +16,8 @@ from the stamps) and, per camera message:
    the bonus keeps it unless another object fits clearly better; it shrinks
    where the track's box overlaps another, where trackers swap, and objects
    standing still get none) and an optional appearance term;
-3. hands still-unmatched observations over to objects no camera sees now, or
+3. with ``use_appearance`` (a learned re-identification embedder), hands
+   still-unmatched observations over to objects no camera sees now, or
    revives recently removed ones (re-entry), when the appearance matches and
    the travel from where the object was last seen is plausible in the time
    elapsed (class speed limits);
@@ -80,10 +81,13 @@ class FusionParams:
     association: str = AssociationMode.FULL  # "nearest": the baseline (greedy nearest neighbour, no appearance)
     gate_chi2: float = 13.8          # Mahalanobis gate for new associations (2 dof, 99.9 %)
     nearest_gate_m: float = 2.5      # baseline: largest distance of a nearest-neighbour match
-    # Appearance in the map association: no cost term by default. The embeddings the trackers publish (colour
-    # histograms) differ between cameras' views of one car nearly as much as between two cars, so weighing
-    # them costs more cross-camera matches than it saves (perception eval localization). Where position says
-    # little, they still decide: the gate for coasting objects, handover and re-entry (reid_max_distance).
+    # Appearance in the map association: off by default. The embeddings the trackers publish (colour
+    # histograms) differ between cameras' views of one car nearly as much as between two cars: as a cost term
+    # they cost more cross-camera matches than they save, and even where position says little (the gate for
+    # coasting objects, handover and re-entry, merging) they lost more identities than they kept on the
+    # localizer's tuning seeds (perception eval localization, the with_appearance ablation). Objects still
+    # keep their embedding (published); turn this on with a learned re-identification embedder.
+    use_appearance: bool = False
     appearance_weight: float = 0.0   # cost units (chi2) per unit of cosine distance
     appearance_gate: float = 0.9     # an object no camera sees now never takes an observation this unlike it
     use_bindings: bool = True
@@ -380,9 +384,9 @@ class MapTracker:
         if not len(free_obs):
             return matches
         idle_objects = np.array([now - o.last_update >= self._coast_after(o) for o in self.objects])
-        if p.appearance_weight > 0 or idle_objects.any():
+        if p.use_appearance and (p.appearance_weight > 0 or idle_objects.any()):
             appearance, has_appearance = self._appearance(observations)
-        else:  # nothing would use it: no cost term, and every object is in view
+        else:  # nothing uses it: appearance is off, or no cost term and every object is in view
             appearance, has_appearance = np.ones((n, m)), np.zeros((n, m), dtype=bool)
         if len(free_obs) and len(free_obj):
             sub = np.ix_(free_obs, free_obj)
@@ -399,7 +403,7 @@ class MapTracker:
                     matches[int(free_obs[a])] = int(free_obj[b])
         # 3. handover to objects no camera sees now (appearance + plausible travel)
         unmatched = np.array([i for i in range(n) if i not in matches], dtype=int)
-        if len(unmatched) and p.reid_max_distance > 0:
+        if len(unmatched) and p.use_appearance and p.reid_max_distance > 0:
             taken = set(matches.values())
             idle = np.array([j not in taken and now - obj.last_update >= self._coast_after(obj)
                              for j, obj in enumerate(self.objects)])
@@ -510,7 +514,8 @@ class MapTracker:
     def _revive(self, obs: Observation, now: float) -> bool:
         """Re-entry: a recently removed object with this appearance, within reach, takes its id back."""
         p = self.params
-        if p.association != AssociationMode.FULL or p.reid_max_distance <= 0 or obs.embedding is None:
+        if p.association != AssociationMode.FULL or not p.use_appearance or p.reid_max_distance <= 0 \
+                or obs.embedding is None:
             return False
         best = None
         for k, (obj, xy, removed_at) in enumerate(self.removed):
@@ -556,7 +561,7 @@ class MapTracker:
             first, second = self.objects[a], self.objects[b]
             if not _classes_compatible(first.class_id, second.class_id):
                 continue
-            appearance = _cosine_distance(first.embedding, second.embedding)
+            appearance = _cosine_distance(first.embedding, second.embedding) if p.use_appearance else None
             if appearance is not None and appearance > p.appearance_gate:
                 continue
             if seen_by[a] & seen_by[b]:  # a camera that sees both now sees two objects

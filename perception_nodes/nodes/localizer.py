@@ -91,6 +91,11 @@ class LocalizerNode(Node):
         defaults = FusionParams()
         fusion = {name: params.declare(name, float(getattr(defaults, name)), f"Map tracker {name.replace('_', ' ')}.",
                                        minimum=0.0, maximum=1000.0, read_only=True) for name in _FUSION_FLOATS}
+        fusion["use_appearance"] = params.declare(
+            "use_appearance", defaults.use_appearance, "Let the tracks' appearance embeddings gate and decide "
+            "association (coasting objects, handover, re-entry, merging). Off for colour histograms, which lose more "
+            "identities than they keep (perception eval localization); on with a learned re-id embedder.",
+            read_only=True)
         fusion["remove_out_of_view"] = params.declare(
             "remove_out_of_view", defaults.remove_out_of_view, "Drop a moving object that coasts out of every "
             "camera's view or off the site's map (it can come back under its id by re-identification).",
