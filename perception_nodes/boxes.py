@@ -37,3 +37,16 @@ def covered_fraction(boxes: np.ndarray) -> np.ndarray:
     np.fill_diagonal(inter, 0.0)
     area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
     return np.clip(inter.max(axis=1) / np.maximum(area, 1e-9), 0.0, 1.0)
+
+
+def xyxy_of(box) -> tuple[float, float, float, float]:
+    """(x1, y1, x2, y2) of a centre/size box message (``center_x``, ``center_y``, ``width``, ``height``: our
+    BoundingBox in Detection, Track and Sighting)."""
+    half_w, half_h = box.width / 2.0, box.height / 2.0
+    return (box.center_x - half_w, box.center_y - half_h, box.center_x + half_w, box.center_y + half_h)
+
+
+def set_xyxy(box, x1: float, y1: float, x2: float, y2: float) -> None:
+    """Fill a centre/size box message from corners."""
+    box.center_x, box.center_y = float(x1 + x2) / 2.0, float(y1 + y2) / 2.0
+    box.width, box.height = float(x2 - x1), float(y2 - y1)

@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 
-from perception_nodes.boxes import covered_fraction
 from perception_nodes.evaluation.localization import camera_geometry
 from perception_nodes.localization.fusion import ExistenceState, FusionParams, MapTracker, Observation, UpdateResult
 from perception_nodes.localization.lifting import (TRUNCATED_BOTTOM, MapHeadingPrior, lift_boxes,
@@ -217,12 +216,6 @@ def test_the_localizer_knows_where_its_cameras_see_the_site():
     assert localizer.in_view(points).tolist() == [True, False, False, True]
     assert cam.sees_ground(points[:2]).tolist() == [True, False]
     assert Localizer().in_view(points[:1]).tolist() == [False]
-
-
-def test_covered_fraction_is_the_largest_share_another_box_hides():
-    boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [100, 100, 110, 110], [101, 101, 103, 103]], float)
-    assert np.allclose(covered_fraction(boxes), [0.5, 0.5, 0.04, 1.0])
-    assert covered_fraction(boxes[:1]).tolist() == [0.0]
 
 
 def test_the_binding_bonus_shrinks_where_boxes_overlap():

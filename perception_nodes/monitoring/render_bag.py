@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import deque
 from pathlib import Path
 
+from perception_nodes.boxes import xyxy_of
 from perception_nodes.errors import BagError
 from perception_nodes.monitoring.bev import BirdsEyeView, ObjectView, VideoOut, annotate, mosaic, site_cameras
 from perception_nodes.site.manifest import SiteManifest
@@ -85,9 +86,8 @@ def render_bag(bag: str | Path, site: SiteManifest, out: str | Path, every: int 
                         except Exception:  # noqa: BLE001 - an undecodable image leaves its tile out
                             counts["unreadable"] += 1
                             continue
-                        boxes = [((t.box.center_x - t.box.width / 2, t.box.center_y - t.box.height / 2,
-                                   t.box.center_x + t.box.width / 2, t.box.center_y + t.box.height / 2),
-                                  int(t.track_id), t.class_name) for t in (tracks.tracks if tracks else [])]
+                        boxes = [(xyxy_of(t.box), int(t.track_id), t.class_name)
+                                 for t in (tracks.tracks if tracks else [])]
                         tiles.append(annotate(image, boxes, cam))
                     if tiles:
                         grid = mosaic(tiles)

@@ -25,6 +25,7 @@ from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
 
+from perception_nodes.boxes import set_xyxy
 from perception_nodes.calibration import CameraCalibration, load_calibration
 from perception_nodes.errors import PerceptionError
 from perception_nodes.image_codec import convert_color, numpy_to_image
@@ -253,8 +254,7 @@ class CameraNode(Node):
         for box in boxes:
             x1, y1, x2, y2 = box.bbox
             det = Detection(class_id=box.class_id, class_name=box.class_name, score=1.0)
-            det.box.center_x, det.box.center_y = (x1 + x2) / 2.0, (y1 + y2) / 2.0
-            det.box.width, det.box.height = x2 - x1, y2 - y1
+            set_xyxy(det.box, x1, y1, x2, y2)
             out.detections.append(det)
         return out
 

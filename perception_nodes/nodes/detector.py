@@ -47,6 +47,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float64
 from vision_msgs.msg import Detection2DArray
 
+from perception_nodes.boxes import set_xyxy
 from perception_nodes.detection.backend import resolve_cpu_streams
 from perception_nodes.detection.batching import FrameSlots
 from perception_nodes.detection.registry import DEFAULT_DETECTOR_REF, ModelError, ModelRegistry
@@ -604,8 +605,7 @@ class DetectorNode(LifecycleNode):
         out = self._DetectionArray(header=source.header, camera_id=cam, model=model.ref)
         for index, (x1, y1, x2, y2, score, cls) in enumerate(np.asarray(rows).reshape(-1, 6)):
             det = Detection(class_id=int(cls), score=float(score), class_name=SITE_CLASS_NAMES[int(cls)])
-            det.box.center_x, det.box.center_y = float(x1 + x2) / 2.0, float(y1 + y2) / 2.0
-            det.box.width, det.box.height = float(x2 - x1), float(y2 - y1)
+            set_xyxy(det.box, x1, y1, x2, y2)
             if embeddings is not None and np.any(embeddings[index]):
                 det.embedding = embeddings[index].tolist()
                 det.embedding_model = self.embedder.name

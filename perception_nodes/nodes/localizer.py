@@ -36,6 +36,7 @@ from sensor_msgs.msg import CameraInfo
 from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
 from visualization_msgs.msg import MarkerArray
 
+from perception_nodes.boxes import xyxy_of
 from perception_nodes.localization.fusion import ExistenceState, FusionParams
 from perception_nodes.localization.lifting import DEFAULT_SIZE_PRIORS, CameraGeometry
 from perception_nodes.localization.localizer import LocalizationError, Localizer, LocalizerConfig, TrackBatch
@@ -219,9 +220,7 @@ class LocalizerNode(Node):
             return
         self._geometry_cache[camera_id] = camera
         tracks = msg.tracks
-        boxes = np.array([[t.box.center_x - t.box.width / 2, t.box.center_y - t.box.height / 2,
-                           t.box.center_x + t.box.width / 2, t.box.center_y + t.box.height / 2] for t in tracks],
-                         dtype=np.float64).reshape(-1, 4)
+        boxes = np.array([xyxy_of(t.box) for t in tracks], dtype=np.float64).reshape(-1, 4)
         dims = {len(t.embedding) for t in tracks}
         embeddings = None
         if len(dims) == 1 and dims != {0}:

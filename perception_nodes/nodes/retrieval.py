@@ -31,6 +31,7 @@ from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 
+from perception_nodes.boxes import set_xyxy, xyxy_of
 from perception_nodes.errors import PerceptionError
 from perception_nodes.image_codec import image_to_bgr8
 from perception_nodes.retrieval.crops import CropSelector, crop_quality, cut_crop
@@ -285,8 +286,7 @@ class RetrievalNode(LifecycleNode):
         image = image_to_bgr8(image_msg)
         out = []
         for t in tracks:
-            box = (t.box.center_x - t.box.width / 2, t.box.center_y - t.box.height / 2,
-                   t.box.center_x + t.box.width / 2, t.box.center_y + t.box.height / 2)
+            box = xyxy_of(t.box)
             quality = crop_quality(image, box, confidence=float(t.score))
             if quality <= 0:
                 continue
@@ -401,8 +401,7 @@ class RetrievalNode(LifecycleNode):
         m.heading_known = o.heading is not None
         m.heading = float(o.heading or 0.0)
         m.zone = o.zone
-        x1, y1, x2, y2 = o.box
-        m.box.center_x, m.box.center_y, m.box.width, m.box.height = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+        set_xyxy(m.box, *o.box)
         m.quality = o.quality
         m.thumbnail_uri = self.index.store.thumbnail_path(o.thumbnail).resolve().as_uri() if o.thumbnail else ""
         m.embedding_model = self.index.embedder

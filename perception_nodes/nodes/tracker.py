@@ -27,6 +27,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo
 from vision_msgs.msg import Detection2DArray
 
+from perception_nodes.boxes import set_xyxy, xyxy_of
 from perception_nodes.monitoring.proxies import ProxyParams, TrackProxies, TrackView
 from perception_nodes.ros import qos
 from perception_nodes.ros.convert import to_vision_msgs
@@ -133,9 +134,8 @@ class TrackerNode(Node):
             self.log.warn("camera", f"skipping detections of camera {msg.camera_id!r}; this tracker serves "
                                     f"{self.camera_id!r}")
             return
-        rows = np.array([[d.box.center_x - d.box.width / 2, d.box.center_y - d.box.height / 2,
-                          d.box.center_x + d.box.width / 2, d.box.center_y + d.box.height / 2, d.score, d.class_id]
-                         for d in msg.detections], dtype=np.float64).reshape(-1, 6)
+        rows = np.array([[*xyxy_of(d.box), d.score, d.class_id] for d in msg.detections],
+                        dtype=np.float64).reshape(-1, 6)
         embeddings = None
         dims = {len(d.embedding) for d in msg.detections} - {0}
         if len(dims) == 1:  # detections without an embedding get a zero row: IoU alone for them
@@ -198,8 +198,7 @@ class TrackerNode(Node):
                         velocity_y=float(t.velocity[1]), age=float(t.age_s), hits=int(t.hits),
                         frames_since_update=int(t.frames_since_update), class_id=int(t.class_id),
                         class_name=names.get(t.class_id, ""), score=float(t.score))
-            msg.box.center_x, msg.box.center_y = (x1 + x2) / 2, (y1 + y2) / 2
-            msg.box.width, msg.box.height = x2 - x1, y2 - y1
+            set_xyxy(msg.box, x1, y1, x2, y2)
             if t.embedding is not None:
                 msg.embedding = [float(v) for v in t.embedding]
                 msg.embedding_model = next((d.embedding_model for d in source.detections if d.embedding_model), "")
