@@ -33,7 +33,7 @@ import numpy as np
 from perception_nodes.evaluation.mot import GT_MIN_HEIGHT_PX, GT_MIN_VISIBILITY, NoiseModel, noisy_detections
 from perception_nodes.localization.calibration_health import CalibrationMonitor
 from perception_nodes.localization.fusion import AssociationMode, ExistenceState, FusionParams
-from perception_nodes.localization.lifting import CameraGeometry
+from perception_nodes.localization.lifting import CameraGeometry, LiftParams
 from perception_nodes.localization.localizer import Localizer, LocalizerConfig, TrackBatch
 from perception_nodes.localization.scene_state import EventKind, SceneParams, SceneUnderstanding
 
@@ -216,6 +216,7 @@ class Variant:
     use_calibration_health: bool = True
     correct_calibration: bool = True        # move a misaligned camera's boxes back by its image shift
     calibration_sigma_share: float = 0.25   # share of its estimated error kept as extra angle uncertainty
+    lift: LiftParams = field(default_factory=LiftParams)
 
 
 def default_variants() -> list[Variant]:
@@ -228,6 +229,7 @@ def default_variants() -> list[Variant]:
         Variant("keep_out_of_view", FusionParams(remove_out_of_view=False)),
         Variant("no_calibration_health", FusionParams(), use_calibration_health=False),
         Variant("calibration_downweight_only", FusionParams(), correct_calibration=False, calibration_sigma_share=1.0),
+        Variant("no_lateral_fit", FusionParams(), lift=LiftParams(lateral_fit=False)),
         Variant("box_bottom_lift", FusionParams(), use_heading=False),
         Variant("baseline_nearest", FusionParams(association=AssociationMode.NEAREST, reid_max_distance=0.0,
                                                  use_bindings=False, remove_out_of_view=False),
@@ -239,7 +241,8 @@ def default_variants() -> list[Variant]:
 def run_variant(rec: Recording, variant: Variant, site_map, cameras: list[CameraGeometry],
                 message_order_seed: int = 5):
     """Feed the recording to one localizer variant (the node's core); per frame (objects, stall states)."""
-    localizer = Localizer(site_map, LocalizerConfig(fusion=variant.params, use_heading=variant.use_heading,
+    localizer = Localizer(site_map, LocalizerConfig(fusion=variant.params, lift=variant.lift,
+                                                    use_heading=variant.use_heading,
                                                     use_appearance=variant.use_appearance))
     order_rng = np.random.default_rng(message_order_seed)
     outputs, lifted_per_frame, events, update_times = [], [], [], []

@@ -121,6 +121,10 @@ class LiftParams:
     border_margin_px: float = 2.0      # a box edge this close to the image border is cut by it
     max_range_m: float = 120.0         # ground points farther than this are rejected
     size_priors: dict = field(default_factory=lambda: dict(DEFAULT_SIZE_PRIORS))
+    # Vehicles with a heading: slide the centre across the view until the class's mean cuboid, projected, has
+    # the box's horizontal centre (a slanted car's box is not centred on its footprint). Only across: along the
+    # view the bottom edge says more than a fitted outline does at range.
+    lateral_fit: bool = True
 
 
 @dataclass
@@ -224,8 +228,43 @@ def lift_boxes(camera: CameraGeometry, boxes_xyxy: np.ndarray, class_ids: np.nda
     extent_var = extent_sd ** 2 + np.where(bottom_cut, (size_sd[:, 2] * range_m / max(camera.position[2], 1.0)) ** 2, 0.0)
     # The centre's lateral place within the box: a share of the object's width.
     cov = cov + along * extent_var[:, None, None] + lateral * ((0.12 * size_mean[:, 1]) ** 2)[:, None, None]
+    if params.lateral_fit:
+        fit = heading_known & valid & (size_mean[:, 0] > 2.0) & ~side_cut
+        if fit.any():
+            xy[fit] = _fit_lateral(camera, xy[fit], (u[fit]), heading[fit], size_mean[fit], view_dir[fit])
     valid &= np.all(np.isfinite(xy), axis=1) & np.all(np.isfinite(cov.reshape(n, 4)), axis=1)
     return LiftedBoxes(xy, cov, valid, range_m, view_dir, truncated)
+
+
+_UNIT_CUBOID = np.array([[sx * 0.5, sy * 0.5, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (0.0, 1.0)])
+
+
+def _cuboid_centre_u(camera: CameraGeometry, xy: np.ndarray, heading: np.ndarray, size: np.ndarray):
+    """(horizontal centre (N,) of the projected cuboids' boxes, all corners in front (N,)) of cuboids of ``size``
+    (length, width, height) standing on the ground at footprint centres ``xy`` with ``heading``."""
+    c, s = np.cos(heading)[:, None], np.sin(heading)[:, None]
+    local = _UNIT_CUBOID[None] * size[:, None, :]
+    world = np.stack([xy[:, None, 0] + c * local[..., 0] - s * local[..., 1],
+                      xy[:, None, 1] + s * local[..., 0] + c * local[..., 1], local[..., 2]], axis=-1)
+    pixels, depth = camera.project(world.reshape(-1, 3))
+    u = pixels[:, 0].reshape(-1, 8)
+    return (u.min(axis=1) + u.max(axis=1)) / 2.0, (depth.reshape(-1, 8) > 0.5).all(axis=1)
+
+
+def _fit_lateral(camera: CameraGeometry, xy: np.ndarray, u_box: np.ndarray, heading: np.ndarray, size: np.ndarray,
+                 view_dir: np.ndarray, iterations: int = 2, step_m: float = 0.1, max_move_m: float = 1.0) -> np.ndarray:
+    """Centres moved across the viewing direction (Newton steps) until their cuboids' projected boxes have the
+    observed horizontal centres ``u_box``; a cuboid partly behind the camera keeps its centre."""
+    across = np.column_stack([-view_dir[:, 1], view_dir[:, 0]])
+    xy = xy.copy()
+    for _ in range(iterations):
+        u0, front0 = _cuboid_centre_u(camera, xy, heading, size)
+        u1, front1 = _cuboid_centre_u(camera, xy + step_m * across, heading, size)
+        slope = (u1 - u0) / step_m
+        ok = front0 & front1 & (np.abs(slope) > 1e-3)
+        move = np.clip(np.where(ok, (u_box - u0) / np.where(ok, slope, 1.0), 0.0), -max_move_m, max_move_m)
+        xy += move[:, None] * across
+    return xy
 
 
 class MapHeadingPrior:
