@@ -229,7 +229,7 @@ def default_variants() -> list[Variant]:
         Variant("keep_out_of_view", FusionParams(remove_out_of_view=False)),
         Variant("no_calibration_health", FusionParams(), use_calibration_health=False),
         Variant("calibration_downweight_only", FusionParams(), correct_calibration=False, calibration_sigma_share=1.0),
-        Variant("no_lateral_fit", FusionParams(), lift=LiftParams(lateral_fit=False)),
+        Variant("with_lateral_fit", FusionParams(), lift=LiftParams(lateral_fit=True)),
         Variant("box_bottom_lift", FusionParams(), use_heading=False),
         Variant("baseline_nearest", FusionParams(association=AssociationMode.NEAREST, reid_max_distance=0.0,
                                                  use_bindings=False, remove_out_of_view=False),

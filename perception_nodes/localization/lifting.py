@@ -123,8 +123,10 @@ class LiftParams:
     size_priors: dict = field(default_factory=lambda: dict(DEFAULT_SIZE_PRIORS))
     # Vehicles with a heading: slide the centre across the view until the class's mean cuboid, projected, has
     # the box's horizontal centre (a slanted car's box is not centred on its footprint). Only across: along the
-    # view the bottom edge says more than a fitted outline does at range.
-    lateral_fit: bool = True
+    # view the bottom edge says more than a fitted outline does at range. Off by default: it sharpens map
+    # positions (LocA, HOTA) but, with the headings tracks have (a stale one on a car turning into a stall),
+    # costs stall occupancy and zone events (perception eval localization, the with_lateral_fit ablation).
+    lateral_fit: bool = False
 
 
 @dataclass
