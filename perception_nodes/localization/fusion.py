@@ -672,7 +672,10 @@ class MapTracker:
         out = []
         for track_id in track_ids:
             obj = by_id.get(self.bindings.get((camera_id, int(track_id))))
-            out.append((obj.heading, obj.heading_known) if obj is not None else (0.0, False))
+            # A heading comes from motion: an object standing still keeps the last one it moved with (a car that
+            # turned into a stall), so the map's prior says more about it.
+            out.append((obj.heading, obj.heading_known and obj.stationary_since is None) if obj is not None
+                       else (0.0, False))
         return out
 
     def global_id_of(self, camera_id: str, track_id: int) -> int | None:
