@@ -238,6 +238,16 @@ def test_the_localizer_knows_where_its_cameras_see_the_site():
     assert Localizer().in_view(points[:1]).tolist() == [False]
 
 
+def test_a_car_standing_still_lifts_with_the_map_heading_not_the_one_it_turned_in_with():
+    tracker = MapTracker()
+    for step in range(10):   # drives along y at 2 m/s ...
+        tracker.update(step * 0.1, [_obs("a", 1, [0.0, 0.2 * step], cls=0)])
+    assert tracker.heading_of("a", 1) == pytest.approx((math.pi / 2, True), abs=0.2)
+    for step in range(10, 40):   # ... and stands in a stall
+        tracker.update(step * 0.1, [_obs("a", 1, [0.0, 1.8], cls=0)])
+    assert tracker.heading_of("a", 1)[1] is False
+
+
 def test_the_binding_bonus_shrinks_where_boxes_overlap():
     """Two people walking side by side 1.2 m apart; camera a's track 1 jumps onto the other person (its lift
     lands 0.3 m short of them). Isolated boxes: the bonus keeps the track's object on it; heavily overlapping
