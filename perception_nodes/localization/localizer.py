@@ -63,7 +63,7 @@ class LocalizerConfig:
     scene: SceneParams = field(default_factory=SceneParams)
     use_heading: bool = True       # footprint lifting with the track's (or the map's) heading
     use_appearance: bool = True
-    # Objects on the map beyond the site map's outline by more than this have left the site (see in_view).
+    # A moving object coasting beyond the site map's outline by more than this has left the site (see in_view).
     site_margin_m: float = 0.0
 
 
