@@ -251,19 +251,20 @@ def test_explanation_names_the_rule_the_measure_and_the_threshold():
 
 def test_array_pair_evaluation_matches_the_scalar_reference_on_a_busy_lot():
     from perception_nodes.evaluation.risk import bench_stream
-    from perception_nodes.risk.kinematics import closest_approaches
+    from perception_nodes.risk.kinematics import approach_geometry, approach_uncertainty
 
     rng = np.random.default_rng(5)
     dp, dv = rng.normal(0, 8, (50, 2)), rng.normal(0, 3, (50, 2))
     cp = np.array([np.eye(2) * s for s in rng.uniform(0.01, 2, 50)])
     cv = np.array([np.eye(2) * s for s in rng.uniform(0.01, 1, 50)])
     radius = rng.uniform(0.5, 4, 50)
-    many = closest_approaches(dp, dv, cp, cv, radius, 6.0)
+    many = approach_geometry(dp, dv, radius, 6.0)
+    probability, _ = approach_uncertainty(many, np.arange(50), cp, cv)
     for k in range(50):
         one = closest_approach((0, 0), (0, 0), cp[k], cv[k], dp[k], dv[k], np.zeros((2, 2)), np.zeros((2, 2)),
                                radius[k], 6.0)
         assert many.time_to_collision_s[k] == pytest.approx(one.time_to_collision_s)
-        assert many.contact_probability[k] == pytest.approx(one.contact_probability, abs=1e-9)
+        assert probability[k] == pytest.approx(one.contact_probability, abs=1e-9)
         assert many.distance_m[k] == pytest.approx(one.distance_m)
     config = parse_risk_config(RULES, SITE)
     fast, reference = RiskEngine(config, SITE), RiskEngine(config, SITE, vectorized=False)

@@ -73,8 +73,7 @@ class BirdsEyeView:
 
         self.site, self.cameras, self.scale = site, cameras, float(px_per_m)
         semantic = site.map
-        points = [p for z in semantic.zones for p in z.polygon] + [p for s in semantic.stalls for p in s.polygon] \
-            + [p for lane in semantic.lanes for p in lane.polyline] + [tuple(c.position[:2]) for c in cameras]
+        points = semantic.points() + [tuple(c.position[:2]) for c in cameras]
         if not points:
             points = [(-20.0, -20.0), (20.0, 20.0)]
         xy = np.asarray(points, dtype=np.float64)

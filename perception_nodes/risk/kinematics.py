@@ -70,21 +70,10 @@ def closest_approach(pa, va, cov_pa, cov_va, pb, vb, cov_pb, cov_vb, contact_rad
 
 
 @dataclass(frozen=True)
-class Approaches:
-    """:class:`Approach` for many pairs at once (arrays of shape (P,))."""
-
-    time_s: np.ndarray
-    distance_m: np.ndarray
-    time_to_collision_s: np.ndarray
-    contact_probability: np.ndarray
-    closing_speed_mps: np.ndarray
-    closing_sigma_mps: np.ndarray   # the closing speed's standard deviation (from the velocity covariance)
-
-
-@dataclass(frozen=True)
 class ApproachGeometry:
-    """The nominal part of :class:`Approaches` (no covariance): enough to tell which pairs can come within
-    contact inside the horizon, before paying for their uncertainty."""
+    """:class:`Approach` for many pairs at once (arrays of shape (P,)), without the covariance: enough to tell
+    which pairs can come within contact inside the horizon before paying for their uncertainty
+    (:func:`approach_uncertainty`)."""
 
     relative_position: np.ndarray   # (P, 2) b - a now
     miss: np.ndarray                # (P, 2) b - a at the closest approach
@@ -137,15 +126,3 @@ def approach_uncertainty(geometry: ApproachGeometry, pairs: np.ndarray, cov_p: n
     closing_sigma = np.sqrt(np.maximum(np.einsum("pi,pij,pj->p", line, cov_v, line), 0.0))
     return probability, closing_sigma
 
-
-def closest_approaches(dp: np.ndarray, dv: np.ndarray, cov_p: np.ndarray, cov_v: np.ndarray,
-                       contact_radius: np.ndarray, horizon_s: float, accel_sigma: float = 0.0) -> Approaches:
-    """Vectorised :func:`closest_approach`: relative positions and velocities (P, 2) of b with respect to a, the
-    summed position and velocity covariances (P, 2, 2) and contact radii (P,). ``accel_sigma``: see
-    :func:`approach_uncertainty`."""
-    geometry = approach_geometry(dp, dv, contact_radius, horizon_s)
-    probability, closing_sigma = approach_uncertainty(geometry, np.arange(len(geometry.time_s)),
-                                                      np.asarray(cov_p, dtype=np.float64),
-                                                      np.asarray(cov_v, dtype=np.float64), accel_sigma)
-    return Approaches(geometry.time_s, geometry.distance_m, geometry.time_to_collision_s, probability,
-                      geometry.closing_speed_mps, closing_sigma)
