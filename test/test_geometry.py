@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -56,3 +57,28 @@ def test_slerp_endpoints():
     q0, q1 = quaternion_from_matrix(matrix_from_rpy(0.1, 0.2, 0.3)), quaternion_from_matrix(matrix_from_rpy(-1, 0.4, 2))
     assert rotation_angle_deg(matrix_from_quaternion(slerp(q0, q1, 0)), matrix_from_quaternion(q0)) < 1e-6
     assert rotation_angle_deg(matrix_from_quaternion(slerp(q0, q1, 1)), matrix_from_quaternion(q1)) < 1e-6
+
+
+def test_rectangles_first_contact():
+    from perception_nodes.geometry import rectangles_first_contact
+
+    car = np.array([2.2, 0.9])
+    # end-on: 10 m between centres closing at 5 m/s meet when 4.4 m apart
+    assert rectangles_first_contact(np.array([10.0, 0.0]), np.array([-5.0, 0.0]), 0.0, car, 0.0, car, 5.0) == \
+        pytest.approx(1.12)
+    # side by side a stall apart (2.6 m, bodies 1.8 m wide): never, standing or sliding past
+    for dv in ([0.0, 0.0], [0.0, -1.5]):
+        assert np.isinf(rectangles_first_contact(np.array([2.6, 3.0]), np.array(dv), np.pi / 2, car, np.pi / 2, car,
+                                                 5.0))
+    assert rectangles_first_contact(np.array([0.0, 1.0]), np.zeros(2), 0.0, car, 0.0, car, 5.0) == 0.0
+    # crossing: a at rest, b 10 m to its right driving towards it at 2 m/s, turned 90 degrees (so it reaches 2.2 m
+    # along its course and a reaches 0.9 m across)
+    t = rectangles_first_contact(np.array([0.0, -10.0]), np.array([0.0, 2.0]), 0.0, car, np.pi / 2, car, 10.0)
+    assert t == pytest.approx((10.0 - 0.9 - 2.2) / 2.0)
+    # beyond the horizon: none; broadcasting over leading dimensions
+    assert np.isinf(rectangles_first_contact(np.array([10.0, 0.0]), np.array([-1.0, 0.0]), 0.0, car, 0.0, car, 1.0))
+    many = rectangles_first_contact(np.array([[10.0, 0.0]] * 3), np.array([[-5.0, 0.0], [-2.0, 0.0], [5.0, 0.0]]),
+                                    np.zeros(3), car, np.zeros(3), car, 5.0)
+    assert many.shape == (3,) and many[0] == pytest.approx(1.12) and many[1] == pytest.approx(2.8) and \
+        np.isinf(many[2])
+

@@ -279,3 +279,30 @@ def test_array_pair_evaluation_matches_the_scalar_reference_on_a_busy_lot():
             [(e.rule.id, e.object_ids, e.state, e.text) for e in b.evaluations]
         fired += len(a.reasons)
     assert fired > 0
+
+
+def test_cars_parked_side_by_side_are_no_collision_course_but_one_closing_end_on_is():
+    """Footprints of known heading, not discs: two cars a stall apart (2.6 m, discs overlap) and a car pulling in
+    beside one never fire; a car closing on a stopped one end-on fires when its front is 1.5 s from the other's
+    rear (not when the discs would touch); discs within contact but not closing do not fire either."""
+    rules = {"rules": [{"id": "vv", "kind": "time_to_collision", "classes": ["car"], "classes_b": ["car"],
+                        "ttc_s": 1.5, "margin_m": 0.5, "min_dwell_s": 0.0, "hold_s": 0.0}]}
+    eng = engine(rules)
+    for step in range(40):
+        t = step * 0.1
+        pulling_in = car(3, (2.6, 6.0 - 1.5 * min(t, 2.5)), (0.0, -1.5 if t < 2.5 else 0.0), heading=-math.pi / 2)
+        objs = [car(1, (0.0, 2.25), heading=-math.pi / 2), car(2, (-2.6, 2.25), heading=-math.pi / 2), pulling_in]
+        assert "vv" not in active_rules(eng.assess(t, objs))
+    eng = engine(rules)
+    first = None
+    for step in range(60):
+        t = step * 0.1
+        a = eng.assess(t, [car(1, (-20 + 4 * t, 0.0), (4.0, 0.0)), car(2, (0.0, 0.0))])
+        if "vv" in active_rules(a) and first is None:
+            first = t
+    gap_at_alert = 20 - 4 * first - (4.4 + 0.5)  # bumper to bumper, both grown by half the margin
+    assert first is not None and gap_at_alert == pytest.approx(1.5 * 4.0, abs=0.4 + 1e-9)
+    discs = engine(rules)  # unknown headings: discs, overlapping but not closing
+    for step in range(20):
+        objs = [car(1, (0.0, 0.0), heading=None), car(2, (2.6, 0.0), (0.0, 0.5), heading=None)]
+        assert "vv" not in active_rules(discs.assess(step * 0.1, objs))

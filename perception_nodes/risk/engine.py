@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 import numpy as np
 
-from perception_nodes.geometry import points_in_polygon
+from perception_nodes.geometry import points_in_polygon, rectangles_first_contact
 from perception_nodes.risk.coverage import CoverageModel
 from perception_nodes.risk.kinematics import (approach_geometry, approach_uncertainty, closest_approach,
                                               footprint_radius)
@@ -370,16 +370,20 @@ class RiskEngine:
 
     def _ttc_subjects(self, rule: Rule, frame: _Frame) -> list[_Subject]:
         first, second = self._pair_indices(rule, frame)
-        reach = frame.radius[first] + frame.radius[second] + rule.margin_m
+        disc = frame.radius[first] + frame.radius[second] + rule.margin_m
         latched = self._latched_pairs(rule, frame, first, second)
+        # Nominal geometry for every pair (discs); footprints of known heading then give the time to collision
+        # and the reach that the contact probability measures the miss against.
+        geometry = approach_geometry(frame.xy[second] - frame.xy[first],
+                                     frame.velocity[second] - frame.velocity[first], disc, rule.horizon_s)
+        reach = self._footprint_reach(rule, frame, first, second, geometry.miss, disc)
+        closing = geometry.closing_speed_mps
         if self.vectorized:
-            # Nominal geometry for every pair; the covariance (the costly part, 2x2 per pair) only for the pairs
-            # whose time to collision can fire or hold the rule, the latched ones and the one shown as nearest:
-            # the others' contact probability and closing sigma cannot change a decision.
-            geometry = approach_geometry(frame.xy[second] - frame.xy[first],
-                                         frame.velocity[second] - frame.velocity[first], reach, rule.horizon_s)
+            # The covariance (the costly part, 2x2 per pair) only for the pairs whose time to collision can fire or
+            # hold the rule, the latched ones and the one shown as nearest: the others' contact probability and
+            # closing sigma cannot change a decision.
             ttc, miss, when = geometry.time_to_collision_s, geometry.distance_m, geometry.time_s
-            closing = geometry.closing_speed_mps
+            ttc = self._footprint_ttc(rule, frame, first, second, ttc, closing)
             closeness = _ttc_closeness(ttc, miss)
             needed = latched | (ttc <= max(rule.threshold, rule.release))
             if len(first):
@@ -388,7 +392,7 @@ class RiskEngine:
             probability, closing_sigma = np.zeros(len(first)), np.zeros(len(first))
             a, b = first[pairs], second[pairs]
             probability[pairs], closing_sigma[pairs] = approach_uncertainty(
-                geometry, pairs, frame.position_cov[a] + frame.position_cov[b],
+                replace(geometry, radius=reach), pairs, frame.position_cov[a] + frame.position_cov[b],
                 frame.velocity_cov[a] + frame.velocity_cov[b], rule.accel_sigma_mps2)
         else:
             scalar = [closest_approach(frame.xy[a], frame.velocity[a], frame.position_cov[a], frame.velocity_cov[a],
@@ -397,10 +401,10 @@ class RiskEngine:
                       for a, b, r in zip(first, second, reach)]
             ttc = np.array([x.time_to_collision_s for x in scalar]).reshape(-1)
             probability = np.array([x.contact_probability for x in scalar]).reshape(-1)
-            closing = np.array([x.closing_speed_mps for x in scalar]).reshape(-1)
             miss = np.array([x.distance_m for x in scalar]).reshape(-1)
             when = np.array([x.time_s for x in scalar]).reshape(-1)
             closing_sigma = np.array([x.closing_sigma_mps for x in scalar]).reshape(-1)
+            ttc = self._footprint_ttc(rule, frame, first, second, ttc, closing)
             closeness = _ttc_closeness(ttc, miss)
         moving = frame.speed[second] >= rule.min_speed_b_mps
         # Closing for sure: faster than the minimum and than closing_z sigma of its own uncertainty (two parked
@@ -415,6 +419,42 @@ class RiskEngine:
                    f"contact probability {probability[p]:.2f}"
 
         return self._pair_subjects(rule, frame, first, second, ttc, trigger, holding, closeness, describe, latched)
+
+    @staticmethod
+    def _footprint_reach(rule: Rule, frame: _Frame, first, second, miss, disc) -> np.ndarray:
+        """Per pair: how far apart the centres may be, along the miss at the closest approach, for the footprints
+        to touch: for two known headings the rectangles' extents along that direction (half length times |cos|
+        plus half width times |sin| each) and the margin, else the discs' radii."""
+        known = np.isfinite(frame.heading[first]) & np.isfinite(frame.heading[second])
+        length = np.linalg.norm(miss, axis=1)
+        direction = np.where(length[:, None] > 1e-9, miss / np.maximum(length, 1e-12)[:, None], [1.0, 0.0])
+        extent = rule.margin_m
+        for index in (first, second):
+            heading = np.nan_to_num(frame.heading[index])
+            c, s = np.cos(heading), np.sin(heading)
+            extent = extent + 0.5 * frame.length[index] * np.abs(c * direction[:, 0] + s * direction[:, 1]) \
+                + 0.5 * frame.width[index] * np.abs(-s * direction[:, 0] + c * direction[:, 1])
+        return np.where(known, extent, disc)
+
+    @staticmethod
+    def _footprint_ttc(rule: Rule, frame: _Frame, first, second, ttc, closing) -> np.ndarray:
+        """Time to collision of the pairs whose headings are both known, between their footprints (rectangles
+        grown by half the rule's margin each) instead of discs: a disc cannot tell two cars parked side by side
+        (a width apart) from one running into the other, nor fit a car queued behind another (a length apart).
+        Within contact but not closing counts as no collision to come, as for discs."""
+        known = np.flatnonzero(np.isfinite(frame.heading[first]) & np.isfinite(frame.heading[second]))
+        if not len(known):
+            return ttc
+        a, b = first[known], second[known]
+        grow = 0.5 * rule.margin_m
+        half_a = np.stack([frame.length[a] / 2 + grow, frame.width[a] / 2 + grow], axis=1)
+        half_b = np.stack([frame.length[b] / 2 + grow, frame.width[b] / 2 + grow], axis=1)
+        contact = rectangles_first_contact(frame.xy[b] - frame.xy[a], frame.velocity[b] - frame.velocity[a],
+                                           frame.heading[a], half_a, frame.heading[b], half_b, rule.horizon_s)
+        contact = np.where((contact == 0.0) & (closing[known] <= 0.0), np.inf, contact)
+        out = np.array(ttc, dtype=np.float64, copy=True)
+        out[known] = contact
+        return out
 
     def _subjects(self, rule: Rule, frame: _Frame, now: float) -> list[_Subject]:
         if rule.kind in (RuleKind.RESTRICTED_ZONE, RuleKind.DWELL):

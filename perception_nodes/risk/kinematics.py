@@ -20,7 +20,8 @@ class Approach:
 
     time_s: float               # when (from now, within the horizon; 0 when already separating)
     distance_m: float           # centre distance then
-    time_to_collision_s: float  # first time the centres come within contact radius; inf when they never do
+    time_to_collision_s: float  # first time the centres come within contact radius; inf when they never do (or
+                                # are within it and not closing)
     contact_probability: float  # P(centre distance < contact radius at closest approach) from the covariance
     closing_speed_mps: float    # -d|p|/dt now (> 0 closing)
     closing_sigma_mps: float = 0.0  # its standard deviation from the velocity covariance
@@ -47,7 +48,9 @@ def closest_approach(pa, va, cov_pa, cov_va, pb, vb, cov_pb, cov_vb, contact_rad
     miss = p + v * t_star
     miss_distance = float(np.linalg.norm(miss))
     if distance_now <= contact_radius:
-        ttc = 0.0
+        # Within contact and closing: colliding now. Within contact but not closing (two cars parked side by side,
+        # whose discs overlap while their bodies do not; a pair moving apart): no collision to come.
+        ttc = 0.0 if closing > 0.0 else math.inf
     elif speed2 < 1e-12:
         ttc = math.inf
     else:
@@ -102,8 +105,9 @@ def approach_geometry(dp: np.ndarray, dv: np.ndarray, contact_radius, horizon_s:
     ttc = np.full(len(dp), np.inf)
     ttc[hit] = (-b[hit] - np.sqrt(disc[hit])) / speed2[hit]
     ttc[ttc > horizon_s] = np.inf
-    ttc[distance <= radius] = 0.0
     closing = np.where(distance > 1e-9, -b / np.maximum(distance, 1e-12), np.sqrt(speed2))
+    within = distance <= radius
+    ttc[within] = np.where(closing[within] > 0.0, 0.0, np.inf)  # see closest_approach
     return ApproachGeometry(dp, miss, radius, distance, t_star, miss_distance, ttc, closing)
 
 

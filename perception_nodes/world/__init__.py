@@ -47,6 +47,11 @@ class World:
     def __init__(self, scene: Scene):
         self.scene = scene
         self.actors = generate_actors(scene)
+        self.yield_report = None  # what giving way did (world/yielding.py), for scenes whose actors give way
+        if scene.yielding:
+            from perception_nodes.world.yielding import give_way
+
+            self.actors, self.yield_report = give_way(self.actors, 0.0, scene.duration_s, 1.0 / scene.fps)
         self.cameras = [CameraModel(spec) for spec in scene.cameras]
         self._renderers: dict[int, CameraRenderer] = {}
 

@@ -53,6 +53,12 @@ class Actor:
     # to the motion); a segment without motion keeps the previous heading.
     keyframes: np.ndarray | None = None
     reverse: tuple[bool, ...] = ()
+    # Giving way (``world/yielding.py``): (K, 2) breakpoints (time, plan time), piecewise linear, of how far along
+    # its plan the actor is; None when it follows its plan on time. Before the first and after the last breakpoint
+    # the plan runs at its own pace.
+    clock: np.ndarray | None = None
+    # The vehicle a driver gets out of and back into: where actors give way, the driver's plan waits for it.
+    rides_with: int | None = None
 
     @property
     def class_id(self) -> int:
@@ -64,6 +70,80 @@ class Actor:
 
     def state(self, t: float):
         """(present, position (3,), yaw, velocity (3,)) at time t. Position is the footprint centre at z = height/2."""
+        if self.clock is None:
+            return self._plan_state(t)
+        plan_t, rate = self._plan_clock(t)
+        present, position, yaw, velocity = self._plan_state(plan_t)
+        return present, position, yaw, (velocity * rate if present else velocity)
+
+    def _plan_clock(self, t: float) -> tuple[float, float]:
+        """(plan time, its rate) at time t."""
+        clock = self.clock
+        if t <= clock[0, 0]:
+            return t - clock[0, 0] + clock[0, 1], 1.0
+        if t >= clock[-1, 0]:
+            return t - clock[-1, 0] + clock[-1, 1], 1.0
+        k = int(np.searchsorted(clock[:, 0], t, side="right") - 1)
+        (t0, p0), (t1, p1) = clock[k], clock[k + 1]
+        rate = (p1 - p0) / (t1 - t0)
+        return p0 + rate * (t - t0), rate
+
+    def _time_of_plan(self, plan_t: float) -> float:
+        """The first time the plan clock reaches ``plan_t``."""
+        clock = self.clock
+        if plan_t <= clock[0, 1]:
+            return plan_t - clock[0, 1] + clock[0, 0]
+        if plan_t >= clock[-1, 1]:
+            return plan_t - clock[-1, 1] + clock[-1, 0]
+        k = int(np.searchsorted(clock[:, 1], plan_t, side="left") - 1)
+        (t0, p0), (t1, p1) = clock[k], clock[k + 1]
+        return t0 + (plan_t - p0) * (t1 - t0) / (p1 - p0)
+
+    def plan_positions(self, times) -> np.ndarray:
+        """(N, 2) plan positions at plan times (clamped to the plan's span); vectorised."""
+        start, end = self.plan_span
+        times = np.clip(np.asarray(times, dtype=np.float64), start, end)
+        if self.keyframes is not None:
+            frames = self.keyframes
+            return np.stack([np.interp(times, frames[:, 0], frames[:, 1]), np.interp(times, frames[:, 0], frames[:, 2])],
+                            axis=-1)
+        seg = np.diff(self.path, axis=0)
+        lengths = np.linalg.norm(seg, axis=1)
+        cum = np.concatenate([[0.0], np.cumsum(lengths)])
+        arc = (times - self.enter_time) * self.speed
+        i = np.clip(np.searchsorted(cum, arc, side="right") - 1, 0, len(seg) - 1)
+        direction = seg[i] / np.maximum(lengths[i], 1e-9)[..., None]
+        normal = np.stack([-direction[..., 1], direction[..., 0]], axis=-1)
+        return self.path[i] + direction * (arc - cum[i])[..., None] + normal * self.lateral_offset
+
+    def _segment_headings(self) -> tuple[np.ndarray, np.ndarray]:
+        """(segment start times or arc lengths, heading per segment) of the plan."""
+        cached = self.__dict__.get("_headings_cache")
+        if cached is None:
+            if self.keyframes is not None:
+                frames = self.keyframes
+                cached = (frames[:-1, 0], np.array([self._heading(k) for k in range(len(frames) - 1)] or [0.0]))
+            else:
+                seg = np.diff(self.path, axis=0)
+                lengths = np.linalg.norm(seg, axis=1)
+                cached = (np.concatenate([[0.0], np.cumsum(lengths)[:-1]]), np.arctan2(seg[:, 1], seg[:, 0]))
+            object.__setattr__(self, "_headings_cache", cached)
+        return cached
+
+    def plan_track(self, times) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(present (N,), position (N, 2), heading (N,), velocity (N, 2)) of the plan at plan times; vectorised."""
+        times = np.asarray(times, dtype=np.float64)
+        start, end = self.plan_span
+        present = (times >= start) & (times <= end)
+        starts, headings = self._segment_headings()
+        key = times if self.keyframes is not None else (times - self.enter_time) * self.speed
+        yaw = headings[np.clip(np.searchsorted(starts, key, side="right") - 1, 0, len(headings) - 1)]
+        xy = self.plan_positions(times)
+        ahead = np.minimum(times + 1e-3, end)  # the velocity of the segment being driven
+        velocity = (self.plan_positions(ahead) - xy) / np.maximum(ahead - times, 1e-9)[:, None]
+        return present, xy, yaw, velocity
+
+    def _plan_state(self, t: float):
         if self.keyframes is not None:
             return self._keyframe_state(t)
         s = (t - self.enter_time) * self.speed
@@ -84,6 +164,14 @@ class Actor:
     @property
     def time_span(self) -> tuple[float, float]:
         """(first, last) time the actor is in the world."""
+        start, end = self.plan_span
+        if self.clock is None:
+            return start, end
+        return self._time_of_plan(start), self._time_of_plan(end)
+
+    @property
+    def plan_span(self) -> tuple[float, float]:
+        """(first, last) time of the actor's plan, before any giving way."""
         if self.keyframes is not None:
             return float(self.keyframes[0, 0]), float(self.keyframes[-1, 0])
         return self.enter_time, self.enter_time + self.path_length / max(self.speed, 1e-9)
@@ -372,8 +460,11 @@ def generate_actors(scene: Scene) -> list[Actor]:
         class_name = names[int(rng.choice(len(names), p=weights))]
         size = tuple(float(rng.uniform(*r)) for r in CLASS_SIZES[class_name])
         paths = _paths_for(class_name, scene)
-        path = np.asarray(paths[int(rng.integers(len(paths)))], dtype=np.float64)
-        if rng.random() < 0.5:
+        chosen = paths[int(rng.integers(len(paths)))]
+        path = np.asarray(chosen, dtype=np.float64)
+        # Where actors give way, traffic keeps to its lane's direction (two actors head-on in one lane could only
+        # pass through each other); the draw is made either way so the other actors stay the same.
+        if rng.random() < 0.5 and not (scene.yielding and chosen in scene.lanes and class_name != "person"):
             path = path[::-1].copy()
         speed = float(rng.uniform(*CLASS_SPEEDS[class_name]))
         length = float(np.sum(np.linalg.norm(np.diff(path, axis=0), axis=1)))

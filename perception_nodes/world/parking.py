@@ -88,12 +88,13 @@ def parking_actors(scene: Scene, first_id: int) -> list[Actor]:
     walkways = [Polyline(p) for p in scene.walkways]
     actors: list[Actor] = []
 
-    def new_actor(class_name: str, timeline: Timeline) -> Actor:
+    def new_actor(class_name: str, timeline: Timeline, rides_with: int | None = None) -> Actor:
         size = tuple(float(rng.uniform(*r)) for r in CLASS_SIZES[class_name])
         gid = first_id + len(actors)
         frames = timeline.keyframes()
         actor = Actor(gid, class_name, size, make_parts(class_name, size, rng, gid, scene.appearance),
-                      frames[:, 1:].copy(), 0.0, 1.0, float(frames[0, 0]), keyframes=frames, reverse=tuple(timeline.reverse))
+                      frames[:, 1:].copy(), 0.0, 1.0, float(frames[0, 0]), keyframes=frames, reverse=tuple(timeline.reverse),
+                      rides_with=rides_with)
         actors.append(actor)
         return actor
 
@@ -103,7 +104,7 @@ def parking_actors(scene: Scene, first_id: int) -> list[Actor]:
         timeline.drive([_stall_mouth(stall), lane.at(arc)], spec.manoeuvre_speed, reverse=True)
         timeline.drive(lane.waypoints(arc, lane.length)[1:], spec.approach_speed)
 
-    def walk(car_at, leave_at: float | None, parked_at: float, stall: Stall) -> None:
+    def walk(car_at, leave_at: float | None, parked_at: float, stall: Stall, car: int) -> None:
         """The driver gets out beside the car, walks to the nearest walkway and off along it; comes back before
         the car leaves (when it leaves during the scene)."""
         if not walkways:
@@ -117,12 +118,12 @@ def parking_actors(scene: Scene, first_id: int) -> list[Actor]:
         route = [path.at(arc)] + along
         out = Timeline(parked_at + 2.0, door)
         out.drive(route, WALK_SPEED)
-        new_actor("person", out)
+        new_actor("person", out, rides_with=car)
         if leave_at is not None and leave_at < scene.duration_s:
             length = sum(float(np.linalg.norm(b - a)) for a, b in zip([door] + route[:-1], route))
             back = Timeline(max(leave_at - 3.0 - length / WALK_SPEED, out.t + 1.0), route[-1])
             back.drive(route[::-1][1:] + [door], WALK_SPEED)
-            new_actor("person", back)
+            new_actor("person", back, rides_with=car)
 
     # Cars parked from the start.
     order = rng.permutation(len(stalls))
@@ -166,7 +167,7 @@ def parking_actors(scene: Scene, first_id: int) -> list[Actor]:
         leave_at = timeline.t
         leave(timeline, stall)
         stall_free_at[stall.id] = timeline.t + STALL_TURNOVER_S
-        new_actor("car", timeline)
+        car = new_actor("car", timeline)
         if rng.random() < spec.drivers_walk:
-            walk(stall.center, leave_at, parked_at, stall)
+            walk(stall.center, leave_at, parked_at, stall, car.global_id)
     return actors

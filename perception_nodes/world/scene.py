@@ -168,6 +168,9 @@ class Scene:
     appearance: str = "varied"
     # Light, weather, optics and the video chain (world/conditions.py); None renders the plain daylight world.
     conditions: Conditions | None = None
+    # Actors give way (world/yielding.py): vehicles keep their distance, yield to people and at crossings. Off:
+    # every actor keeps its plan's timing and may drive through another (the scenes the figures were made on).
+    yielding: bool = False
 
     @property
     def stalls(self) -> tuple[Stall, ...]:
@@ -344,6 +347,10 @@ def load_scene(name_or_path: str | os.PathLike | None = None, seed: int | None =
     if appearance not in ("varied", "fleet"):
         raise ConfigError(f"{where}: traffic.appearance must be 'varied' or 'fleet', got {appearance!r}")
     scene = replace(scene, appearance=appearance)
+    yielding = traffic.get("yielding", False)
+    if not isinstance(yielding, bool):
+        raise ConfigError(f"{where}: traffic.yielding must be true or false, got {yielding!r}")
+    scene = replace(scene, yielding=yielding)
     if data.get("disturbances") is not None:
         scene = replace(scene, disturbances=_disturbances(data["disturbances"], f"{where}: disturbances", ids,
                                                           scene.duration_s))
