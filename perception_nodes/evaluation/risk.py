@@ -341,6 +341,8 @@ def _score(world, true_states, config, times, system_active, truth_active, fail_
                                      for a in false_alarms[:5]],
             "false_alarms_by_rule": {rule: sum(1 for a in false_alarms if a["rule"] == rule)
                                      for rule in sorted({a["rule"] for a in false_alarms})},
+            # on an object the localizer made up (matched to no true object: a phantom or a duplicate)
+            "false_alarms_on_unmatched": sum(1 for a in false_alarms if -1 in a["true_ids"]),
             "false_alarms_per_hour": round(len(false_alarms) / duration_h, 2) if duration_h else None,
             "max_repeat_alerts_per_pair": flicker, "fail_safe": fail_safe_report,
             "fail_safe_time_s": round(len(fail_safe_times) / scene.fps, 1),
@@ -449,6 +451,9 @@ def _summary(names, results, nominal_seeds, log) -> dict:
         "false_alarms_per_hour": round(false_alarms / hours, 1) if hours else None,
         "nominal": {"scene": NOMINAL_SCENE, "seeds": list(nominal_seeds), "hours": round(hours, 3),
                     "false_alarms": false_alarms, "alerts": sum(r["alerts"] for r in nominal),
+                    "false_alarms_by_rule": {rule: sum(r["false_alarms_by_rule"].get(rule, 0) for r in nominal)
+                                             for rule in sorted({k for r in nominal for k in r["false_alarms_by_rule"]})},
+                    "false_alarms_on_unmatched": sum(r["false_alarms_on_unmatched"] for r in nominal),
                     "critical_hazards": sum(r["critical_hazards"] for r in nominal),
                     "missed": sum(r["missed"] for r in nominal),
                     "max_repeat_alerts_per_pair": max((r["max_repeat_alerts_per_pair"] for r in nominal), default=0),

@@ -443,17 +443,24 @@ class RiskEngine:
         (a width apart) from one running into the other, nor fit a car queued behind another (a length apart).
         Within contact but not closing counts as no collision to come, as for discs."""
         known = np.flatnonzero(np.isfinite(frame.heading[first]) & np.isfinite(frame.heading[second]))
+        out = np.array(ttc, dtype=np.float64, copy=True)
         if not len(known):
-            return ttc
+            return out
+        out[known] = np.inf
         a, b = first[known], second[known]
         grow = 0.5 * rule.margin_m
         half_a = np.stack([frame.length[a] / 2 + grow, frame.width[a] / 2 + grow], axis=1)
         half_b = np.stack([frame.length[b] / 2 + grow, frame.width[b] / 2 + grow], axis=1)
-        contact = rectangles_first_contact(frame.xy[b] - frame.xy[a], frame.velocity[b] - frame.velocity[a],
-                                           frame.heading[a], half_a, frame.heading[b], half_b, rule.horizon_s)
-        contact = np.where((contact == 0.0) & (closing[known] <= 0.0), np.inf, contact)
-        out = np.array(ttc, dtype=np.float64, copy=True)
-        out[known] = contact
+        # Only pairs whose bounding circles come within contact inside the horizon can touch (exact, and most
+        # pairs of a busy lot are not among them).
+        offset, relative = frame.xy[b] - frame.xy[a], frame.velocity[b] - frame.velocity[a]
+        bound = approach_geometry(offset, relative, np.hypot(*half_a.T) + np.hypot(*half_b.T), rule.horizon_s)
+        near = np.flatnonzero(np.isfinite(bound.time_to_collision_s) | (bound.distance_now_m <= bound.radius))
+        if not len(near):
+            return out
+        contact = rectangles_first_contact(offset[near], relative[near], frame.heading[a[near]], half_a[near],
+                                           frame.heading[b[near]], half_b[near], rule.horizon_s)
+        out[known[near]] = np.where((contact == 0.0) & (closing[known[near]] <= 0.0), np.inf, contact)
         return out
 
     def _subjects(self, rule: Rule, frame: _Frame, now: float) -> list[_Subject]:
