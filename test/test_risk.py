@@ -306,3 +306,28 @@ def test_cars_parked_side_by_side_are_no_collision_course_but_one_closing_end_on
     for step in range(20):
         objs = [car(1, (0.0, 0.0), heading=None), car(2, (2.6, 0.0), (0.0, 0.5), heading=None)]
         assert "vv" not in active_rules(discs.assess(step * 0.1, objs))
+
+
+def test_a_coasting_object_keeps_an_alert_going_but_does_not_start_one():
+    """An object no detection confirms now (coasting on its prediction) cannot start an alert; once one is active it
+    holds through a coasting gap; ``coasting_triggers: true`` (the naive baseline) lets it start one."""
+    def walk(eng, coasting_until):
+        first = None
+        for step in range(40):
+            t = step * 0.1
+            a = eng.assess(t, [car(1, (-25 + 5 * t, -10), (5.0, 0.0)), person(2, (0, -10), coasting=t < coasting_until)])
+            if "ttc" in active_rules(a) and first is None:
+                first = t
+        return first
+    assert walk(engine(), coasting_until=9.9) is None
+    assert walk(engine(), coasting_until=1.5) is not None and walk(engine(), coasting_until=1.5) >= 1.5
+    eager = dict(RULES, rules=[dict(r, coasting_triggers=True) if r["id"] == "ttc" else r for r in RULES["rules"]])
+    assert walk(engine(eager), coasting_until=9.9) is not None
+    held = engine()
+    for step in range(40):  # alert on while confirmed, then the person coasts: the alert stays
+        t = step * 0.1
+        a = held.assess(t, [car(1, (-25 + 5 * t, -10), (5.0, 0.0)), person(2, (0, -10), coasting=t >= 2.5)])
+        if t >= 2.5:
+            assert "ttc" in active_rules(a)
+    with pytest.raises(RiskConfigError, match="coasting_triggers"):
+        engine({"rules": [{"id": "x", "kind": "time_to_collision", "ttc_s": 3.0, "coasting_triggers": "yes"}]})

@@ -190,6 +190,7 @@ class _Frame:
         self.heading = np.array([np.nan if o.heading is None else o.heading for o in objects], dtype=np.float64)
         self.speed = np.linalg.norm(self.velocity, axis=1)
         self.radius = footprint_radius(self.length, self.width)
+        self.coasting_ids = {o.global_id for o in objects if o.coasting}
         self._masks: dict[tuple, np.ndarray] = {}
         self._inside: dict[str, np.ndarray] = {}
 
@@ -518,6 +519,8 @@ class RiskEngine:
                     del self._latches[rule.id][key]
         evaluations, nearest = [], None
         for subject in subjects:
+            if subject.trigger and not rule.coasting_triggers and frame.coasting_ids.intersection(subject.object_ids):
+                subject.trigger = False  # unconfirmed now: may hold an alert, not start one
             state, since = self._step(rule, subject, now)
             evaluation = Evaluation(rule, state, subject.object_ids, subject.place, subject.measured, since,
                                     subject.text)

@@ -103,6 +103,9 @@ class Rule:
     # blocked_exit
     radius_m: float = 3.0
     stopped_speed_mps: float = 0.5
+    # An object no detection confirms now (coasting on its prediction: occluded, missed, or gone) may keep an alert
+    # going but not start one unless this is set.
+    coasting_triggers: bool = False
 
     @property
     def unit(self) -> str:
@@ -181,7 +184,7 @@ _THRESHOLD_KEYS = {
     RuleKind.DWELL: ("max_dwell_s", None, lambda t: t),
     RuleKind.BLOCKED_EXIT: ("max_stopped_s", None, lambda t: t),
 }
-_COMMON = {"id", "kind", "severity", "min_dwell_s", "hold_s", "classes"}
+_COMMON = {"id", "kind", "severity", "min_dwell_s", "hold_s", "classes", "coasting_triggers"}
 _EXTRA = {
     RuleKind.RESTRICTED_ZONE: {"zone"},
     RuleKind.SPEED_LIMIT: {"zone", "limit_mps", "release_mps"},
@@ -277,6 +280,11 @@ def _rule(data, index: int, site_map, problems: list[str], seen: set[str]) -> Ru
                             positive=key in ("horizon_s", "radius_m"))
             if value is not None:
                 kwargs[key] = value
+    if "coasting_triggers" in data:
+        if isinstance(data["coasting_triggers"], bool):
+            kwargs["coasting_triggers"] = data["coasting_triggers"]
+        else:
+            problems.append(f"{where}.coasting_triggers: {data['coasting_triggers']!r} is not true or false")
     if "min_probability" in data:
         value = _number(data["min_probability"], f"{where}.min_probability", problems, maximum=1.0, positive=True)
         if value is not None:
@@ -439,7 +447,7 @@ def suggested_rules(map_data: dict) -> dict:
 def naive_rules(section: dict) -> dict:
     """The same rules without what makes them robust to perception noise: no hysteresis (release = trigger), no
     minimum dwell or hold, time to collision from point estimates (any contact probability, no closing-speed
-    significance). The safety suite's baseline."""
+    significance), coasting objects start alerts. The safety suite's baseline."""
     out = dict(section or {})
     rules = []
     for rule in (section or {}).get("rules", []):
@@ -455,6 +463,7 @@ def naive_rules(section: dict) -> dict:
         if kind != RuleKind.RESTRICTED_ZONE.value:
             rule["min_dwell_s"] = 0.0
         rule["hold_s"] = 0.0
+        rule["coasting_triggers"] = True
         rules.append(rule)
     out["rules"] = rules
     out["command_release_s"] = 0.0
