@@ -120,6 +120,11 @@ def test_the_nominal_lot_stops_running_through_itself():
     assert scene.yielding
     plain, yielding = World(replace(scene, yielding=False)), World(scene)
     assert plain.yield_report is None and yielding.yield_report.deadlocks_broken == 0
+    again = World(scene)  # built once per process and scene; another seed is another world
+    assert again.yield_report == yielding.yield_report and again.actors is not yielding.actors
+    assert all(a.global_id == b.global_id and (a.clock is None) == (b.clock is None) for a, b in
+               zip(again.actors, yielding.actors))
+    assert World(replace(scene, seed=4)).yield_report != yielding.yield_report
     frames = range(0, int(scene.duration_s * scene.fps), 5)
     before, after = _overlapping_vehicle_frames(plain, frames), _overlapping_vehicle_frames(yielding, frames)
     # what is left: a car reversing out of its stall into a car on the lane, a standoff at a stall's mouth

@@ -41,6 +41,24 @@ class ObjectState:
                 "yaw": round(self.yaw, 5), "size": [round(v, 3) for v in self.size]}
 
 
+_GIVEN_WAY: dict[str, tuple] = {}
+
+
+def _given_way(scene: Scene, actors: list[Actor]) -> tuple[list[Actor], object]:
+    """The scene's actors after giving way, kept for the last two scenes of this process (a harness builds the
+    same world more than once, and the step simulation is the expensive part of building it). Keyed by the whole
+    scene, so a changed field is another world."""
+    from perception_nodes.world.yielding import give_way
+
+    key = repr(scene)
+    if key not in _GIVEN_WAY:
+        while len(_GIVEN_WAY) >= 2:
+            _GIVEN_WAY.pop(next(iter(_GIVEN_WAY)))
+        _GIVEN_WAY[key] = give_way(actors, 0.0, scene.duration_s, 1.0 / scene.fps)
+    given, report = _GIVEN_WAY[key]
+    return list(given), report
+
+
 class World:
     """A scene's actors and cameras; renders any camera at any frame index deterministically."""
 
@@ -49,9 +67,7 @@ class World:
         self.actors = generate_actors(scene)
         self.yield_report = None  # what giving way did (world/yielding.py), for scenes whose actors give way
         if scene.yielding:
-            from perception_nodes.world.yielding import give_way
-
-            self.actors, self.yield_report = give_way(self.actors, 0.0, scene.duration_s, 1.0 / scene.fps)
+            self.actors, self.yield_report = _given_way(scene, self.actors)
         self.cameras = [CameraModel(spec) for spec in scene.cameras]
         self._renderers: dict[int, CameraRenderer] = {}
 
