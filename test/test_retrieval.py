@@ -372,3 +372,47 @@ def test_fleet_scene_paints_vehicles_like_a_fleet_and_the_default_stays_varied()
     assert load_scene("default").appearance == "varied"
     assert not all(min(max(abs(x - y) for x, y in zip(a.parts[0].color, p)) for p in paints) <= 6
                    for a in default.actors if a.class_name == "car")
+
+
+def test_milvus_lite_is_asked_again_while_its_server_opens_and_a_server_uri_fails_at_once(monkeypatch):
+    """milvus-lite hands out its socket before a loaded machine has opened it: the backend asks again; a server
+    URI that cannot be reached is reported at once as UNAVAILABLE."""
+    import pymilvus
+
+    from perception_nodes.retrieval.backends import MILVUS_LITE_CONNECT_ATTEMPTS, MilvusBackend
+    from perception_nodes.retrieval.types import RetrievalError
+
+    calls = []
+
+    class Connected(Exception):
+        pass
+
+    class Flaky:
+        def __init__(self, uri, token=None):
+            calls.append(uri)
+            if len(calls) < 2:
+                raise ConnectionError("socket not there yet")
+
+        def __getattr__(self, name):  # connected: the backend's next step (its collection) ends the test
+            raise Connected(name)
+
+    monkeypatch.setattr(pymilvus, "MilvusClient", Flaky)
+    monkeypatch.setattr("perception_nodes.retrieval.backends.time.sleep", lambda s: None)
+    with pytest.raises(Connected):
+        MilvusBackend(16, "/tmp/lite.db", "c")
+    assert len(calls) == 2
+    calls.clear()
+
+    class Down:
+        def __init__(self, uri, token=None):
+            calls.append(uri)
+            raise ConnectionError("refused")
+
+    monkeypatch.setattr(pymilvus, "MilvusClient", Down)
+    with pytest.raises(RetrievalError, match="cannot reach Milvus"):
+        MilvusBackend(16, "http://127.0.0.1:1", "c")
+    assert len(calls) == 1
+    calls.clear()
+    with pytest.raises(RetrievalError, match="cannot reach Milvus"):
+        MilvusBackend(16, "/tmp/lite.db", "c")
+    assert len(calls) == MILVUS_LITE_CONNECT_ATTEMPTS

@@ -374,6 +374,9 @@ class FaissBackend:
 _PARTITION_SAFE = re.compile(r"[^A-Za-z0-9_]")
 
 
+MILVUS_LITE_CONNECT_ATTEMPTS = 4
+
+
 class MilvusBackend:
     """Milvus through pymilvus: a milvus-lite file (``*.db``) embedded, or a server / cluster URI.
 
@@ -393,10 +396,17 @@ class MilvusBackend:
         self.dim = int(dim)
         self.uri = str(uri)
         self.collection = _PARTITION_SAFE.sub("_", collection)
-        try:
-            self._client = MilvusClient(uri=self.uri, token=token) if token else MilvusClient(uri=self.uri)
-        except Exception as exc:  # noqa: BLE001 - connection errors come in many types
-            raise RetrievalError(RetrievalErrorCode.UNAVAILABLE, f"cannot reach Milvus at {self.uri}: {exc}")
+        # milvus-lite starts its server, waits half a second and hands out the socket, which a loaded machine may
+        # not have opened yet; the server stays registered, so asking again a moment later reaches it.
+        attempts = MILVUS_LITE_CONNECT_ATTEMPTS if self.uri.endswith(".db") else 1
+        for attempt in range(attempts):
+            try:
+                self._client = MilvusClient(uri=self.uri, token=token) if token else MilvusClient(uri=self.uri)
+                break
+            except Exception as exc:  # noqa: BLE001 - connection errors come in many types
+                if attempt + 1 == attempts:
+                    raise RetrievalError(RetrievalErrorCode.UNAVAILABLE, f"cannot reach Milvus at {self.uri}: {exc}")
+                time.sleep(0.5 * (attempt + 1))
         self.lite = self.uri.endswith(".db")
         # milvus-lite's default index is IVF with a small nprobe (low recall); exact search suits its scale. A
         # server gets an HNSW graph searched with ef = 128 unless told otherwise.
