@@ -398,7 +398,8 @@ class MilvusBackend:
         self.collection = _PARTITION_SAFE.sub("_", collection)
         # milvus-lite starts its server, waits half a second and hands out the socket, which a loaded machine may
         # not have opened yet; the server stays registered, so asking again a moment later reaches it.
-        attempts = MILVUS_LITE_CONNECT_ATTEMPTS if self.uri.endswith(".db") else 1
+        self.lite = self.uri.endswith(".db")
+        attempts = MILVUS_LITE_CONNECT_ATTEMPTS if self.lite else 1
         for attempt in range(attempts):
             try:
                 self._client = MilvusClient(uri=self.uri, token=token) if token else MilvusClient(uri=self.uri)
@@ -407,7 +408,6 @@ class MilvusBackend:
                 if attempt + 1 == attempts:
                     raise RetrievalError(RetrievalErrorCode.UNAVAILABLE, f"cannot reach Milvus at {self.uri}: {exc}")
                 time.sleep(0.5 * (attempt + 1))
-        self.lite = self.uri.endswith(".db")
         # milvus-lite's default index is IVF with a small nprobe (low recall); exact search suits its scale. A
         # server gets an HNSW graph searched with ef = 128 unless told otherwise.
         index_type = index_type or ("FLAT" if self.lite else "HNSW")

@@ -377,7 +377,6 @@ class RiskEngine:
         # and the reach that the contact probability measures the miss against.
         geometry = approach_geometry(frame.xy[second] - frame.xy[first],
                                      frame.velocity[second] - frame.velocity[first], disc, rule.horizon_s)
-        reach = self._footprint_reach(rule, frame, first, second, geometry.miss, disc)
         closing = geometry.closing_speed_mps
         if self.vectorized:
             # The covariance (the costly part, 2x2 per pair) only for the pairs whose time to collision can fire or
@@ -392,10 +391,13 @@ class RiskEngine:
             pairs = np.flatnonzero(needed)
             probability, closing_sigma = np.zeros(len(first)), np.zeros(len(first))
             a, b = first[pairs], second[pairs]
+            reach = disc.copy()
+            reach[pairs] = self._footprint_reach(rule, frame, a, b, geometry.miss[pairs], disc[pairs])
             probability[pairs], closing_sigma[pairs] = approach_uncertainty(
                 replace(geometry, radius=reach), pairs, frame.position_cov[a] + frame.position_cov[b],
                 frame.velocity_cov[a] + frame.velocity_cov[b], rule.accel_sigma_mps2)
         else:
+            reach = self._footprint_reach(rule, frame, first, second, geometry.miss, disc)
             scalar = [closest_approach(frame.xy[a], frame.velocity[a], frame.position_cov[a], frame.velocity_cov[a],
                                        frame.xy[b], frame.velocity[b], frame.position_cov[b], frame.velocity_cov[b],
                                        float(r), rule.horizon_s, rule.accel_sigma_mps2)
@@ -425,7 +427,7 @@ class RiskEngine:
     def _footprint_reach(rule: Rule, frame: _Frame, first, second, miss, disc) -> np.ndarray:
         """Per pair: how far apart the centres may be, along the miss at the closest approach, for the footprints
         to touch: for two known headings the rectangles' extents along that direction (half length times |cos|
-        plus half width times |sin| each) and the margin, else the discs' radii."""
+        plus half width times |sin| each) and the margin, else the discs' radii (``disc``)."""
         known = np.isfinite(frame.heading[first]) & np.isfinite(frame.heading[second])
         length = np.linalg.norm(miss, axis=1)
         direction = np.where(length[:, None] > 1e-9, miss / np.maximum(length, 1e-12)[:, None], [1.0, 0.0])

@@ -44,7 +44,7 @@ class ObjectState:
 _GIVEN_WAY: dict[str, tuple] = {}
 
 
-def _given_way(scene: Scene, actors: list[Actor]) -> tuple[list[Actor], object]:
+def _given_way(scene: Scene) -> tuple[list[Actor], object]:
     """The scene's actors after giving way, kept for the last two scenes of this process (a harness builds the
     same world more than once, and the step simulation is the expensive part of building it). Keyed by the whole
     scene, so a changed field is another world."""
@@ -54,7 +54,7 @@ def _given_way(scene: Scene, actors: list[Actor]) -> tuple[list[Actor], object]:
     if key not in _GIVEN_WAY:
         while len(_GIVEN_WAY) >= 2:
             _GIVEN_WAY.pop(next(iter(_GIVEN_WAY)))
-        _GIVEN_WAY[key] = give_way(actors, 0.0, scene.duration_s, 1.0 / scene.fps)
+        _GIVEN_WAY[key] = give_way(generate_actors(scene), 0.0, scene.duration_s, 1.0 / scene.fps)
     given, report = _GIVEN_WAY[key]
     return list(given), report
 
@@ -64,10 +64,11 @@ class World:
 
     def __init__(self, scene: Scene):
         self.scene = scene
-        self.actors = generate_actors(scene)
         self.yield_report = None  # what giving way did (world/yielding.py), for scenes whose actors give way
         if scene.yielding:
-            self.actors, self.yield_report = _given_way(scene, self.actors)
+            self.actors, self.yield_report = _given_way(scene)
+        else:
+            self.actors = generate_actors(scene)
         self.cameras = [CameraModel(spec) for spec in scene.cameras]
         self._renderers: dict[int, CameraRenderer] = {}
 

@@ -116,32 +116,26 @@ class Actor:
         normal = np.stack([-direction[..., 1], direction[..., 0]], axis=-1)
         return self.path[i] + direction * (arc - cum[i])[..., None] + normal * self.lateral_offset
 
-    def _segment_headings(self) -> tuple[np.ndarray, np.ndarray]:
-        """(segment start times or arc lengths, heading per segment) of the plan."""
-        cached = self.__dict__.get("_headings_cache")
-        if cached is None:
-            if self.keyframes is not None:
-                frames = self.keyframes
-                cached = (frames[:-1, 0], np.array([self._heading(k) for k in range(len(frames) - 1)] or [0.0]))
-            else:
-                seg = np.diff(self.path, axis=0)
-                lengths = np.linalg.norm(seg, axis=1)
-                cached = (np.concatenate([[0.0], np.cumsum(lengths)[:-1]]), np.arctan2(seg[:, 1], seg[:, 0]))
-            object.__setattr__(self, "_headings_cache", cached)
-        return cached
-
-    def plan_track(self, times) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(present (N,), position (N, 2), heading (N,), velocity (N, 2)) of the plan at plan times; vectorised."""
+    def plan_track(self, times) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(position (N, 2), heading (N,), velocity (N, 2)) of the plan at plan times (clamped to its span);
+        vectorised."""
         times = np.asarray(times, dtype=np.float64)
-        start, end = self.plan_span
-        present = (times >= start) & (times <= end)
-        starts, headings = self._segment_headings()
-        key = times if self.keyframes is not None else (times - self.enter_time) * self.speed
+        _, end = self.plan_span
+        if self.keyframes is not None:
+            frames = self.keyframes
+            starts = frames[:-1, 0]
+            headings = np.array([self._heading(k) for k in range(len(frames) - 1)] or [0.0])
+            key = times
+        else:
+            seg = np.diff(self.path, axis=0)
+            starts = np.concatenate([[0.0], np.cumsum(np.linalg.norm(seg, axis=1))[:-1]])
+            headings = np.arctan2(seg[:, 1], seg[:, 0])
+            key = (times - self.enter_time) * self.speed
         yaw = headings[np.clip(np.searchsorted(starts, key, side="right") - 1, 0, len(headings) - 1)]
         xy = self.plan_positions(times)
         ahead = np.minimum(times + 1e-3, end)  # the velocity of the segment being driven
         velocity = (self.plan_positions(ahead) - xy) / np.maximum(ahead - times, 1e-9)[:, None]
-        return present, xy, yaw, velocity
+        return xy, yaw, velocity
 
     def _plan_state(self, t: float):
         if self.keyframes is not None:

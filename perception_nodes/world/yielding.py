@@ -4,8 +4,8 @@ near collisions (opt-in per scene, ``traffic.yielding: true``).
 Every actor keeps its plan (its path and timing: a constant-speed polyline or timed keyframes); giving way only
 slows its progress along the plan. A step simulation over the scene advances each actor's plan clock at a rate
 in [0, 1]. An actor that must give way to another takes the fastest rate at which their footprints (oriented
-rectangles with a margin), each following its plan from now (turns included; the other at its current rate),
-stay apart for a look-ahead time. Who gives way is decided per pair from the plans, the same way whichever of the two
+rectangles with a margin) stay apart for a look-ahead time, predicted both along the plans (turns included; the
+other at its current rate) and at constant velocity (as a time-to-collision rule sees them). Who gives way is decided per pair from the plans, the same way whichever of the two
 asks: to an object standing still, to a person, to a vehicle ahead on one's own course, else the lower priority
 (vehicles below bicycles below people) or the later to the crossing point. People never give way; drivers give
 way to them. A wait that would never end (a vehicle whose plan runs through something parked) is broken after
@@ -107,7 +107,7 @@ class PlanTable:
         self.xy, self.yaw, self.velocity = np.zeros((total, 2)), np.zeros(total), np.zeros((total, 2))
         for a, actor in enumerate(actors):
             rows = slice(self.offset[a], self.offset[a] + self.count[a])
-            _, self.xy[rows], self.yaw[rows], self.velocity[rows] = actor.plan_track(
+            self.xy[rows], self.yaw[rows], self.velocity[rows] = actor.plan_track(
                 np.minimum(self.start[a] + np.arange(self.count[a]) * dt, self.end[a]))
 
     def rows(self, actors, plan_time) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +146,7 @@ def give_way(actors: list, start_s: float, end_s: float, dt: float,
         new_rate = np.ones(n)
         speed = np.linalg.norm(table.velocity[rows[live]], axis=1)
         if len(live) > 1:
-            new_rate[live] = _moving_rates(table, live, plan_time[live], rate[live], half, priority,
+            new_rate[live] = _moving_rates(table, live, rows[live], plan_time[live], rate[live], half, priority,
                                            push_until[live] < t, params)
         entering = np.flatnonzero((plan_time < table.start) & (plan_time + dt >= table.start)
                                   & (priority < PRIORITY["person"]))
@@ -195,13 +195,13 @@ def give_way(actors: list, start_s: float, end_s: float, dt: float,
     return out, report
 
 
-def _moving_rates(table: PlanTable, live, plan_time, rate, half, priority, may_yield,
+def _moving_rates(table: PlanTable, live, rows, plan_time, rate, half, priority, may_yield,
                   params: YieldParams) -> np.ndarray:
     """The plan-clock rate of each live actor for the next step: 1, or for one that gives way the fastest of
-    ``RATES`` at which, both following their plans (the other at its current rate), their footprints stay apart
-    for the look-ahead (none does: the one that keeps contact furthest away), no faster than a vehicle
-    accelerates back to its plan."""
-    rows, _ = table.rows(live, plan_time)
+    ``RATES`` at which their footprints stay apart for the look-ahead, both following their plans (the other at
+    its current rate) and both at constant velocity (none does: the one that keeps contact furthest away), no
+    faster than a vehicle
+    accelerates back to its plan. ``rows``: the live actors' rows of ``table`` at their plan times."""
     pos, velocity = table.xy[rows], table.velocity[rows]
     speed = np.linalg.norm(velocity, axis=1)
     people_like = priority[live] > PRIORITY["car"]
