@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import run_cli, spin_until
+from perception_nodes.fileio import read_yaml_mapping
 from perception_nodes.graph import build_graph
+from perception_nodes.paths import package_path
 from perception_nodes.runner import GraphRunner
 
 pytestmark = pytest.mark.graph
@@ -122,7 +124,9 @@ def test_a_live_index_answers_another_process_with_the_vehicles_earlier_sighting
         assert not runner.failures, runner.failures
         stats = call(stats_client, IndexStats.Request())
         assert stats.status.code == 0 and stats.items > 20, (stats.status.message, stats.items)
-        assert stats.embedding_model == "reid-fleet@1"
+        configured = read_yaml_mapping(package_path("config/perception.yaml"), "parameters")["/**/retrieval"][
+            "ros__parameters"]["embedder"]
+        assert stats.embedding_model == configured
         # Queries: vehicles a camera tracked (10+ matched frames) that some camera's track saw at least 2 s
         # before this track began: "when did this vehicle come in?", as the demo asks it.
         by_vehicle = collections.defaultdict(list)
@@ -150,7 +154,7 @@ def test_a_live_index_answers_another_process_with_the_vehicles_earlier_sighting
             for hit in response.hits:  # only sightings from before the queried track began
                 hit_ns = hit.metadata.stamp.sec * 1_000_000_000 + hit.metadata.stamp.nanosec
                 assert hit_ns <= first_ns - 1_000_000_000
-                assert hit.metadata.embedding_model == "reid-fleet@1" and hit.metadata.thumbnail_uri
+                assert hit.metadata.embedding_model == configured and hit.metadata.thumbnail_uri
             top = response.hits[0].metadata
             answers.append((vehicle, truth.shown(top), camera_id, top.camera_id))
         # The right vehicle's earlier sighting comes first for at least half the queries; a dozen look-alike

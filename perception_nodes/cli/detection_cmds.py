@@ -172,7 +172,8 @@ def run_export(args) -> int:
 
 
 def add_parsers(sub, eval_sub, add_scene_args):
-    """The export, train and eval detection parsers; returns the `train` subparsers for other stages."""
+    """The export, train and eval detection parsers; returns the `train` and `export` subparsers for other
+    stages."""
     export = sub.add_parser("export", help="export registered models to other runtimes")
     export_sub = export.add_subparsers(dest="export_command", required=True)
     ex = export_sub.add_parser("detector", help="export a .pt detector to ONNX (dynamic batch) as <name>-onnx@V, "
@@ -263,7 +264,7 @@ def add_parsers(sub, eval_sub, add_scene_args):
     ev.set_defaults(func=run_eval, result_variant=lambda a: "-".join(
         part for part in ("all-scenes" if a.all_scenes else "", getattr(a, "model_key", ""),
                           f"imgsz{a.imgsz}" if a.imgsz else "") if part))
-    return train_sub
+    return train_sub, export_sub
 
 
 def run_bench_backends(args) -> int:

@@ -56,12 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_parsers(sub, eval_sub, add_scene_args)
     tracking_cmds.add_parsers(eval_sub, bench_sub, add_scene_args)
     localization_cmds.add_parsers(eval_sub, bench_sub, add_scene_args)
-    train_sub = detection_cmds.add_parsers(sub, eval_sub, add_scene_args)
+    train_sub, export_sub = detection_cmds.add_parsers(sub, eval_sub, add_scene_args)
     detection_cmds.add_bench_parser(bench_sub, add_scene_args)
     risk_cmds.add_eval_parser(eval_sub)
     from perception_nodes.cli import retrieval_cmds
 
-    retrieval_cmds.add_parsers(sub, eval_sub, bench_sub, train_sub)
+    retrieval_cmds.add_parsers(sub, eval_sub, bench_sub, train_sub, export_sub)
 
     risk_cmds.add_parsers(sub)
     gate_cmds.add_parsers(sub)

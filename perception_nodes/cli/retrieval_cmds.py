@@ -1,4 +1,5 @@
-"""`perception train embedder`, `perception eval retrieval` and `perception bench retrieval`."""
+"""`perception train embedder`, `perception export embedder`, `perception eval retrieval` and `perception bench
+retrieval`."""
 from __future__ import annotations
 
 import time
@@ -12,7 +13,8 @@ EVAL_SEEDS = "2000-2001"     # held out: no training or tuning step sees them
 TUNING_SEED = 1099           # the embedder's validation seed; re-ranking weights were set on it too
 
 
-def _evaluate(scene: str, seeds: list[int], embedders: list[str], log=print, stage_sets=None) -> dict:
+def _evaluate(scene: str, seeds: list[int], embedders: list[str], log=print, stage_sets=None,
+              per_seed: dict | None = None) -> dict:
     import numpy as np
 
     from perception_nodes.evaluation.retrieval import evaluate_embedder, sightings
@@ -20,7 +22,8 @@ def _evaluate(scene: str, seeds: list[int], embedders: list[str], log=print, sta
     from perception_nodes.world import load_scene
 
     duration = load_scene(scene).duration_s
-    per_seed = {seed: sightings(scene, seed, log=log) for seed in seeds}
+    if per_seed is None:
+        per_seed = {seed: sightings(scene, seed, log=log) for seed in seeds}
     results = {}
     for ref in embedders:
         embedder = load_embedder(ref)
@@ -118,6 +121,63 @@ def run_train(args) -> int:
     return 0
 
 
+def run_export(args) -> int:
+    """Register the OpenVINO variant of an ONNX embedder, measure it against the source on the same held-out
+    sightings (accuracy of the embedding alone, crops per second interleaved) and write both into the card."""
+    from perception_nodes.detection.registry import ModelRegistry
+    from perception_nodes.evaluation.retrieval import sightings
+    from perception_nodes.fileio import atomic_write_text
+    from perception_nodes.reid.export import (register_openvino_embedder, time_embedders, update_variants_section,
+                                              variant_row)
+    from perception_nodes.retrieval.embedders import OPENVINO_EMBEDDER_BACKEND, load_embedder
+
+    started = time.perf_counter()
+    registry = ModelRegistry()
+    source = registry.resolve(args.model)
+    seeds = parse_seeds(args.eval_seeds)
+    tuning = {int(source.metrics["val_seed"])} if "val_seed" in source.metrics else set()
+    if set(seeds) & tuning:
+        raise SystemExit(f"--eval-seeds {sorted(set(seeds) & tuning)} include the embedder's validation seed")
+    variant = register_openvino_embedder(source.ref, args.precision, registry)
+    embedder = load_embedder(variant.ref)
+    out = {"model": variant.ref, "source": source.ref, "file": str(variant.file), "sha256": variant.sha256,
+           "backend": variant.backend, "precision": variant.precision, "precision_run": embedder.precision,
+           "runtime": embedder.runtime, "note": embedder.note}
+    if not args.no_eval:
+        per_seed = {seed: sightings(args.scene, seed, log=print) for seed in seeds}
+        results = _evaluate(args.scene, seeds, [source.ref, variant.ref], stage_sets={"embedding": ()},
+                            per_seed=per_seed)
+        crops = [s.crop for items in per_seed.values() for s in items][: args.timing_crops]
+        speed = time_embedders({source.ref: load_embedder(source.ref), variant.ref: embedder}, crops, args.rounds)
+        mine, theirs = results[variant.ref]["stages"]["embedding"], results[source.ref]["stages"]["embedding"]
+        variant.metrics = {
+            "eval_seeds": seeds, "vehicle_map": mine["vehicles"]["map"], "vehicle_r1": mine["vehicles"]["r1"],
+            "person_map": mine["persons"]["map"], "drive_in_out_r1": mine["drive_in_out"]["r1"],
+            "source_vehicle_map": theirs["vehicles"]["map"], "source_vehicle_r1": theirs["vehicles"]["r1"],
+            "source_person_map": theirs["persons"]["map"],
+            "source_drive_in_out_r1": theirs["drive_in_out"]["r1"], "precision_run": embedder.precision,
+            "crops_per_s": speed[variant.ref]["crops_per_s"],
+            "source_crops_per_s": speed[source.ref]["crops_per_s"],
+            "ratio_vs_onnxruntime": round(speed[variant.ref]["crops_per_s"] / speed[source.ref]["crops_per_s"], 2),
+            "timing_crops": len(crops)}
+        registry.add(variant)
+        out.update({"metrics": variant.metrics, "speed": speed,
+                    "map_change": round(mine["vehicles"]["map"] - theirs["vehicles"]["map"], 4)})
+        print(f"[export] {variant.ref}: vehicle mAP {mine['vehicles']['map']} (ONNX Runtime "
+              f"{theirs['vehicles']['map']}), {speed[variant.ref]['crops_per_s']} crops/s (ONNX Runtime "
+              f"{speed[source.ref]['crops_per_s']}), x{variant.metrics['ratio_vs_onnxruntime']}")
+    if source.card:
+        card = registry.root / source.card
+        variants = [e for e in registry.entries if e.backend == OPENVINO_EMBEDDER_BACKEND and e.sha256 ==
+                    source.sha256 and e.version == source.version and e.metrics]
+        if card.is_file() and variants:
+            atomic_write_text(card, update_variants_section(card.read_text(encoding="utf-8"),
+                                                            [variant_row(e) for e in variants]))
+    out["wall_s"] = round(time.perf_counter() - started, 1)
+    emit(out)
+    return 0
+
+
 def _card(entry, cfg, summary, evaluation, args) -> str:
     lines = [f"# {entry.ref}: appearance embedder (model card)", "",
              "Metric-learning embedder for re-identification across cameras, trained here on crops of the synthetic "
@@ -148,8 +208,20 @@ def _card(entry, cfg, summary, evaluation, args) -> str:
     return "\n".join(lines)
 
 
-def add_parsers(sub, eval_sub, bench_sub, train_sub) -> None:
+def add_parsers(sub, eval_sub, bench_sub, train_sub, export_sub) -> None:
     add_bench_parser(bench_sub)
+    ex = export_sub.add_parser("embedder", help="register an ONNX embedder's OpenVINO variant as "
+                                                "<name>-ov-<precision>@V, measured against it on held-out seeds")
+    ex.add_argument("--model", default=DEFAULT_EMBEDDER, help="name@version of an onnx-embedder entry")
+    ex.add_argument("--format", choices=("openvino",), default="openvino")
+    ex.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="OpenVINO inference precision (bf16 runs on CPUs with AVX512-BF16 or AMX, else FP32)")
+    ex.add_argument("--scene", default="fleet")
+    ex.add_argument("--eval-seeds", default=EVAL_SEEDS, help="held-out seeds (never the embedder's validation seed)")
+    ex.add_argument("--timing-crops", type=int, default=1024, help="crops of those seeds timed per round")
+    ex.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (median)")
+    ex.add_argument("--no-eval", action="store_true", help="register without measuring")
+    ex.set_defaults(func=run_export)
     ev = eval_sub.add_parser("retrieval", help="cross-camera retrieval mAP/R@k, drive-in/drive-out, each "
                                                "re-ranking stage, hsv-hist vs the learned embedder")
     ev.add_argument("--scene", default="fleet")

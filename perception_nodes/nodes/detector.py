@@ -141,6 +141,8 @@ class DetectorNode(LifecycleNode):
 
             # A missing or corrupt embedder fails start-up with the reason (run_node reports it).
             self.embedder = load_embedder(embedding)
+            if getattr(self.embedder, "note", ""):
+                self.get_logger().warning(self.embedder.note)
         self.drift_enabled = params.declare("drift_monitoring", True, "Compare what the detector sees (image "
                                             "brightness and contrast, scores, boxes, classes, embeddings, each "
                                             "camera's view) with the model's drift reference; results in health.",

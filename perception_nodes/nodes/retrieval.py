@@ -138,7 +138,7 @@ class RetrievalNode(LifecycleNode):
             self._status = (self._NodeHealth.LEVEL_ERROR, f"configure failed: {exc}")
             self.embedder = None
             return TransitionCallbackReturn.FAILURE
-        for warning in self.index.warnings:
+        for warning in self.index.warnings + ([self.embedder.note] if getattr(self.embedder, "note", "") else []):
             self.get_logger().warning(warning)
         self._refit_travel()
         from perception_nodes.msg import LocalizedObjectArray, TrackArray
