@@ -13,8 +13,8 @@ import pytest
 
 from perception_nodes.retrieval.crops import CropSelector, crop_quality, cut_crop
 from perception_nodes.retrieval.index import RetrievalIndex
-from perception_nodes.retrieval.rerank import (QueryContext, Reranker, Stage, TravelTimeModel, parse_stages,
-                                               travel_pairs_from_global_ids)
+from perception_nodes.retrieval.rerank import (QueryContext, RerankConfig, Reranker, Stage, TravelTimeModel,
+                                               parse_stages, travel_pairs_from_global_ids)
 from perception_nodes.retrieval.types import Hit, Observation, QueryFilter, RetrievalError, RetrievalErrorCode
 
 EMBEDDER = "test-embedder@1"
@@ -287,6 +287,24 @@ def test_rerank_stages_move_hits_for_their_reasons():
     assert ranked[0].moved_by == ["spatiotemporal"]
     assert "scene" in ranked[2].moved_by
     assert ranked[0].score_final > ranked[0].score_initial
+
+
+def test_augmentation_scores_each_hit_with_its_tracks_mean():
+    query = Observation("cam0", T0, 0, "car", track_id=7)
+    hits = [_hit(1, 0.90, camera="cam1", track=3),        # one lucky crop of a track that otherwise looks unlike
+            _hit(2, 0.40, camera="cam1", track=3),
+            _hit(3, 0.80, camera="cam2", track=5),        # a track that looks like the query throughout
+            _hit(4, 0.78, camera="cam2", track=5),
+            _hit(5, 0.85, camera="cam2", track=0),        # an anonymous crop: no track to pool with
+            _hit(6, 0.99, camera="cam0", track=7)]        # the query's own track: removed, pooled with nobody
+    ranked = Reranker("context,augmentation").rerank(QueryContext(np.ones(4), query), hits, None)
+    assert [h.item_id for h in ranked] == [5, 3, 4, 1, 2]
+    assert ranked[0].score_final == pytest.approx(0.85)
+    assert ranked[1].score_final == pytest.approx(0.79) and ranked[2].score_final == pytest.approx(0.79)
+    assert ranked[3].score_final == pytest.approx(0.65) and "augmentation" in ranked[3].moved_by
+    half = Reranker("augmentation", RerankConfig(augmentation_weight=0.5)).rerank(
+        QueryContext(np.ones(4), query), [_hit(1, 0.9, track=3), _hit(2, 0.5, track=3)], None)
+    assert [h.score_final for h in half] == pytest.approx([0.8, 0.6])
 
 
 def test_k_reciprocal_and_expansion_use_the_shortlist_structure():
