@@ -331,3 +331,16 @@ def test_a_coasting_object_keeps_an_alert_going_but_does_not_start_one():
             assert "ttc" in active_rules(a)
     with pytest.raises(RiskConfigError, match="coasting_triggers"):
         engine({"rules": [{"id": "x", "kind": "time_to_collision", "ttc_s": 3.0, "coasting_triggers": "yes"}]})
+
+
+def test_engine_bench_paced_run_decides_as_the_back_to_back_one():
+    from perception_nodes.evaluation.risk import bench_engine
+    from perception_nodes.site.manifest import load_manifest
+
+    site = load_manifest("parking")
+    result = bench_engine(site.map, site.risk, objects=20, frames=8, parked_share=0.6, paced_hz=100.0)
+    assert result["same_decisions_as_scalar"]
+    paced = result["paced"]
+    assert paced["rate_hz"] == 100.0 and paced["same_decisions"]
+    assert paced["decision_ms_p50"] > 0 and paced["decision_ms_p99"] >= paced["decision_ms_p50"]
+    assert "paced" not in bench_engine(site.map, site.risk, objects=20, frames=4, parked_share=0.6)

@@ -45,10 +45,12 @@ def add_parsers(eval_sub, bench_sub, add_scene_args) -> None:
     ev.add_argument("--detections", choices=("gt-noisy", "detector"), default="gt-noisy")
     ev.add_argument("--model", default=None, help="name@version for --detections detector (default: the model "
                     "config/perception.yaml runs)")
-    ev.add_argument("--appearance", choices=("hsv-hist", "none"), default="hsv-hist")
+    ev.add_argument("--appearance", default="hsv-hist", help="the detections' appearance embedding: hsv-hist, a "
+                    "registered embedder name@version (e.g. reid-fleet-ov-bf16@1) or none")
     ev.add_argument("--frames", type=int, default=None, help="frames per camera (default: the whole scene)")
     ev.set_defaults(func=run_eval, result_variant=lambda a: "-".join(
-        [a.detections, a.scene] + ([f"seed{a.seed}"] if a.seed is not None else [])))
+        [a.detections, a.scene] + ([f"seed{a.seed}"] if a.seed is not None else [])
+        + ([a.appearance.replace("@", "")] if a.appearance != "hsv-hist" else [])))
     bench = bench_sub.add_parser("localizer", help="localizer camera messages/s on one core and the latency "
                                  "it adds, vs the nearest-neighbour baseline")
     bench.add_argument("--cameras", type=int, default=4)

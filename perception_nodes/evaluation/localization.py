@@ -108,10 +108,10 @@ def record(scene_name: str, seed: int | None, frames: int | None, detections: st
         backend = make_detector(entry, path, entry.input_size, conf=det_conf)
         detector = lambda image: backend.predict([image])[0]  # noqa: E731
     embedder = None
-    if appearance == "hsv-hist":
-        from perception_nodes.reid.appearance import ColorHistogramEmbedder
+    if appearance and appearance != "none":
+        from perception_nodes.retrieval.embedders import load_embedder
 
-        embedder = ColorHistogramEmbedder()
+        embedder = load_embedder(appearance)   # hsv-hist or a registered learned embedder, as the detector node
     rng = np.random.default_rng([world.scene.seed, 0x10C])
     base_noise = noise or NoiseModel()
     disturbances = world.scene.disturbances
