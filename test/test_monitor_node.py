@@ -1,6 +1,7 @@
 """The monitor node measures a stream from its stamps, relays health values and drift, survives malformed bytes, and
 serves Prometheus text that parses."""
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -88,6 +89,34 @@ def test_monitor_measures_ages_rates_drift_and_serves_prometheus(ros_context, ex
     assert dropped["tracks"] >= 3
     monitor.destroy_node()
     probe.destroy_node()
+
+
+def test_a_web_config_that_does_not_load_leaves_the_endpoint_off_not_open(ros_context, tmp_path):
+    from perception_nodes.nodes.monitor import MonitorNode
+
+    bcrypt = pytest.importorskip("bcrypt")
+    rclpy, context = ros_context
+    broken = tmp_path / "broken.yml"
+    broken.write_text("basic_auth_users:\n  prometheus: plaintext\n")
+    monitor = MonitorNode(context=context, parameter_overrides=[
+        Parameter("cameras", value=["cam0"]), Parameter("metrics_port", value=0),
+        Parameter("metrics_web_config", value=str(broken))])
+    try:
+        assert monitor.metrics is None
+    finally:
+        monitor.destroy_node()
+    good = tmp_path / "web.yml"
+    good.write_text("basic_auth_users:\n  prometheus: '%s'\n" % bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode())
+    monitor = MonitorNode(context=context, parameter_overrides=[
+        Parameter("cameras", value=["cam0"]), Parameter("metrics_port", value=0),
+        Parameter("metrics_web_config", value=str(good))])
+    try:
+        assert monitor.metrics is not None and monitor.metrics.authenticated
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{monitor.metrics.port}/metrics", timeout=5)
+        assert refused.value.code == 401
+    finally:
+        monitor.destroy_node()
 
 
 def test_render_draws_a_bag_of_objects_and_cameras(tmp_path):

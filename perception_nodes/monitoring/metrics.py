@@ -111,15 +111,59 @@ class GraphCollector:
         yield info
 
 
-class MetricsServer:
-    """An HTTP endpoint serving the collector's metrics; ``port`` 0 picks a free port (``port`` tells which)."""
+def _make_http_server(address: str, port: int, app, tls_context=None):
+    """A threaded WSGI server on ``address``:``port`` (IPv4 or IPv6), HTTPS when ``tls_context`` is given."""
+    import socket
+    import socketserver
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-    def __init__(self, snapshot: Callable[[], GraphSnapshot], address: str = "127.0.0.1", port: int = 9464):
-        from prometheus_client import CollectorRegistry, start_http_server
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, *args):  # a scrape every few seconds is not news
+            pass
+
+    class Server(socketserver.ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+        def handle_error(self, request, client_address):
+            import ssl
+            import sys
+
+            # A client that fails the TLS handshake (plain HTTP, an untrusted certificate) or hangs up is routine
+            # for a network endpoint, not a fault of the server; anything else is reported as usual.
+            if not isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError)):
+                super().handle_error(request, client_address)
+
+    httpd = make_server(address, port, app, Server, handler_class=QuietHandler)
+    if tls_context is not None:
+        # The handshake happens in the request's thread, so a slow or silent client cannot hold up the others.
+        httpd.socket = tls_context.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
+    return httpd
+
+
+class MetricsServer:
+    """An HTTP(S) endpoint serving the collector's metrics; ``port`` 0 picks a free port (``port`` tells which).
+
+    ``web_config`` (``monitoring.web_config.WebConfig``) adds TLS and/or basic authentication."""
+
+    def __init__(self, snapshot: Callable[[], GraphSnapshot], address: str = "127.0.0.1", port: int = 9464,
+                 web_config=None):
+        from prometheus_client import CollectorRegistry, make_wsgi_app
+
+        from perception_nodes.monitoring.web_config import auth_middleware
 
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(GraphCollector(snapshot))
-        self._server, self._thread = start_http_server(port, addr=address, registry=self.registry)
+        app = make_wsgi_app(self.registry)
+        tls = None
+        if web_config is not None:
+            app = auth_middleware(app, web_config)
+            tls = web_config.tls.context() if web_config.tls is not None else None
+        self.scheme = "https" if tls is not None else "http"
+        self.authenticated = bool(web_config is not None and web_config.requires_auth)
+        self._server = _make_http_server(address, port, app, tls)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-endpoint", daemon=True)
+        self._thread.start()
         self.address = address
         self.port = int(self._server.server_address[1])
         self._lock = threading.Lock()

@@ -88,9 +88,13 @@ class MonitorNode(Node):
                                        maximum=5.0, read_only=True)
         metrics_port = params.declare("metrics_port", 9464, "Prometheus endpoint port; 0: any free port; -1: off.",
                                       minimum=-1, maximum=65535, read_only=True)
-        # Loopback unless a deployment asks otherwise: the endpoint has no authentication.
+        # Loopback unless a deployment asks otherwise; off loopback, a web config should add TLS and a password.
         metrics_address = params.declare("metrics_address", "127.0.0.1", "Address the endpoint binds to.",
                                          read_only=True)
+        metrics_web_config = params.declare(
+            "metrics_web_config", "", "TLS and basic-auth settings of the endpoint, in the Prometheus exporter "
+            "toolkit's web-config.yml layout (tls_server_config, basic_auth_users with bcrypt hashes); empty: plain "
+            "HTTP without authentication.", read_only=True)
         timeline = params.declare("timeline_path", "", "Append one JSON line per diagnostics period (rates, ages, "
                                   "levels, drift) to this file, for `perception report --html --timeline`; empty: "
                                   "off.", read_only=True)
@@ -129,14 +133,38 @@ class MonitorNode(Node):
         self.create_timer(self.publish_period_s, self._publish_diagnostics)
         self.metrics = None
         if metrics_port >= 0:
-            from perception_nodes.monitoring.metrics import MetricsServer
-
-            try:
-                self.metrics = MetricsServer(self.snapshot, metrics_address, metrics_port)
-                self.get_logger().info(f"Prometheus metrics on http://{metrics_address}:{self.metrics.port}/metrics")
-            except OSError as exc:  # port taken: the monitor still serves diagnostics
-                self.get_logger().error(f"metrics endpoint {metrics_address}:{metrics_port} not started: {exc}")
+            self._start_metrics(metrics_address, metrics_port, metrics_web_config)
         self.get_logger().info(f"watching {len(specs)} topics of {len(cameras)} camera(s)")
+
+    def _start_metrics(self, address: str, port: int, web_config_path: str) -> None:
+        """The Prometheus endpoint; a web config that does not load leaves it off (never open instead of secured),
+        and the monitor goes on serving diagnostics."""
+        import ipaddress
+
+        from perception_nodes.errors import ConfigError
+        from perception_nodes.monitoring.metrics import MetricsServer
+        from perception_nodes.monitoring.web_config import load_web_config
+
+        try:
+            web_config = load_web_config(web_config_path) if web_config_path else None
+            self.metrics = MetricsServer(self.snapshot, address, port, web_config)
+        except ConfigError as exc:
+            self.get_logger().error(f"metrics endpoint not started: {exc}")
+            return
+        except OSError as exc:  # port taken
+            self.get_logger().error(f"metrics endpoint {address}:{port} not started: {exc}")
+            return
+        secured = ", TLS" if self.metrics.scheme == "https" else ""
+        secured += ", basic auth" if self.metrics.authenticated else ""
+        self.get_logger().info(f"Prometheus metrics on {self.metrics.scheme}://{address}:{self.metrics.port}/metrics"
+                               f"{secured}")
+        try:
+            loopback = ipaddress.ip_address(address).is_loopback
+        except ValueError:
+            loopback = address == "localhost"
+        if not loopback and not self.metrics.authenticated:
+            self.get_logger().warning(f"the metrics endpoint listens on {address} without authentication: anyone who "
+                                      "reaches this address reads it (metrics_web_config adds TLS and a password)")
 
     def _open_streams(self, specs: list[TopicSpec], poll_period_s: float) -> None:
         """The watched streams are subscribed on a second node that no executor spins: a timer takes what has
