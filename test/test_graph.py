@@ -391,6 +391,51 @@ def test_detector_finds_most_ground_truth_objects(ros_context, executor, domain_
     assert total > 20 and found / total >= 0.6, (found, total)
 
 
+def test_capture_in_a_running_graph_writes_the_trackers_requested_frames(ros_context, executor, domain_id, tmp_path):
+    """cameras -> detector (with capture_dir) -> trackers, each its own process: the trackers' capture requests
+    (likely misses and phantoms of the shipped model) become frames in the detector's capture bag, each with its
+    reason and the synthetic camera's ground truth, readable once the graph has stopped."""
+    from perception_nodes.monitoring.capture import read_capture
+    from perception_nodes.msg import CaptureRequest, NodeHealth
+    from perception_nodes.ros import qos
+    from perception_nodes.ros.health import HEALTH_TOPIC
+
+    rclpy, context = ros_context
+    specs = build_graph("overlap2", seed=300, stages=("cameras", "detection", "tracking"))
+    for spec in specs:
+        if spec.executable == "detector":
+            spec.parameters.update({"capture_dir": str(tmp_path / "captures"), "capture_min_interval_s": 0.5})
+    requests, captured = [], {}
+
+    def on_health(msg):
+        if msg.node_name.endswith("/detector"):
+            captured.update({n: v for n, v in zip(msg.counter_names, msg.counter_values) if n.startswith("captured_")})
+
+    with GraphRunner(specs, domain_id=domain_id, output=io.StringIO()) as runner:
+        node = rclpy.create_node("capture_probe", context=context)
+        for cam in ("cam_south", "cam_east"):
+            node.create_subscription(CaptureRequest, f"/{cam}/capture_request", requests.append, qos.RESULTS)
+        node.create_subscription(NodeHealth, HEALTH_TOPIC, on_health, qos.HEALTH)
+        executor.add_node(node)
+        assert spin_until(executor, lambda: sum(captured.values()) >= 2, 150.0), (len(requests), captured)
+        assert runner.wait(0.1), runner.failures
+    bags = list((tmp_path / "captures").iterdir())
+    assert len(bags) == 1
+    frames = read_capture(bags[0])
+    asked = {r.reason for r in requests}
+    assert len(frames) >= 2
+    for frame in frames:
+        assert frame.camera in ("cam_south", "cam_east") and frame.image.ndim == 3
+        assert frame.reasons and set(frame.reasons) <= asked, (frame.reasons, asked)
+    # A synthetic camera's ground truth rides along with its frame (a frame captured while the detector's
+    # subscription to it was still being matched, right at start, may come without).
+    with_truth = [f for f in frames if f.truth is not None]
+    assert with_truth, [(f.camera, f.reasons) for f in frames]
+    for frame in with_truth:
+        stamp = frame.truth.header.stamp
+        assert stamp.sec * 1_000_000_000 + stamp.nanosec == frame.stamp_ns
+
+
 def test_bench_pipeline_reports_every_stage_from_the_stamps(domain_id):
     """perception bench pipeline on the two-camera site with the shipped detector: every camera's tracks arrive,
     ages grow stage by stage (image, then detections, then tracks: the stamps are capture times), and every process
