@@ -372,3 +372,24 @@ def test_detection_truth_counts_errors_and_ignores_hidden_objects():
                      [20, 20, 30, 30, 0.6, 2]])  # a hit, a hit on an ignored object, a phantom, a wrong class
     fp, dets, fn, evaluated = detection_truth(rows, truth, [0, 0, 0], [True, True, False])
     assert (fp, dets, fn, evaluated) == (2, 3, 1, 2)
+
+
+def test_receipt_clock_carries_reception_times_onto_a_replay_clock():
+    from perception_nodes.monitoring.topics import ReceiptClock
+
+    clock = ReceiptClock(smoothing=0.0)
+    clock.update(1000.0, 50.0)
+    clock.update(1000.2, 50.4)          # the replay runs at double speed
+    assert clock.rate == pytest.approx(2.0)
+    assert clock.to_clock(1000.15) == pytest.approx(50.3)   # received 0.05 s of system time before the poll
+    assert clock.to_clock(1000.3) == pytest.approx(50.4)    # never after the poll
+    clock.update(1000.4, 50.4)          # paused: everything received meanwhile is at the paused time
+    assert clock.rate == 0.0 and clock.to_clock(1000.3) == pytest.approx(50.4)
+    clock.update(1000.6, 10.0)          # the replay restarted: the clock jumped back, the rate stands
+    assert clock.rate == 0.0 and clock.to_clock(1000.6) == pytest.approx(10.0)
+    smoothed = ReceiptClock()
+    smoothed.update(0.0, 0.0)
+    smoothed.update(1.0, 3.0)
+    assert 1.0 < smoothed.rate < 3.0
+    with pytest.raises(RuntimeError):
+        ReceiptClock().to_clock(1.0)

@@ -245,3 +245,35 @@ class StageChain:
         dropped = self.drops_total.get((camera, stage), 0)
         passed = self.passed_total.get((camera, stage), 0)
         return dropped / (dropped + passed) if dropped + passed else None
+
+
+class ReceiptClock:
+    """Puts the middleware's reception times (system clock) on the node's clock, which under ``use_sim_time`` is a
+    bag replay's ``/clock``: a message received ``d`` seconds of system time before a poll was received ``d *
+    rate`` seconds of node time before it, ``rate`` being how fast the node's clock ran over the last poll period
+    (0 while a replay is paused, 2 at double speed). Without it every message of a poll period would carry the poll
+    time as its receipt, up to a period late."""
+
+    def __init__(self, smoothing: float = 0.5):
+        self.rate = 1.0
+        self._smoothing = float(smoothing)
+        self._last: tuple[float, float] | None = None
+        self._now: tuple[float, float] | None = None
+
+    def update(self, system_now_s: float, clock_now_s: float) -> None:
+        """Call once per poll, before mapping that poll's messages."""
+        if self._last is not None:
+            elapsed = system_now_s - self._last[0]
+            if elapsed > 1e-3:
+                measured = min(max((clock_now_s - self._last[1]) / elapsed, 0.0), 1000.0)
+                # A clock that jumped back (a replay restarted) says nothing about its rate.
+                if clock_now_s >= self._last[1]:
+                    self.rate = self._smoothing * self.rate + (1.0 - self._smoothing) * measured
+        self._last = self._now = (system_now_s, clock_now_s)
+
+    def to_clock(self, received_system_s: float) -> float:
+        """The node-clock time of a message received at ``received_system_s`` (never after the poll)."""
+        if self._now is None:
+            raise RuntimeError("ReceiptClock.update must run before to_clock")
+        system_now, clock_now = self._now
+        return clock_now - max(0.0, system_now - received_system_s) * self.rate

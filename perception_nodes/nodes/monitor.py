@@ -31,7 +31,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo
 
 from perception_nodes.monitoring.graph import GraphMonitor, NodeReport, TimelineWriter, timeline_row
-from perception_nodes.monitoring.topics import Stage, TopicSpec, TopicThresholds
+from perception_nodes.monitoring.topics import ReceiptClock, Stage, TopicSpec, TopicThresholds
 from perception_nodes.ros import qos
 from perception_nodes.ros.cdr_peek import header_stamp_ns, strings_after_header
 from perception_nodes.ros.health import HEALTH_TOPIC
@@ -189,11 +189,15 @@ class MonitorNode(Node):
             subscription = self._stream_node.create_subscription(msg_type, spec.topic, _never_called, profile,
                                                                  raw=True)
             self._streams.append((subscription, spec))
-        self._use_reception_time = not self.get_parameter("use_sim_time").value
+        self._use_sim_time = bool(self.get_parameter("use_sim_time").value)
+        self._receipt_clock = ReceiptClock()
         self.create_timer(poll_period_s, self._poll_streams)
 
     def _poll_streams(self) -> None:
         now = self._now_s()
+        # The middleware's reception time is system time; under /clock (a bag replay) it is carried onto the
+        # replay's clock at the rate that clock runs.
+        self._receipt_clock.update(time.time(), now)
         for subscription, spec in self._streams:
             while True:
                 with subscription.handle:
@@ -201,10 +205,14 @@ class MonitorNode(Node):
                 if taken is None:
                     break
                 raw, info = taken
-                # The middleware's reception time is system time; under /clock (bag replay) the poll time is
-                # the best receipt time there is.
-                received = info.get("received_timestamp") if self._use_reception_time else None
-                self._on_stream_message(spec, raw, received / 1e9 if received else now)
+                received = info.get("received_timestamp")
+                if not received:
+                    receipt = now
+                elif self._use_sim_time:
+                    receipt = self._receipt_clock.to_clock(received / 1e9)
+                else:
+                    receipt = received / 1e9
+                self._on_stream_message(spec, raw, receipt)
 
     def _check_stages(self, values) -> str | None:
         unknown = [v for v in values if v and v not in WATCHABLE_STAGES]
