@@ -351,3 +351,31 @@ def test_tracker_node_reports_proxies_and_asks_to_capture_a_missed_frame(ros_con
     assert (requests[0].header.stamp.sec, round(requests[0].header.stamp.nanosec / 1e6)) == (200, 600)
     values = node.counters.snapshot().values
     assert values["proxy.coasting_mid_view_ratio"] > 0
+
+
+def test_a_synthetic_camera_goes_silent_during_its_scripted_dropout_and_stays_open(ros_context, executor):
+    """scenarios/camera_dropout plays live: cam3 publishes nothing from 6 s to 14 s of scene time, counts the
+    frames it withheld, and never reopens its source (the scene's clock goes on)."""
+    from sensor_msgs.msg import Image
+
+    from perception_nodes.ros import qos
+
+    rclpy, context = ros_context
+    now_ns = rclpy.clock.Clock(clock_type=rclpy.clock.ClockType.ROS_TIME).now().nanoseconds
+    # Scene time 5 s at start: the dropout begins a second in.
+    camera = _camera(ros_context, scene="scenarios/camera_dropout", camera_id="cam3",
+                     scene_epoch_ns=now_ns - 5_000_000_000)
+    probe = rclpy.create_node("probe", context=context)
+    images = []
+    probe.create_subscription(Image, "/test_cam/image_raw", images.append, qos.IMAGE)
+    executor.add_node(camera)
+    executor.add_node(probe)
+    try:
+        withheld = lambda: camera.counters.snapshot().extra.get("frames_withheld", 0)  # noqa: E731
+        assert spin_until(executor, lambda: withheld() >= 15, 20.0), (withheld(), len(images))
+        epoch = now_ns - 5_000_000_000
+        scene_s = [(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec - epoch) / 1e9 for m in images]
+        assert scene_s and all(not 6.0 <= t < 14.0 for t in scene_s), scene_s
+        assert camera.counters.snapshot().extra.get("source_lost", 0) == 0
+    finally:
+        camera.close()

@@ -200,3 +200,21 @@ def test_scene_clock_never_renders_a_frame_ahead_of_its_time_and_skips_late_ones
         now = when
     with pytest.raises(ValueError):
         SceneClock(0.0)
+
+
+def test_a_synthetic_camera_withholds_its_frames_during_the_scenes_scripted_dropout():
+    from perception_nodes.sources.synthetic import SyntheticSource
+    from perception_nodes.world import load_scene
+
+    scene = load_scene("scenarios/camera_dropout")
+    (dropout,) = scene.disturbances.camera_dropouts
+    fps = scene.fps
+    dropped = SyntheticSource("scenarios/camera_dropout", dropout.camera, loop=True)
+    other = SyntheticSource("scenarios/camera_dropout", next(c.id for c in scene.cameras if c.id != dropout.camera))
+    inside, before = int((dropout.start_s + 1.0) * fps), int((dropout.start_s - 1.0) * fps)
+    frame = dropped.read(inside)
+    assert frame.withheld and "dropout" in frame.withheld and frame.ground_truth is None
+    assert not dropped.read(before).withheld and dropped.read(before).image.shape[2] == 3
+    assert not other.read(inside).withheld
+    # The next loop of the scene drops out again at the same scene time.
+    assert dropped.read(inside + scene.frame_count).withheld

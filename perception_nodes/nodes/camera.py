@@ -204,6 +204,10 @@ class CameraNode(Node):
                 frame = None
                 self.counters.on_error("read")
                 self.log.error("read", f"reading {self._source.describe()} failed: {exc}")
+            if frame is not None and frame.withheld:
+                self.counters.count("frames_withheld")   # the source's scripted dropout: nothing to publish
+                self.log.warn("withheld", f"{self._source.describe()}: no frame ({frame.withheld})")
+                continue
             if frame is None:
                 self._source.close()
                 opened = False

@@ -42,6 +42,9 @@ class Frame:
     ground_truth: list | None = None  # synthetic only: GroundTruthBox list
     age_s: float = 0.0  # live sources: how long before read() the frame arrived (its capture stamp is that early)
     skipped: int = 0  # live sources: frames that arrived since the previous read and were superseded by this one
+    # A frame the source withholds on purpose (a synthetic scene's scripted camera dropout), with why: the driver
+    # publishes nothing for it and counts it, and the source stays open (the scene's clock goes on).
+    withheld: str = ""
 
 
 class FrameSource:

@@ -38,6 +38,7 @@ class SyntheticSource(FrameSource):
         self.native_fps = self.world.scene.fps
         self.loop = loop
         self.next_index = 0
+        self._dropouts = tuple(d for d in self.world.scene.disturbances.camera_dropouts if d.camera == camera_id)
 
     def open(self) -> None:
         self.world.renderer(self.camera_index)  # build the background once, up front
@@ -49,8 +50,15 @@ class SyntheticSource(FrameSource):
             if not self.loop:
                 return None
             index %= count
-        image, boxes = self.world.render(self.camera_index, index)
         self.next_index = index + 1
+        # The scene's scripted camera dropouts play live: the camera delivers nothing in the interval, as a real
+        # camera that drops out does (the safety harness applies the same intervals to what cameras deliver).
+        t = self.world.time_of(index)
+        for dropout in self._dropouts:
+            if dropout.contains(t):
+                return Frame(np.zeros((0, 0, 3), np.uint8), index, None,
+                             withheld=f"scripted dropout {dropout.start_s:g}-{dropout.end_s:g} s of scene time")
+        image, boxes = self.world.render(self.camera_index, index)
         return Frame(image, index, boxes)
 
     def describe(self) -> str:
