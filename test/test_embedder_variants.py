@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from perception_nodes.detection.registry import ModelError, ModelRegistry
-from perception_nodes.retrieval.embedder_variants import (VARIANTS_HEADING, register_openvino_embedder, time_embedders,
-                                          update_variants_section, variant_row)
+from perception_nodes.retrieval.embedder_variants import (VARIANTS_HEADING, register_openvino_embedder,
+                                                          time_embedders, update_variants_section, variant_row)
 from perception_nodes.reid.learned import EmbedderError, OnnxEmbedder, OpenVINOEmbedder
 from perception_nodes.retrieval import embedders as embedders_module
 from perception_nodes.retrieval.embedders import OPENVINO_EMBEDDER_BACKEND, load_embedder

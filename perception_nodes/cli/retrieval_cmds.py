@@ -127,8 +127,8 @@ def run_export(args) -> int:
     from perception_nodes.detection.registry import ModelRegistry
     from perception_nodes.evaluation.retrieval import sightings
     from perception_nodes.fileio import atomic_write_text
-    from perception_nodes.retrieval.embedder_variants import (register_openvino_embedder, time_embedders, update_variants_section,
-                                              variant_row)
+    from perception_nodes.retrieval.embedder_variants import (register_openvino_embedder, time_embedders,
+                                                              update_variants_section, variant_row)
     from perception_nodes.retrieval.embedders import OPENVINO_EMBEDDER_BACKEND, load_embedder
 
     started = time.perf_counter()

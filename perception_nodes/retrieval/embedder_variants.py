@@ -13,10 +13,10 @@ import time
 
 import numpy as np
 
+from perception_nodes.detection.export import OPENVINO_INFIX   # the detector variants' naming, shared
 from perception_nodes.detection.registry import ModelEntry, ModelError, ModelRegistry
 from perception_nodes.reid.learned import OPENVINO_PRECISIONS
 
-OPENVINO_INFIX = "-ov-"
 VARIANTS_HEADING = "## Runtime variants"
 
 
