@@ -91,11 +91,13 @@ def test_a_variant_openvino_cannot_load_falls_back_to_onnx_runtime_and_says_so(r
 def test_only_onnx_embedders_get_variants_and_only_known_precisions(registry, tmp_path):
     with pytest.raises(ModelError, match="precision"):
         register_openvino_embedder(SOURCE, "int4", registry)
+    with pytest.raises(ModelError, match="quantised"):
+        register_openvino_embedder(SOURCE, "int8", registry)   # the ONNX file is not quantised
     variant = register_openvino_embedder(SOURCE, "fp32", registry)
     with pytest.raises(ModelError, match="made from an ONNX embedder"):
         register_openvino_embedder(variant.ref, "bf16", registry)   # a variant of a variant
     with pytest.raises(EmbedderError, match="precision"):
-        OpenVINOEmbedder(variant.file, "x@1", precision="int8")
+        OpenVINOEmbedder(variant.file, "x@1", precision="int4")
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
     with pytest.raises(EmbedderError, match="could not be loaded by OpenVINO"):
@@ -121,3 +123,24 @@ def test_timing_is_interleaved_on_the_same_crops_and_the_card_section_is_replace
     assert twice.count(VARIANTS_HEADING) == 1 and "`reid-fleet-ov-fp32@1`" not in twice and "| other |" in twice
     placed = update_variants_section("# c\n\n" + VARIANTS_HEADING + "\n\nold\n\n## Limits\n\n- x\n", ["| r |"])
     assert placed.index(VARIANTS_HEADING) < placed.index("## Limits") and "old" not in placed
+
+
+def test_int8_variant_is_quantised_beside_the_model_registered_with_its_weights_and_close_to_fp32(registry):
+    pytest.importorskip("nncf")
+    from perception_nodes.retrieval.embedder_variants import quantize_int8_embedder
+
+    with pytest.raises(ModelError, match="calibration crops"):
+        quantize_int8_embedder(SOURCE, [], registry)
+    variant = quantize_int8_embedder(SOURCE, _crops(32, seed=4), registry)
+    assert variant.ref == "reid-fleet-ov-int8@1" and variant.precision == "int8"
+    assert variant.file.suffix == ".xml" and variant.file.parent == registry.root
+    assert list(variant.extra_files) == [variant.file.with_suffix(".bin").name]
+    embedder = load_embedder(variant.ref, registry=registry)
+    assert isinstance(embedder, OpenVINOEmbedder) and embedder.precision == "int8"
+    crops = _crops(seed=5)
+    rows, reference = embedder.embed_crops(crops), load_embedder(SOURCE, registry=registry).embed_crops(crops)
+    cosine = np.sum(rows * reference, axis=1)   # calibrated on 32 toy crops: close, not equal
+    assert cosine.mean() > 0.93 and cosine.min() > 0.8, cosine
+    variant.file.with_suffix(".bin").write_bytes(b"tampered")    # a changed weights file is refused
+    with pytest.raises(EmbedderError):
+        load_embedder(variant.ref, registry=registry)

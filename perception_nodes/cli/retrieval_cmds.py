@@ -127,8 +127,8 @@ def run_export(args) -> int:
     from perception_nodes.detection.registry import ModelRegistry
     from perception_nodes.evaluation.retrieval import sightings
     from perception_nodes.fileio import atomic_write_text
-    from perception_nodes.retrieval.embedder_variants import (register_openvino_embedder, time_embedders,
-                                                              update_variants_section, variant_row)
+    from perception_nodes.retrieval.embedder_variants import (quantize_int8_embedder, register_openvino_embedder,
+                                                              time_embedders, update_variants_section, variant_row)
     from perception_nodes.retrieval.embedders import OPENVINO_EMBEDDER_BACKEND, load_embedder
 
     started = time.perf_counter()
@@ -138,7 +138,16 @@ def run_export(args) -> int:
     tuning = {int(source.metrics["val_seed"])} if "val_seed" in source.metrics else set()
     if set(seeds) & tuning:
         raise SystemExit(f"--eval-seeds {sorted(set(seeds) & tuning)} include the embedder's validation seed")
-    variant = register_openvino_embedder(source.ref, args.precision, registry)
+    if args.precision == "int8":
+        calibration = parse_seeds(args.calibration_seeds)
+        held = set(calibration) & (set(seeds) | tuning)
+        if held:
+            raise SystemExit(f"--calibration-seeds {sorted(held)} are evaluation or validation seeds")
+        crops = [s.crop for seed in calibration for s in sightings(args.scene, seed, log=print)]
+        step = max(1, len(crops) // max(1, args.calibration_crops))
+        variant = quantize_int8_embedder(source.ref, crops[::step][: args.calibration_crops], registry)
+    else:
+        variant = register_openvino_embedder(source.ref, args.precision, registry)
     embedder = load_embedder(variant.ref)
     out = {"model": variant.ref, "source": source.ref, "file": str(variant.file), "sha256": variant.sha256,
            "backend": variant.backend, "precision": variant.precision, "precision_run": embedder.precision,
@@ -168,8 +177,8 @@ def run_export(args) -> int:
               f"{speed[source.ref]['crops_per_s']}), x{variant.metrics['ratio_vs_onnxruntime']}")
     if source.card:
         card = registry.root / source.card
-        variants = [e for e in registry.entries if e.backend == OPENVINO_EMBEDDER_BACKEND and e.sha256 ==
-                    source.sha256 and e.version == source.version and e.metrics]
+        variants = [e for e in registry.entries if e.backend == OPENVINO_EMBEDDER_BACKEND and e.version ==
+                    source.version and e.card == source.card and e.metrics]
         if card.is_file() and variants:
             atomic_write_text(card, update_variants_section(card.read_text(encoding="utf-8"),
                                                             [variant_row(e) for e in variants]))
@@ -214,8 +223,12 @@ def add_parsers(sub, eval_sub, bench_sub, train_sub, export_sub) -> None:
                                                 "<name>-ov-<precision>@V, measured against it on held-out seeds")
     ex.add_argument("--model", default=DEFAULT_EMBEDDER, help="name@version of an onnx-embedder entry")
     ex.add_argument("--format", choices=("openvino",), default="openvino")
-    ex.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                    help="OpenVINO inference precision (bf16 runs on CPUs with AVX512-BF16 or AMX, else FP32)")
+    ex.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                    help="OpenVINO inference precision (bf16 runs on CPUs with AVX512-BF16 or AMX, else FP32; int8: "
+                         "NNCF post-training quantisation on crops of --calibration-seeds)")
+    ex.add_argument("--calibration-seeds", default="1000-1002",
+                    help="int8: training seeds of --scene the calibration crops come from (never evaluation seeds)")
+    ex.add_argument("--calibration-crops", type=int, default=300, help="int8: calibration crops")
     ex.add_argument("--scene", default="fleet")
     ex.add_argument("--eval-seeds", default=EVAL_SEEDS, help="held-out seeds (never the embedder's validation seed)")
     ex.add_argument("--timing-crops", type=int, default=1024, help="crops of those seeds timed per round")

@@ -125,14 +125,15 @@ class OnnxEmbedder(_CropEmbedder):
         return self._session.run(None, {self._input: batch})[0]
 
 
-OPENVINO_PRECISIONS = ("fp32", "bf16")
-_OPENVINO_HINT = {"fp32": "f32", "bf16": "bf16"}
+OPENVINO_PRECISIONS = ("fp32", "bf16", "int8")
+_OPENVINO_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}   # an int8 model carries its own quantised layers
 
 
 class OpenVINOEmbedder(_CropEmbedder):
-    """The same embedder model (ONNX or OpenVINO IR) on OpenVINO Runtime at an inference precision: ``fp32`` or
+    """The same embedder model (ONNX or OpenVINO IR) on OpenVINO Runtime at an inference precision: ``fp32``,
     ``bf16`` (bfloat16 on CPUs with AVX512-BF16 or AMX; asked of a CPU without them it runs FP32 and says so in
-    ``note``). Rows mean what the ONNX Runtime embedder's mean, within the precision's rounding."""
+    ``note``) or ``int8`` (an IR that NNCF quantised). Rows mean what the ONNX Runtime embedder's mean, within the
+    precision's rounding."""
 
     runtime = "openvino"
 

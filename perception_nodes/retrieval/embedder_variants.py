@@ -38,11 +38,57 @@ def register_openvino_embedder(ref: str, precision: str, registry: ModelRegistry
                          f"embedder ({EMBEDDER_BACKEND})")
     if path.suffix != ".onnx":
         raise ModelError(f"{entry.ref} is {path.suffix}; OpenVINO variants are made from an ONNX file")
-    if precision not in OPENVINO_PRECISIONS:
-        raise ModelError(f"precision {precision!r}: one of {list(OPENVINO_PRECISIONS)}")
+    if precision not in OPENVINO_PRECISIONS or precision == "int8":
+        raise ModelError(f"precision {precision!r}: fp32 or bf16 (int8 needs a quantised model: "
+                         "quantize_int8_embedder)")
     variant = ModelEntry(openvino_embedder_name(entry.name, precision), entry.version, path, entry.sha256,
                          list(entry.classes), entry.input_size, dict(metrics or {}), entry.card,
                          backend=OPENVINO_EMBEDDER_BACKEND, precision=precision)
+    registry.add(variant)
+    return variant
+
+
+def quantize_int8_embedder(ref: str, calibration_crops: list[np.ndarray], registry: ModelRegistry | None = None,
+                           metrics: dict | None = None) -> ModelEntry:
+    """Post-training INT8 quantisation of an ONNX embedder entry with NNCF on ``calibration_crops`` (BGR crops of
+    training seeds, never evaluation seeds), written beside it as OpenVINO IR (``<stem>-int8.xml`` + ``.bin``, both
+    sha256-checked at load) and registered as ``<name>-ov-int8@V``."""
+    import os
+    import tempfile
+
+    from perception_nodes.detection.registry import sha256_of
+    from perception_nodes.reid.learned import preprocess
+    from perception_nodes.retrieval.embedders import EMBEDDER_BACKEND, OPENVINO_EMBEDDER_BACKEND
+
+    registry = registry or ModelRegistry()
+    entry, path = registry.verified_path(ref)
+    if entry.backend != EMBEDDER_BACKEND or path.suffix != ".onnx":
+        raise ModelError(f"{entry.ref} is not an ONNX embedder; quantise the ONNX Runtime entry")
+    if not calibration_crops:
+        raise ModelError("INT8 quantisation needs calibration crops")
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError as exc:
+        raise ModelError(f"INT8 quantisation needs nncf and openvino ({exc})") from None
+    size = entry.input_size
+    dataset = nncf.Dataset(list(calibration_crops), lambda crop: preprocess(crop, size)[None])
+    try:
+        model = ov.Core().read_model(str(path))
+        quantized = nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED,
+                                  subset_size=len(calibration_crops))
+    except Exception as exc:  # noqa: BLE001 - NNCF and OpenVINO raise many kinds
+        raise ModelError(f"quantising {entry.ref} failed: {type(exc).__name__}: {exc}") from None
+    target = path.with_name(path.stem + "-int8.xml")
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+        staged = os.path.join(scratch, target.name)
+        ov.save_model(quantized, staged, compress_to_fp16=False)
+        os.replace(staged[:-4] + ".bin", target.with_suffix(".bin"))  # weights first: the .xml names them
+        os.replace(staged, target)
+    variant = ModelEntry(openvino_embedder_name(entry.name, "int8"), entry.version, target, sha256_of(target),
+                         list(entry.classes), entry.input_size, dict(metrics or {}), entry.card,
+                         backend=OPENVINO_EMBEDDER_BACKEND, precision="int8",
+                         extra_files={target.with_suffix(".bin").name: sha256_of(target.with_suffix(".bin"))})
     registry.add(variant)
     return variant
 
@@ -73,8 +119,9 @@ def time_embedders(embedders: dict, crops: list[np.ndarray], rounds: int = 3) ->
 def update_variants_section(card_text: str, rows: list[str]) -> str:
     """The card with its runtime-variants section replaced by ``rows`` (appended when it has none)."""
     section = [VARIANTS_HEADING, "",
-               "The same ONNX file (same sha256) run by OpenVINO Runtime; figures from `perception export embedder "
-               "--format openvino --precision P`, each measured against this model on ONNX Runtime in the same run "
+               "OpenVINO Runtime on the same ONNX file (fp32, bf16) or on an NNCF-quantised IR beside it (int8); figures "
+               "from `perception export embedder --format openvino --precision P`, each measured against this model "
+               "on ONNX Runtime in the same run "
                "(held-out seeds, the embedding alone, no re-ranking; crops per second on one thread, interleaved).",
                "", "| variant | precision run | vehicle mAP | vehicle R@1 | person mAP | drive-in/out R@1 | crops/s | "
                "x ONNX Runtime |", "|---|---|---|---|---|---|---|---|", *rows, ""]
