@@ -478,3 +478,48 @@ def test_grouped_trackers_run_in_one_process_each_as_itself(ros_context, executo
         assert runner.wait(0.1), runner.failures
         assert len(runner.processes) == 3
     assert all(m.camera_id == cam for cam, msgs in tracks.items() for m in msgs)
+
+
+def test_every_topic_the_rviz_config_shows_is_published_by_the_default_graph_with_its_type(ros_context, executor,
+                                                                                           domain_id):
+    """rviz2 is not on PyPI, so the config is checked against the running graph instead: each enabled or disabled
+    display's topic is advertised by some node of the default site with the message type the display reads, and
+    the fixed frame is in the transform tree. A renamed topic or a display of the wrong class fails here."""
+    import yaml
+
+    from perception_nodes.paths import package_path
+
+    config = yaml.safe_load(package_path("rviz/perception.rviz").read_text())
+    panel = config["Visualization Manager"]
+    wanted = {"rviz_default_plugins/MarkerArray": "visualization_msgs/msg/MarkerArray",
+              "rviz_default_plugins/Image": "sensor_msgs/msg/Image"}
+    topics = {d["Topic"]["Value"]: wanted[d["Class"]] for d in panel["Displays"] if d["Class"] in wanted}
+    assert len(topics) >= 7, topics
+    fixed_frame = panel["Global Options"]["Fixed Frame"]
+
+    rclpy, context = ros_context
+    specs = build_graph("default", stages=("site", "cameras", "detection", "tracking", "localization", "risk"))
+    for spec in specs:
+        if spec.executable == "detector":
+            spec.parameters["publish_debug_image"] = True   # the annotated images the config shows
+    from perception_nodes.ros.tf import TransformListener
+    from perception_nodes.tf import TransformBuffer
+
+    node = rclpy.create_node("rviz_probe", context=context)
+    buffer = TransformBuffer()
+    TransformListener(node, buffer)
+    executor.add_node(node)
+
+    def advertised():
+        names = dict(node.get_topic_names_and_types())
+        return {topic: names.get(topic, []) for topic in topics}
+
+    with GraphRunner(specs, domain_id=domain_id, output=io.StringIO()) as runner:
+        # The images' optical frames reach the fixed frame (what the Image and TF displays need).
+        assert spin_until(executor, lambda: all(types for types in advertised().values())
+                          and all(buffer.can_transform(fixed_frame, f"cam{i}_optical_frame") for i in range(4)),
+                          120.0), (advertised(), buffer.all_frames_as_yaml(), runner.failures)
+        assert runner.wait(0.1), runner.failures
+        seen = advertised()
+    for topic, message_type in topics.items():
+        assert seen[topic] == [message_type], (topic, seen[topic])
