@@ -88,6 +88,20 @@ def _is_quantized_conv(op) -> bool:
     return False
 
 
+def save_int8_ir(quantized, source: Path) -> Path:
+    """Write an NNCF-quantised OpenVINO model beside ``source`` as ``<stem>-int8.xml`` + ``.bin``, atomically (a
+    reader never sees an .xml without its weights); returns the .xml path."""
+    import openvino as ov
+
+    target = source.with_name(source.stem + "-int8.xml")
+    with tempfile.TemporaryDirectory(dir=source.parent) as scratch:
+        staged = Path(scratch) / target.name
+        ov.save_model(quantized, str(staged), compress_to_fp16=False)
+        os.replace(staged.with_suffix(".bin"), target.with_suffix(".bin"))  # weights first: the .xml names them
+        os.replace(staged, target)
+    return target
+
+
 def quantize_int8(ref: str, calibration_frames: list, registry: ModelRegistry | None = None, evaluate=None,
                   preset: str = "mixed", validation=None, max_drop: float = 0.004) -> ModelEntry:
     """Post-training INT8 quantisation of an ONNX entry with NNCF (OpenVINO backend) on ``calibration_frames``
@@ -146,12 +160,7 @@ def quantize_int8(ref: str, calibration_frames: list, registry: ModelRegistry | 
         convolutions = sum(op.get_type_name() == "Convolution" for op in quantized.get_ops())
         print(f"[export] accuracy control kept {len(restored)} of {convolutions} convolutions in floating point"
               + (f": {', '.join(restored)}" if restored else ""))
-    target = path.with_name(path.stem + "-int8.xml")
-    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
-        staged = Path(scratch) / target.name
-        ov.save_model(quantized, str(staged), compress_to_fp16=False)
-        os.replace(staged.with_suffix(".bin"), target.with_suffix(".bin"))  # weights first: the .xml names them
-        os.replace(staged, target)
+    target = save_int8_ir(quantized, path)
     variant = ModelEntry(openvino_variant_name(entry.name, "int8"), entry.version, target, sha256_of(target),
                          list(entry.classes), entry.input_size, {}, entry.card, backend="openvino", precision="int8",
                          extra_files={target.with_suffix(".bin").name: sha256_of(target.with_suffix(".bin"))})

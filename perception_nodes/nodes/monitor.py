@@ -197,7 +197,8 @@ class MonitorNode(Node):
         now = self._now_s()
         # The middleware's reception time is system time; under /clock (a bag replay) it is carried onto the
         # replay's clock at the rate that clock runs.
-        self._receipt_clock.update(time.time(), now)
+        if self._use_sim_time:
+            self._receipt_clock.update(time.time(), now)
         for subscription, spec in self._streams:
             while True:
                 with subscription.handle:

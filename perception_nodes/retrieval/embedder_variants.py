@@ -53,9 +53,7 @@ def quantize_int8_embedder(ref: str, calibration_crops: list[np.ndarray], regist
     """Post-training INT8 quantisation of an ONNX embedder entry with NNCF on ``calibration_crops`` (BGR crops of
     training seeds, never evaluation seeds), written beside it as OpenVINO IR (``<stem>-int8.xml`` + ``.bin``, both
     sha256-checked at load) and registered as ``<name>-ov-int8@V``."""
-    import os
-    import tempfile
-
+    from perception_nodes.detection.export import save_int8_ir
     from perception_nodes.detection.registry import sha256_of
     from perception_nodes.reid.learned import preprocess
     from perception_nodes.retrieval.embedders import EMBEDDER_BACKEND, OPENVINO_EMBEDDER_BACKEND
@@ -79,12 +77,7 @@ def quantize_int8_embedder(ref: str, calibration_crops: list[np.ndarray], regist
                                   subset_size=len(calibration_crops))
     except Exception as exc:  # noqa: BLE001 - NNCF and OpenVINO raise many kinds
         raise ModelError(f"quantising {entry.ref} failed: {type(exc).__name__}: {exc}") from None
-    target = path.with_name(path.stem + "-int8.xml")
-    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
-        staged = os.path.join(scratch, target.name)
-        ov.save_model(quantized, staged, compress_to_fp16=False)
-        os.replace(staged[:-4] + ".bin", target.with_suffix(".bin"))  # weights first: the .xml names them
-        os.replace(staged, target)
+    target = save_int8_ir(quantized, path)
     variant = ModelEntry(openvino_embedder_name(entry.name, "int8"), entry.version, target, sha256_of(target),
                          list(entry.classes), entry.input_size, dict(metrics or {}), entry.card,
                          backend=OPENVINO_EMBEDDER_BACKEND, precision="int8",

@@ -1,9 +1,9 @@
 """Embedders by name: the colour histogram or a registered learned embedder (models/manifest.yaml)."""
 from __future__ import annotations
 
-import numpy as np
-
 import logging
+
+import numpy as np
 
 from perception_nodes.reid.learned import EmbedderError, OnnxEmbedder, OpenVINOEmbedder
 
