@@ -25,6 +25,7 @@ ablations run on the identical observation stream in the same run.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 
@@ -33,12 +34,15 @@ import numpy as np
 from perception_nodes.evaluation.mot import GT_MIN_HEIGHT_PX, GT_MIN_VISIBILITY, NoiseModel, noisy_detections
 from perception_nodes.localization.calibration_health import CalibrationMonitor
 from perception_nodes.localization.fusion import AssociationMode, ExistenceState, FusionParams
+from perception_nodes.localization.motion import MotionModel
 from perception_nodes.localization.lifting import CameraGeometry, LiftParams
 from perception_nodes.localization.localizer import Localizer, LocalizerConfig, TrackBatch
 from perception_nodes.localization.scene_state import EventKind, SceneParams, SceneUnderstanding
 
 MATCH_DISTANCE_M = 2.0
 RANGE_BANDS = ((0, 15), (15, 30), (30, 60), (60, 1e9))
+MOVING_SPEED_MPS = 1.0            # heading errors are scored on objects at least this fast
+CHI2_2DOF_95, CHI2_2DOF_99 = 5.991, 9.210
 SETTLE_S = 2.0
 CALIBRATION_CHECK_HZ = 1.0  # landmark checks per camera and second (the node's default rate)
 EVENT_WINDOW_S = 1.0
@@ -230,9 +234,11 @@ def default_variants() -> list[Variant]:
         Variant("no_calibration_health", FusionParams(), use_calibration_health=False),
         Variant("calibration_downweight_only", FusionParams(), correct_calibration=False, calibration_sigma_share=1.0),
         Variant("with_lateral_fit", FusionParams(), lift=LiftParams(lateral_fit=True)),
+        Variant("constant_velocity", FusionParams(motion_model=MotionModel.CONSTANT_VELOCITY)),
         Variant("box_bottom_lift", FusionParams(), use_heading=False),
         Variant("baseline_nearest", FusionParams(association=AssociationMode.NEAREST, reid_max_distance=0.0,
-                                                 use_bindings=False, remove_out_of_view=False),
+                                                 use_bindings=False, remove_out_of_view=False,
+                                                 motion_model=MotionModel.CONSTANT_VELOCITY),
                 use_appearance=False,
                 use_calibration_health=False),
     ]
@@ -301,6 +307,7 @@ def score_variant(rec: Recording, outputs, lifted_per_frame, events, site_map, c
     pred_to_truth: dict[int, dict[int, int]] = {}
     last_assignment: dict[int, tuple[int, tuple]] = {}   # truth id -> (pred id, cameras)
     handover_switches = 0
+    velocity_errors, velocity_nees, heading_errors = [], [], []
     for f, (snapshot, _) in enumerate(outputs):
         truth = rec.truth[f]
         t_ids = np.array(list(truth.keys()), dtype=int)
@@ -310,6 +317,9 @@ def score_variant(rec: Recording, outputs, lifted_per_frame, events, site_map, c
         preds = [o for o in snapshot if o.state == ExistenceState.CONFIRMED]
         p_xy = np.array([o.xy for o in preds]).reshape(-1, 2)
         p_ids = np.array([o.global_id for o in preds], dtype=int)
+        pred_by_id = {o.global_id: o for o in preds}
+        true_ids, _, _, true_velocity = rec.true_positions[f]
+        true_velocity_of = dict(zip((int(g) for g in true_ids), np.asarray(true_velocity).reshape(-1, 2)))
         # Predictions on present-but-unseen objects are neither hits nor false positives.
         if len(p_xy) and len(rec.ignore[f]):
             targets = np.vstack([t_xy, rec.ignore[f]])
@@ -339,6 +349,17 @@ def score_variant(rec: Recording, outputs, lifted_per_frame, events, site_map, c
             band = next(f"{lo}-{hi if hi < 1e9 else 'inf'}m" for lo, hi in RANGE_BANDS if lo <= rng_m < hi)
             by_band.setdefault(band, []).append(err)
             pid = int(p_ids[c])
+            v_true = true_velocity_of.get(gid)
+            if v_true is not None:
+                obj = pred_by_id[pid]
+                dv = np.asarray(obj.velocity[:2], dtype=np.float64) - v_true
+                velocity_errors.append(float(np.hypot(*dv)))
+                cov_v = np.asarray(obj.cov, dtype=np.float64)[2:, 2:]
+                if np.isfinite(cov_v).all() and np.linalg.det(cov_v) > 1e-12:
+                    velocity_nees.append(float(dv @ np.linalg.solve(cov_v, dv)))
+                if np.hypot(*v_true) >= MOVING_SPEED_MPS and np.hypot(*obj.velocity[:2]) > 1e-6:
+                    turn = math.atan2(obj.velocity[1], obj.velocity[0]) - math.atan2(v_true[1], v_true[0])
+                    heading_errors.append(abs(math.degrees((turn + math.pi) % (2 * math.pi) - math.pi)))
             counts = pred_to_truth.setdefault(pid, {})
             counts[gid] = counts.get(gid, 0) + 1
             previous = last_assignment.get(gid)
@@ -360,6 +381,17 @@ def score_variant(rec: Recording, outputs, lifted_per_frame, events, site_map, c
         "position_error_by_class_m": {k: _percentiles(v) for k, v in sorted(by_class.items())},
         "position_error_by_range_m": {k: _percentiles(v) for k, v in by_band.items()},
         "position_error_per_camera_m": per_camera,
+        # Velocity as the risk rules read it: its error, its heading on moving objects, and whether its covariance
+        # is honest (NEES: the squared error in the covariance's units; 2 on average for a consistent estimate,
+        # above it for an overconfident one; fractions beyond the chi-squared 95 % and 99 % points).
+        "velocity_error_mps": _percentiles(velocity_errors),
+        "heading_error_moving_deg": _percentiles(heading_errors),
+        "velocity_nees": {"mean": round(float(np.mean(velocity_nees)), 3) if velocity_nees else None,
+                          "p50": round(float(np.median(velocity_nees)), 3) if velocity_nees else None,
+                          "beyond_95": round(float(np.mean(np.asarray(velocity_nees) > CHI2_2DOF_95)), 4)
+                          if velocity_nees else None,
+                          "beyond_99": round(float(np.mean(np.asarray(velocity_nees) > CHI2_2DOF_99)), 4)
+                          if velocity_nees else None},
         "occupancy_accuracy": occupancy, **event_scores,
     }
 
@@ -460,7 +492,9 @@ def evaluate_localization(scene: str, seed: int | None, frames: int | None, dete
         results[variant.name]["update_ms_p50"] = round(float(np.percentile(update_times, 50)) * 1e3, 3)
         results[variant.name]["counters"] = counters
         log(f"[eval] {variant.name}: HOTA {results[variant.name]['hota']:.3f} IDF1 {results[variant.name]['idf1']:.3f} "
-            f"p50 {results[variant.name]['position_error_m']['p50']} m")
+            f"p50 {results[variant.name]['position_error_m']['p50']} m, velocity error p50/p95 "
+            f"{results[variant.name]['velocity_error_mps']['p50']}/{results[variant.name]['velocity_error_mps']['p95']}"
+            f" m/s, velocity NEES mean {results[variant.name]['velocity_nees']['mean']}")
     ours = results.pop("ours")
     baseline = results.pop("baseline_nearest")
     return {**ours, "scene": rec.scene.name, "seed": rec.scene.seed, "frames": rec.frames, "detections": detections,

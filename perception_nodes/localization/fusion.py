@@ -3,7 +3,9 @@
 Each camera's tracks arrive as lifted ground-plane observations (``lifting.py``)
 with their own stamp; cameras are not synchronised. The fuser keeps one
 constant-velocity Kalman filter per object in the map (state x, y, vx, vy; time
-from the stamps) and, per camera message:
+from the stamps), which decides identity, and beside it an interacting multiple
+model (``motion.py``: cruise, manoeuvre, stopped) on the same observations, which
+is what it publishes (``motion_model``); per camera message it:
 
 1. predicts every object to the message's stamp (an out-of-order message, older
    than the filter time by at most ``max_out_of_order_s``, is shifted forward
@@ -43,6 +45,7 @@ from enum import IntEnum
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from perception_nodes.localization.motion import MODES, Imm, ImmParams, MotionModel, cv_process_noise
 from perception_nodes.taxonomy import SiteClass
 
 
@@ -114,6 +117,14 @@ class FusionParams:
     reset_backwards_s: float = 2.0
     embedding_momentum: float = 0.9
     velocity_damping_s: float = 1.0  # coasting velocity decays with this time constant
+    # What the tracker publishes (positions, velocities, covariances). "imm": an interacting multiple model
+    # (cruise / manoeuvre / stopped, motion.py) on the same associated observations, which follows stops and
+    # turns within a few frames and whose covariance carries the hypotheses' spread after them; "cv": the
+    # constant-velocity filter. Identity (association, merging, standing still, the heading lifting uses) stays
+    # with the constant-velocity filter either way: driven by the IMM's estimate, the localizer's tuning seeds
+    # lost identities (objects passing ones that stand swapped ids; mixture-likelihood gating did not fix it).
+    motion_model: str = MotionModel.IMM
+    imm: ImmParams = field(default_factory=ImmParams)
     new_object_min_score: float = 0.3
     initial_speed_sigma: float = 3.0
     # Lifting errors that do not average out (a size prior, a heading, a calibration): frame after frame one
@@ -241,6 +252,12 @@ class MapTracker:
         self.time: float | None = None
         self.X = np.zeros((0, 4))
         self.P = np.zeros((0, 4, 4))
+        # The IMM's per-hypothesis states, covariances and probabilities, one row per object as X (X and P are the
+        # constant-velocity filter's). Kept (empty) without the IMM too, so every array has the same rows.
+        self.Xm = np.zeros((0, MODES, 4))
+        self.Pm = np.zeros((0, MODES, 4, 4))
+        self.mu = np.zeros((0, MODES))
+        self._imm = Imm(self.params.imm) if self.params.motion_model == MotionModel.IMM else None
         self.objects: list[MapObject] = []
         self.bindings: dict[tuple[str, int], int] = {}   # (camera, track id) -> global id
         self.removed: list[tuple[MapObject, np.ndarray, float]] = []  # (object, last xy, removed at)
@@ -263,38 +280,48 @@ class MapTracker:
         return (sigma ** 2)[:, None, None] * np.eye(2)[None]
 
     # -- prediction ----------------------------------------------------------------------
-    def _process_noise(self, dt: float) -> np.ndarray:
-        q = np.array([ACCEL_SIGMA.get(o.class_id, 2.0) ** 2 for o in self.objects])
-        dt2, dt3, dt4 = dt * dt, dt ** 3, dt ** 4
-        Q = np.zeros((len(q), 4, 4))
-        for i, j, v in ((0, 0, dt4 / 4), (1, 1, dt4 / 4), (0, 2, dt3 / 2), (2, 0, dt3 / 2), (1, 3, dt3 / 2),
-                        (3, 1, dt3 / 2), (2, 2, dt2), (3, 3, dt2)):
-            Q[:, i, j] = v * q
-        return Q
+    def _accel_sigma(self) -> np.ndarray:
+        return np.array([ACCEL_SIGMA.get(o.class_id, 2.0) for o in self.objects])
 
-    def _predicted(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """State and covariance of every object at time t (the filter is left as it is)."""
-        if self.time is None or len(self.objects) == 0:
-            return self.X.copy(), self.P.copy()
-        dt = max(t - self.time, 0.0)
-        if dt == 0.0:
-            return self.X.copy(), self.P.copy()
+    def _predicted_all(self, t: float):
+        """(X, P, Xm, Pm, mu) of every object at time t (the filter is left as it is)."""
+        if self.time is None or len(self.objects) == 0 or t <= self.time:
+            return self.X.copy(), self.P.copy(), self.Xm.copy(), self.Pm.copy(), self.mu.copy()
+        dt = t - self.time
+        coasting = np.array([t - o.last_update > self._coast_after(o) for o in self.objects])
+        tau = self.params.velocity_damping_s
+        # A coasting object slows down instead of running off: the integral of the damped velocity.
+        travelled, kept = tau * (1.0 - math.exp(-dt / tau)), math.exp(-dt / tau)
+        Xm, Pm, mu = self.Xm, self.Pm, self.mu
+        if self._imm is not None:
+            Xm, Pm, mu = self._imm.predict(self.Xm, self.Pm, self.mu, self._accel_sigma(), dt)
+            if coasting.any():
+                v = Xm[coasting, :, 2:]
+                Xm[coasting, :, :2] -= v * (dt - travelled)
+                Xm[coasting, :, 2:] = v * kept
         F = np.eye(4)
         F[0, 2] = F[1, 3] = dt
         X = self.X @ F.T
-        P = F @ self.P @ F.T + self._process_noise(dt)
-        coasting = np.array([t - o.last_update > self._coast_after(o) for o in self.objects])
+        P = F @ self.P @ F.T + cv_process_noise(self._accel_sigma(), dt)
         if coasting.any():
-            # A coasting object slows down instead of running off: the integral of the damped velocity.
-            tau = self.params.velocity_damping_s
-            factor = tau * (1.0 - math.exp(-dt / tau))
-            X[coasting, :2] = self.X[coasting, :2] + self.X[coasting, 2:] * factor
-            X[coasting, 2:] = self.X[coasting, 2:] * math.exp(-dt / tau)
-        return X, P
+            X[coasting, :2] = self.X[coasting, :2] + self.X[coasting, 2:] * travelled
+            X[coasting, 2:] = self.X[coasting, 2:] * kept
+        return X, P, Xm, Pm, mu
+
+    def _predicted(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """State and covariance of every object at time t (the filter is left as it is)."""
+        return self._predicted_all(t)[:2]
 
     def _predict_to(self, t: float) -> None:
-        self.X, self.P = self._predicted(t)
+        self.X, self.P, self.Xm, self.Pm, self.mu = self._predicted_all(t)
         self.time = t
+
+    def _keep_rows(self, keep: np.ndarray) -> None:
+        """Drop the rows of every per-object array where ``keep`` is False."""
+        self.objects = [o for o, k in zip(self.objects, keep) if k]
+        self.X, self.P = self.X[keep], self.P[keep]
+        if self._imm is not None:
+            self.Xm, self.Pm, self.mu = self.Xm[keep], self.Pm[keep], self.mu[keep]
 
     # -- update ----------------------------------------------------------------------------
     def update(self, stamp: float, observations: list[Observation]) -> UpdateResult:
@@ -449,6 +476,9 @@ class MapTracker:
             rows = np.array([matches[i] for i in idx_obs])
             z = Z[idx_obs]
             r = R[idx_obs]
+            if self._imm is not None:
+                self.Xm[rows], self.Pm[rows], self.mu[rows] = self._imm.update(
+                    self.Xm[rows], self.Pm[rows], self.mu[rows], z, r, lag)
             if lag > 0:
                 z = z + self.X[rows, 2:] * lag
                 r = r + lag * lag * self.P[rows, 2:, 2:]
@@ -507,6 +537,11 @@ class MapTracker:
         P0[0, 2, 2] = P0[0, 3, 3] = p.initial_speed_sigma ** 2
         self.X = np.vstack([self.X, np.array([[obs.xy[0], obs.xy[1], 0.0, 0.0]])])
         self.P = np.concatenate([self.P, P0])
+        if self._imm is not None:
+            Xm, Pm, mu = self._imm.initial(np.asarray(obs.xy, dtype=np.float64), obs.cov, p.initial_speed_sigma)
+            self.Xm = np.concatenate([self.Xm, Xm[None]])
+            self.Pm = np.concatenate([self.Pm, Pm[None]])
+            self.mu = np.concatenate([self.mu, mu[None]])
         self.objects.append(obj)
         self._observed(obj, obs, now, now)
         return obj
@@ -590,6 +625,14 @@ class MapTracker:
         P = np.linalg.inv(info_keep + info_drop)
         self.X[keep] = P @ (info_keep @ self.X[keep] + info_drop @ self.X[drop])
         self.P[keep] = 0.5 * (P + P.T)
+        if self._imm is not None:   # both IMMs' estimates fused the same way restart every hypothesis
+            Xa, Pa = Imm.combine(self.Xm[[keep, drop]], self.Pm[[keep, drop]], self.mu[[keep, drop]])
+            info_a, info_b = np.linalg.inv(Pa[0]), np.linalg.inv(Pa[1])
+            P_imm = np.linalg.inv(info_a + info_b)
+            self.Xm[keep] = P_imm @ (info_a @ Xa[0] + info_b @ Xa[1])
+            self.Pm[keep] = 0.5 * (P_imm + P_imm.T)
+            mu = self.mu[keep] + self.mu[drop]
+            self.mu[keep] = mu / mu.sum()
         for camera, track in gone.tracks.items():
             if self.bindings.get((camera, track)) == gone.global_id:
                 self.bindings[(camera, track)] = kept.global_id
@@ -609,8 +652,7 @@ class MapTracker:
             kept.embedding = gone.embedding
         keep_rows = np.ones(len(self.objects), dtype=bool)
         keep_rows[drop] = False
-        self.objects = [o for o, k in zip(self.objects, keep_rows) if k]
-        self.X, self.P = self.X[keep_rows], self.P[keep_rows]
+        self._keep_rows(keep_rows)
         self._count("merges")
 
     def _maintain(self, now: float) -> None:
@@ -657,8 +699,7 @@ class MapTracker:
                 if obj.confirmed and obj.embedding is not None:
                     self.removed.append((obj, self.X[j, :2].copy(), now))
                 self._count("removed")
-            self.objects = [o for o, k in zip(self.objects, keep) if k]
-            self.X, self.P = self.X[keep], self.P[keep]
+            self._keep_rows(keep)
         self.removed = [r for r in self.removed if now - r[2] <= p.reid_memory_s]
 
     # -- queries -----------------------------------------------------------------------------
@@ -687,7 +728,9 @@ class MapTracker:
         if self.time is None:
             return []
         t = self.time if t is None else max(t, self.time)
-        X, P = self._predicted(t)
+        X, P, Xm, Pm, mu = self._predicted_all(t)
+        if self._imm is not None:
+            X, P = Imm.combine(Xm, Pm, mu)
         out = []
         for j, obj in enumerate(self.objects):
             if not obj.confirmed and not include_tentative:

@@ -40,6 +40,7 @@ from perception_nodes.boxes import xyxy_of
 from perception_nodes.localization.fusion import ExistenceState, FusionParams
 from perception_nodes.localization.lifting import DEFAULT_SIZE_PRIORS, CameraGeometry
 from perception_nodes.localization.localizer import LocalizationError, Localizer, LocalizerConfig, TrackBatch
+from perception_nodes.localization.motion import MotionModel
 from perception_nodes.localization.scene_state import EventKind
 from perception_nodes.ros import qos
 from perception_nodes.ros.camera_geometry import CameraGeometrySource
@@ -101,6 +102,10 @@ class LocalizerNode(Node):
             "remove_out_of_view", defaults.remove_out_of_view, "Drop a moving object that coasts out of every "
             "camera's view or off the site's map (it can come back under its id by re-identification).",
             read_only=True)
+        fusion["motion_model"] = params.declare(
+            "motion_model", defaults.motion_model, "What objects publish: 'imm' (cruise / manoeuvre / stopped "
+            "hypotheses, which follow stops and turns and widen the covariance while unsure) or 'cv' (the "
+            "constant-velocity filter that decides identity either way).", choices=MotionModel.ALL, read_only=True)
         fusion["min_hits"] = params.declare("min_hits", defaults.min_hits, "Observations before an object is "
                                             "confirmed.", minimum=1, maximum=100, read_only=True)
         self.site = None
