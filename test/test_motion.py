@@ -172,3 +172,23 @@ def test_the_constant_velocity_model_publishes_its_own_estimate():
     np.testing.assert_allclose(obj.xy, tracker.X[0, :2])
     np.testing.assert_allclose(obj.velocity, tracker.X[0, 2:])
     assert tracker.Xm.shape == (0, MODES, 4)
+
+
+def test_velocity_scores_tell_an_honest_covariance_from_an_overconfident_one():
+    from perception_nodes.evaluation.localization import velocity_scores
+
+    rng = np.random.default_rng(3)
+    cov = np.array([[0.25, 0.05], [0.05, 0.16]])
+    truth = np.array([3.0, 0.0])
+    errors = rng.multivariate_normal(np.zeros(2), cov, 4000)
+    honest = velocity_scores([(truth, truth + e, cov) for e in errors])
+    overconfident = velocity_scores([(truth, truth + e, cov / 4) for e in errors])
+    assert honest["velocity_nees"]["mean"] == pytest.approx(2.0, abs=0.15)
+    assert honest["velocity_nees"]["beyond_95"] == pytest.approx(0.05, abs=0.015)
+    assert overconfident["velocity_nees"]["mean"] == pytest.approx(8.0, abs=0.6)
+    assert honest["velocity_error_mps"]["n"] == 4000
+    # Heading errors only where the object moves; a quarter turn reads 90 degrees whichever way it is wrapped.
+    turned = velocity_scores([((0.0, 2.0), (2.0, 0.0), np.eye(2)), ((0.0, 0.2), (0.2, 0.0), np.eye(2)),
+                              ((-2.0, 0.0), (0.0, 2.0), np.eye(2))])
+    assert turned["heading_error_moving_deg"]["n"] == 2
+    assert turned["heading_error_moving_deg"]["p50"] == pytest.approx(90.0)

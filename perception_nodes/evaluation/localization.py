@@ -293,6 +293,31 @@ def _percentiles(values) -> dict:
             "rmse": round(float(np.sqrt(np.mean(values ** 2))), 3), "n": int(len(values))}
 
 
+def velocity_scores(pairs) -> dict:
+    """Velocity as the risk rules read it, from (true velocity, estimate, estimate's 2x2 covariance) triples: the
+    error, the heading error on objects moving at least ``MOVING_SPEED_MPS``, and whether the covariance is honest
+    (NEES, the squared error in the covariance's units: 2 on average for a consistent estimate, above it for an
+    overconfident one; the shares beyond the chi-squared 95 % and 99 % points)."""
+    errors, nees, headings = [], [], []
+    for v_true, v_est, cov in pairs:
+        v_true, v_est = np.asarray(v_true, dtype=np.float64), np.asarray(v_est, dtype=np.float64)
+        dv = v_est - v_true
+        errors.append(float(np.hypot(*dv)))
+        cov = np.asarray(cov, dtype=np.float64)
+        if np.isfinite(cov).all() and np.linalg.det(cov) > 1e-12:
+            nees.append(float(dv @ np.linalg.solve(cov, dv)))
+        if np.hypot(*v_true) >= MOVING_SPEED_MPS and np.hypot(*v_est) > 1e-6:
+            turn = math.atan2(v_est[1], v_est[0]) - math.atan2(v_true[1], v_true[0])
+            headings.append(abs(math.degrees((turn + math.pi) % (2 * math.pi) - math.pi)))
+    values = np.asarray(nees)
+    return {"velocity_error_mps": _percentiles(errors), "heading_error_moving_deg": _percentiles(headings),
+            "velocity_nees": {"mean": round(float(values.mean()), 3) if len(values) else None,
+                              "p50": round(float(np.median(values)), 3) if len(values) else None,
+                              "beyond_95": round(float(np.mean(values > CHI2_2DOF_95)), 4) if len(values) else None,
+                              "beyond_99": round(float(np.mean(values > CHI2_2DOF_99)), 4) if len(values) else None,
+                              "n": int(len(values))}}
+
+
 def score_variant(rec: Recording, outputs, lifted_per_frame, events, site_map, class_names) -> dict:
     """The metrics of one variant's outputs (see the module docstring)."""
     import motmetrics as mm
@@ -307,7 +332,7 @@ def score_variant(rec: Recording, outputs, lifted_per_frame, events, site_map, c
     pred_to_truth: dict[int, dict[int, int]] = {}
     last_assignment: dict[int, tuple[int, tuple]] = {}   # truth id -> (pred id, cameras)
     handover_switches = 0
-    velocity_errors, velocity_nees, heading_errors = [], [], []
+    velocity_pairs: list[tuple] = []    # (true velocity, estimated velocity, its covariance) of matched objects
     for f, (snapshot, _) in enumerate(outputs):
         truth = rec.truth[f]
         t_ids = np.array(list(truth.keys()), dtype=int)
@@ -352,14 +377,7 @@ def score_variant(rec: Recording, outputs, lifted_per_frame, events, site_map, c
             v_true = true_velocity_of.get(gid)
             if v_true is not None:
                 obj = pred_by_id[pid]
-                dv = np.asarray(obj.velocity[:2], dtype=np.float64) - v_true
-                velocity_errors.append(float(np.hypot(*dv)))
-                cov_v = np.asarray(obj.cov, dtype=np.float64)[2:, 2:]
-                if np.isfinite(cov_v).all() and np.linalg.det(cov_v) > 1e-12:
-                    velocity_nees.append(float(dv @ np.linalg.solve(cov_v, dv)))
-                if np.hypot(*v_true) >= MOVING_SPEED_MPS and np.hypot(*obj.velocity[:2]) > 1e-6:
-                    turn = math.atan2(obj.velocity[1], obj.velocity[0]) - math.atan2(v_true[1], v_true[0])
-                    heading_errors.append(abs(math.degrees((turn + math.pi) % (2 * math.pi) - math.pi)))
+                velocity_pairs.append((v_true, obj.velocity[:2], np.asarray(obj.cov, dtype=np.float64)[2:, 2:]))
             counts = pred_to_truth.setdefault(pid, {})
             counts[gid] = counts.get(gid, 0) + 1
             previous = last_assignment.get(gid)
@@ -381,17 +399,7 @@ def score_variant(rec: Recording, outputs, lifted_per_frame, events, site_map, c
         "position_error_by_class_m": {k: _percentiles(v) for k, v in sorted(by_class.items())},
         "position_error_by_range_m": {k: _percentiles(v) for k, v in by_band.items()},
         "position_error_per_camera_m": per_camera,
-        # Velocity as the risk rules read it: its error, its heading on moving objects, and whether its covariance
-        # is honest (NEES: the squared error in the covariance's units; 2 on average for a consistent estimate,
-        # above it for an overconfident one; fractions beyond the chi-squared 95 % and 99 % points).
-        "velocity_error_mps": _percentiles(velocity_errors),
-        "heading_error_moving_deg": _percentiles(heading_errors),
-        "velocity_nees": {"mean": round(float(np.mean(velocity_nees)), 3) if velocity_nees else None,
-                          "p50": round(float(np.median(velocity_nees)), 3) if velocity_nees else None,
-                          "beyond_95": round(float(np.mean(np.asarray(velocity_nees) > CHI2_2DOF_95)), 4)
-                          if velocity_nees else None,
-                          "beyond_99": round(float(np.mean(np.asarray(velocity_nees) > CHI2_2DOF_99)), 4)
-                          if velocity_nees else None},
+        **velocity_scores(velocity_pairs),
         "occupancy_accuracy": occupancy, **event_scores,
     }
 
