@@ -333,6 +333,43 @@ def test_a_coasting_object_keeps_an_alert_going_but_does_not_start_one():
         engine({"rules": [{"id": "x", "kind": "time_to_collision", "ttc_s": 3.0, "coasting_triggers": "yes"}]})
 
 
+def test_an_object_no_detection_confirmed_lately_does_not_start_an_alert():
+    """A person whose newest detection is older than ``unconfirmed_after_s`` (the localizer still predicts them a
+    moment after they got into a car) cannot start an alert; detections arriving at a slow camera's usual interval
+    do not count as a lapse; an alert already on is held."""
+    def walk(eng, seen_of, until=4.0):
+        first = None
+        for step in range(int(until * 10)):
+            t = step * 0.1
+            a = eng.assess(t, [car(1, (-25 + 5 * t, -10), (5.0, 0.0), last_seen=t),
+                               person(2, (0, -10), last_seen=seen_of(t))])
+            if "ttc" in active_rules(a) and first is None:
+                first = t
+        return first, a
+
+    fresh, _ = walk(engine(), lambda t: t)
+    assert fresh is not None
+    lapsed, _ = walk(engine(), lambda t: min(t, 0.5) if t < 3.0 else t - 0.4)   # nothing new after 0.5 s
+    assert lapsed is None
+    # a camera at 2 Hz: the newest detection is up to 0.4 s old between frames, which is its rate, not a lapse
+    slow, _ = walk(engine(), lambda t: math.floor(t * 2.0 + 1e-9) / 2.0)
+    assert slow is not None and slow <= fresh + 0.5
+    # detections 0.25 s old every frame: within the default 0.3 s, a lapse under a stricter 0.05 s
+    late = lambda t: t if t < 0.5 else t - 0.25   # noqa: E731
+    assert walk(engine(), late)[0] is not None
+    assert walk(engine(dict(RULES, unconfirmed_after_s=0.05)), late)[0] is None
+    # on while seen, then no detection: the alert stays
+    held = engine()
+    for step in range(40):
+        t = step * 0.1
+        a = held.assess(t, [car(1, (-25 + 5 * t, -10), (5.0, 0.0), last_seen=t),
+                            person(2, (0, -10), last_seen=min(t, 2.5))])
+        if t >= 2.7:
+            assert "ttc" in active_rules(a)
+    with pytest.raises(RiskConfigError, match="unconfirmed_after_s"):
+        engine(dict(RULES, unconfirmed_after_s=-1.0))
+
+
 def test_engine_bench_paced_run_decides_as_the_back_to_back_one():
     from perception_nodes.evaluation.risk import bench_engine
     from perception_nodes.site.manifest import load_manifest

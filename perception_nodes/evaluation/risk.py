@@ -129,7 +129,7 @@ def _system_states(objects, scene_state) -> list[ObjectState]:
         out.append(ObjectState(int(o.global_id), name, (float(o.xy[0]), float(o.xy[1])),
                                (float(o.velocity[0]), float(o.velocity[1])), o.cov[:2, :2], o.cov[2:, 2:], length, width,
                                float(o.heading) if o.heading_known else None, lane, int(motion) == 4,
-                               int(o.state) == 3))
+                               int(o.state) == 3, float(o.last_seen)))
     return out
 
 

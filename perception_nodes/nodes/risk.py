@@ -284,9 +284,11 @@ class RiskNode(Node):
         for i in np.flatnonzero(valid):
             o = kept[i]
             x, y, vx, vy, length, width, heading, _ = values[i]
+            seen = stamp_seconds(o.last_seen)
             states.append(ObjectState(int(o.global_id), o.class_name, (x, y), (vx, vy), pcov[i], vcov[i],
                                       length or 1.0, width or 1.0, heading if o.heading_known else None, o.lane,
-                                      o.lane_motion == o.LANE_AGAINST, o.state == o.STATE_COASTING))
+                                      o.lane_motion == o.LANE_AGAINST, o.state == o.STATE_COASTING,
+                                      seen if seen > 0.0 else None))
         return states, int(len(kept) - valid.sum())
 
     def _on_objects(self, msg) -> None:

@@ -51,6 +51,7 @@ class ObjectState:
     lane: str = ""
     against_lane: bool = False            # the localizer's LANE_AGAINST
     coasting: bool = False
+    last_seen: float | None = None        # stamp of the newest image that observed it (None: unknown)
 
     @property
     def speed(self) -> float:
@@ -158,6 +159,7 @@ def _fmt(value: float, unit: str) -> str:
 
 
 _CLASS_CODES = {name: code for code, name in enumerate(SITE_CLASS_NAMES)}
+MAX_DETECTION_INTERVAL_S = 2.0   # a longer gap between an object's detections is an absence, not its camera's rate
 
 
 @functools.lru_cache(maxsize=256)
@@ -175,7 +177,7 @@ def _class_table(classes: tuple[str, ...]) -> np.ndarray:
 class _Frame:
     """One snapshot's objects as arrays (built once per assessment, shared by every rule)."""
 
-    def __init__(self, objects: list[ObjectState]):
+    def __init__(self, objects: list[ObjectState], unconfirmed_ids: frozenset = frozenset()):
         self.objects = objects
         n = len(objects)
         self.ids = np.array([o.global_id for o in objects], dtype=np.int64)
@@ -190,7 +192,7 @@ class _Frame:
         self.heading = np.array([np.nan if o.heading is None else o.heading for o in objects], dtype=np.float64)
         self.speed = np.linalg.norm(self.velocity, axis=1)
         self.radius = footprint_radius(self.length, self.width)
-        self.coasting_ids = {o.global_id for o in objects if o.coasting}
+        self.coasting_ids = {o.global_id for o in objects if o.coasting} | set(unconfirmed_ids)
         self._masks: dict[tuple, np.ndarray] = {}
         self._inside: dict[str, np.ndarray] = {}
 
@@ -227,6 +229,7 @@ class RiskEngine:
         self._since: dict[str, dict[int, float]] = {r.id: {} for r in config.rules}
         self._command = _CommandState()
         self._last_stamp: float | None = None
+        self._seen: dict[int, tuple[float, float]] = {}   # object id -> (newest detection, usual interval)
         self._next_id = 1
         site_wide = any(r.place == "" or r.kind in (RuleKind.WRONG_WAY, RuleKind.BLOCKED_EXIT) for r in config.rules)
         zoned = {r.place for r in config.rules if r.kind in (RuleKind.RESTRICTED_ZONE, RuleKind.DWELL,
@@ -239,6 +242,7 @@ class RiskEngine:
             table.clear()
         self._command = _CommandState()
         self._last_stamp = None
+        self._seen.clear()
 
     # -- rules -------------------------------------------------------------------------------
     def _timed(self, rule: Rule, ids, now: float) -> dict[int, float]:
@@ -564,7 +568,7 @@ class RiskEngine:
         fail_reason = self._fail_safe_reason(inputs)
         evaluations: list[Evaluation] = []
         if not inputs.stale:
-            frame = _Frame(objects)
+            frame = _Frame(objects, self._unconfirmed(stamp, objects))
             for rule in self.config.rules:
                 evaluations.extend(self._evaluate(rule, frame, stamp))
         reasons = sorted((e for e in evaluations if e.counts), key=lambda e: (-int(e.rule.severity), -e.score(),
@@ -583,6 +587,25 @@ class RiskEngine:
                                 self.config)
         self._next_id += 1
         return assessment
+
+    def _unconfirmed(self, stamp: float, objects) -> frozenset:
+        """Ids of the objects no detection has confirmed for ``unconfirmed_after_s`` or twice the interval at which
+        their detections usually come, whichever is longer (learned here from their ``last_seen`` stamps)."""
+        floor = self.config.unconfirmed_after_s
+        seen: dict[int, tuple[float, float]] = {}
+        out = []
+        for o in objects:
+            if o.last_seen is None or not math.isfinite(o.last_seen):
+                continue
+            previous, interval = self._seen.get(o.global_id, (o.last_seen, 0.0))
+            step = o.last_seen - previous
+            if 1e-6 < step <= MAX_DETECTION_INTERVAL_S:   # a long gap is an absence, not the reporting rate
+                interval = step if interval == 0.0 else 0.8 * interval + 0.2 * step
+            seen[o.global_id] = (max(o.last_seen, previous), interval)
+            if stamp - o.last_seen > max(floor, 2.0 * interval):
+                out.append(o.global_id)
+        self._seen = seen
+        return frozenset(out)
 
     def _command_for(self, now: float, level: RiskLevel, fail_safe: bool, fail_reason: str, reasons):
         wanted = self.config.command_for(RiskLevel(level))

@@ -103,8 +103,8 @@ class Rule:
     # blocked_exit
     radius_m: float = 3.0
     stopped_speed_mps: float = 0.5
-    # An object no detection confirms now (coasting on its prediction: occluded, missed, or gone) may keep an alert
-    # going but not start one unless this is set.
+    # An object no detection confirms now (coasting on its prediction: occluded, missed, or gone; or no detection
+    # for ``RiskConfig.unconfirmed_after_s``) may keep an alert going but not start one unless this is set.
     coasting_triggers: bool = False
 
     @property
@@ -133,6 +133,10 @@ class RiskConfig:
     command_release_s: float = 1.0             # a lower command must hold this long before it replaces a higher
     min_coverage_share: float = 0.8            # a zone keeps coverage while live cameras see this share of
     #                                            what all cameras see of it (a fifth of it blind is too much)
+    # An object whose newest detection is older than this (or than twice the interval at which detections of it
+    # usually come, when that is longer: slow cameras) counts as unconfirmed, as a coasting one: the localizer
+    # keeps predicting a person for a moment after they got into a car. Set on the safety suite's tuning runs.
+    unconfirmed_after_s: float = 0.3
 
     @property
     def version(self) -> str:
@@ -140,7 +144,8 @@ class RiskConfig:
         body = json.dumps({"rules": [_rule_dict(r) for r in self.rules],
                            "actions": {int(k): int(v) for k, v in sorted(self.actions.items())},
                            "target": self.target, "fail_safe": [int(self.fail_safe_level), int(self.fail_safe_command)],
-                           "release": self.command_release_s, "coverage": self.min_coverage_share}, sort_keys=True)
+                           "release": self.command_release_s, "coverage": self.min_coverage_share,
+                           "unconfirmed": self.unconfirmed_after_s}, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()[:12]
 
     def command_for(self, level: RiskLevel) -> Command:
@@ -160,6 +165,7 @@ risk:
   actions: {clear: continue, low: alert, medium: slow_down, high: stop, critical: emergency_stop}
   command_release_s: 1.0           # a lower command must hold this long before it replaces a higher one
   min_coverage_share: 0.8          # zone coverage lost when live cameras see less than this share of what all see
+  unconfirmed_after_s: 0.3         # no detection for this long (or 2 of its usual intervals): may not start an alert
   rules:                           # common keys: id, kind, severity (low|medium|high|critical),
                                    # min_dwell_s, hold_s, classes [car, truck, person, bicycle, other]
     - {id: no_people_on_driveway, kind: restricted_zone, zone: ZONE, classes: [person], min_dwell_s: 0.5}
@@ -335,7 +341,8 @@ def parse_risk_config(data, site_map, where: str = "site manifest") -> RiskConfi
     problems: list[str] = []
     if not isinstance(data, dict):
         raise RiskConfigError(where, ["risk: give a mapping (see the README, 'Risk')"])
-    allowed = {"target", "fail_safe", "actions", "command_release_s", "min_coverage_share", "rules"}
+    allowed = {"target", "fail_safe", "actions", "command_release_s", "min_coverage_share", "unconfirmed_after_s",
+               "rules"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         problems.append(f"risk: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -375,7 +382,7 @@ def parse_risk_config(data, site_map, where: str = "site manifest") -> RiskConfi
                 else:
                     actions[level] = command
         kwargs["actions"] = actions
-    for key, maximum in (("command_release_s", 600.0), ("min_coverage_share", 1.0)):
+    for key, maximum in (("command_release_s", 600.0), ("min_coverage_share", 1.0), ("unconfirmed_after_s", 60.0)):
         if key in data:
             value = _number(data[key], f"risk.{key}", problems, maximum=maximum)
             if value is not None:
