@@ -165,3 +165,29 @@ def test_calibration_monitor_node_flags_a_bumped_camera_and_counts_bad_images(ro
     finally:
         node.destroy_node()
         probe.destroy_node()
+
+
+def test_localizer_node_motion_model_parameter(ros_context):
+    """``motion_model`` picks what the node's objects publish (the IMM by default, the identity filter's
+    constant-velocity estimate with ``cv``); anything else is refused at start with the parameter's name."""
+    from rclpy.parameter import Parameter
+
+    from perception_nodes.localization.motion import MotionModel
+    from perception_nodes.nodes.localizer import LocalizerNode
+
+    _, context = ros_context
+    for value, imm in ((None, True), (MotionModel.CONSTANT_VELOCITY, False), (MotionModel.IMM, True)):
+        overrides = [Parameter("site", value="parking2")]
+        if value is not None:
+            overrides.append(Parameter("motion_model", value=value))
+        node = LocalizerNode(context=context, parameter_overrides=overrides)
+        try:
+            assert (node.core.tracker._imm is not None) == imm
+            assert node.core.tracker.params.motion_model == (value or MotionModel.IMM)
+        finally:
+            node.destroy_node()
+    from rclpy.exceptions import InvalidParameterValueException
+
+    with pytest.raises(InvalidParameterValueException, match="motion_model"):
+        LocalizerNode(context=context, parameter_overrides=[Parameter("site", value="parking2"),
+                                                            Parameter("motion_model", value="kalman")])

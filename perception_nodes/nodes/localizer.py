@@ -466,9 +466,12 @@ class LocalizerNode(Node):
 
     def destroy_node(self):
         self._running = False
-        with self._wake:
-            self._wake.notify_all()
-        self._worker.join(timeout=2.0)
+        wake, worker = getattr(self, "_wake", None), getattr(self, "_worker", None)
+        if wake is not None:   # absent when a bad parameter stopped the constructor
+            with wake:
+                wake.notify_all()
+        if worker is not None:
+            worker.join(timeout=2.0)
         return super().destroy_node()
 
 
