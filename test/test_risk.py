@@ -349,8 +349,10 @@ def test_an_object_no_detection_confirmed_lately_does_not_start_an_alert():
 
     fresh, _ = walk(engine(), lambda t: t)
     assert fresh is not None
-    lapsed, _ = walk(engine(), lambda t: min(t, 0.5) if t < 3.0 else t - 0.4)   # nothing new after 0.5 s
+    lapsed, last = walk(engine(), lambda t: min(t, 0.5) if t < 3.0 else t - 0.4)   # nothing new after 0.5 s
     assert lapsed is None
+    why = [e.text for e in last.evaluations if e.rule.id == "ttc"]   # what explain shows for the rule
+    assert why and "no detection confirms object(s) [2]" in why[0], why
     # a camera at 2 Hz: the newest detection is up to 0.4 s old between frames, which is its rate, not a lapse
     slow, _ = walk(engine(), lambda t: math.floor(t * 2.0 + 1e-9) / 2.0)
     assert slow is not None and slow <= fresh + 0.5

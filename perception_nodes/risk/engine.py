@@ -527,6 +527,11 @@ class RiskEngine:
         for subject in subjects:
             if subject.trigger and not rule.coasting_triggers and frame.coasting_ids.intersection(subject.object_ids):
                 subject.trigger = False  # unconfirmed now: may hold an alert, not start one
+                unconfirmed = sorted(frame.coasting_ids.intersection(subject.object_ids))
+                said = subject.text
+                subject.text = lambda said=said, ids=unconfirmed: (
+                    f"{said() if callable(said) else said} (no detection confirms object(s) {ids} now: "
+                    f"they may hold an alert, not start one)")
             state, since = self._step(rule, subject, now)
             evaluation = Evaluation(rule, state, subject.object_ids, subject.place, subject.measured, since,
                                     subject.text)
