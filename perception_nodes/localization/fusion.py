@@ -45,7 +45,8 @@ from enum import IntEnum
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from perception_nodes.localization.motion import MODES, Imm, ImmParams, MotionModel, cv_process_noise
+from perception_nodes.localization.motion import (MODES, Imm, ImmParams, MotionModel, cv_process_noise,
+                                                  inverse_2x2)
 from perception_nodes.taxonomy import SiteClass
 
 
@@ -219,15 +220,6 @@ def _compatibility(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a == b) | (a == other) | (b == other) | vehicles
 
 
-def _inv2(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse and determinant of (..., 2, 2) matrices."""
-    a, b, c, d = S[..., 0, 0], S[..., 0, 1], S[..., 1, 0], S[..., 1, 1]
-    det = a * d - b * c
-    safe = np.where(np.abs(det) > 1e-12, det, 1e-12)
-    inv = np.stack([np.stack([d, -b], -1), np.stack([-c, a], -1)], -2) / safe[..., None, None]
-    return inv, det
-
-
 def _cosine_distance(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
     if a is None or b is None or len(a) != len(b):
         return None
@@ -292,9 +284,10 @@ class MapTracker:
         tau = self.params.velocity_damping_s
         # A coasting object slows down instead of running off: the integral of the damped velocity.
         travelled, kept = tau * (1.0 - math.exp(-dt / tau)), math.exp(-dt / tau)
+        accel_sigma = self._accel_sigma()
         Xm, Pm, mu = self.Xm, self.Pm, self.mu
         if self._imm is not None:
-            Xm, Pm, mu = self._imm.predict(self.Xm, self.Pm, self.mu, self._accel_sigma(), dt)
+            Xm, Pm, mu = self._imm.predict(self.Xm, self.Pm, self.mu, accel_sigma, dt)
             if coasting.any():
                 v = Xm[coasting, :, 2:]
                 Xm[coasting, :, :2] -= v * (dt - travelled)
@@ -302,15 +295,11 @@ class MapTracker:
         F = np.eye(4)
         F[0, 2] = F[1, 3] = dt
         X = self.X @ F.T
-        P = F @ self.P @ F.T + cv_process_noise(self._accel_sigma(), dt)
+        P = F @ self.P @ F.T + cv_process_noise(accel_sigma, dt)
         if coasting.any():
             X[coasting, :2] = self.X[coasting, :2] + self.X[coasting, 2:] * travelled
             X[coasting, 2:] = self.X[coasting, 2:] * kept
         return X, P, Xm, Pm, mu
-
-    def _predicted(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """State and covariance of every object at time t (the filter is left as it is)."""
-        return self._predicted_all(t)[:2]
 
     def _predict_to(self, t: float) -> None:
         self.X, self.P, self.Xm, self.Pm, self.mu = self._predicted_all(t)
@@ -378,7 +367,7 @@ class MapTracker:
         S = self.P[None, :, :2, :2] + R[:, None] + self._systematic_cov()[None]
         if R_extra is not None:
             S = S + R_extra[None]
-        S_inv, _ = _inv2(S)
+        S_inv, _ = inverse_2x2(S)
         d2 = np.einsum("nmi,nmij,nmj->nm", diff, S_inv, diff)
         dist = np.linalg.norm(diff, axis=2)
         row_of = {o.global_id: i for i, o in enumerate(self.objects)}
@@ -483,7 +472,7 @@ class MapTracker:
                 z = z + self.X[rows, 2:] * lag
                 r = r + lag * lag * self.P[rows, 2:, 2:]
             P = self.P[rows]
-            S_inv, _ = _inv2(P[:, :2, :2] + r)
+            S_inv, _ = inverse_2x2(P[:, :2, :2] + r)
             K = P[:, :, :2] @ S_inv
             innovation = z - self.X[rows, :2]
             self.X[rows] += np.einsum("nij,nj->ni", K, innovation)
@@ -584,7 +573,8 @@ class MapTracker:
         active = np.array([now - o.last_update <= self._coast_after(o) for o in self.objects])
         diff = self.X[:, None, :2] - self.X[None, :, :2]
         systematic = self._systematic_cov()
-        S_inv, _ = _inv2(self.P[:, None, :2, :2] + self.P[None, :, :2, :2] + systematic[:, None] + systematic[None, :])
+        S_inv, _ = inverse_2x2(self.P[:, None, :2, :2] + self.P[None, :, :2, :2] + systematic[:, None]
+                               + systematic[None, :])
         d2 = np.einsum("abi,abij,abj->ab", diff, S_inv, diff)
         close = (d2 <= p.merge_chi2) & (np.linalg.norm(diff, axis=2) <= p.merge_max_m) & \
             active[:, None] & active[None, :]

@@ -77,6 +77,15 @@ class ImmParams:
         return G
 
 
+def inverse_2x2(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse and determinant of (..., 2, 2) matrices (closed form; a near-singular one is divided by 1e-12)."""
+    a, b, c, d = S[..., 0, 0], S[..., 0, 1], S[..., 1, 0], S[..., 1, 1]
+    det = a * d - b * c
+    safe = np.where(np.abs(det) > 1e-12, det, 1e-12)
+    inv = np.stack([np.stack([d, -b], -1), np.stack([-c, a], -1)], -2) / safe[..., None, None]
+    return inv, det
+
+
 def cv_process_noise(accel_sigma: np.ndarray, dt: float) -> np.ndarray:
     """(n, 4, 4) white-acceleration process noise of a constant-velocity model over ``dt``."""
     q = np.asarray(accel_sigma, dtype=np.float64) ** 2
@@ -164,10 +173,8 @@ class Imm:
         if lag > 0:
             zm += Xm[:, :, 2:] * lag
             rm += lag * lag * Pm[:, :, 2:, 2:]
-        S = Pm[:, :, :2, :2] + rm
-        a, b, c_, d = S[..., 0, 0], S[..., 0, 1], S[..., 1, 0], S[..., 1, 1]
-        det = np.maximum(a * d - b * c_, 1e-12)
-        S_inv = np.stack([np.stack([d, -b], -1), np.stack([-c_, a], -1)], -2) / det[..., None, None]
+        S_inv, det = inverse_2x2(Pm[:, :, :2, :2] + rm)
+        det = np.maximum(det, 1e-12)
         K = Pm[:, :, :, :2] @ S_inv                           # (n, m, 4, 2)
         innovation = zm - Xm[:, :, :2]
         X = Xm + np.einsum("nmij,nmj->nmi", K, innovation)

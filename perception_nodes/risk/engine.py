@@ -177,7 +177,7 @@ def _class_table(classes: tuple[str, ...]) -> np.ndarray:
 class _Frame:
     """One snapshot's objects as arrays (built once per assessment, shared by every rule)."""
 
-    def __init__(self, objects: list[ObjectState], unconfirmed_ids: frozenset = frozenset()):
+    def __init__(self, objects: list[ObjectState], lapsed_ids: frozenset = frozenset()):
         self.objects = objects
         n = len(objects)
         self.ids = np.array([o.global_id for o in objects], dtype=np.int64)
@@ -192,7 +192,8 @@ class _Frame:
         self.heading = np.array([np.nan if o.heading is None else o.heading for o in objects], dtype=np.float64)
         self.speed = np.linalg.norm(self.velocity, axis=1)
         self.radius = footprint_radius(self.length, self.width)
-        self.coasting_ids = {o.global_id for o in objects if o.coasting} | set(unconfirmed_ids)
+        # no detection confirms them now: coasting on the localizer's prediction, or lapsed (RiskEngine._unconfirmed)
+        self.unconfirmed_ids = {o.global_id for o in objects if o.coasting} | set(lapsed_ids)
         self._masks: dict[tuple, np.ndarray] = {}
         self._inside: dict[str, np.ndarray] = {}
 
@@ -525,11 +526,12 @@ class RiskEngine:
                     del self._latches[rule.id][key]
         evaluations, nearest = [], None
         for subject in subjects:
-            if subject.trigger and not rule.coasting_triggers and frame.coasting_ids.intersection(subject.object_ids):
+            unconfirmed = subject.trigger and not rule.coasting_triggers and \
+                frame.unconfirmed_ids.intersection(subject.object_ids)
+            if unconfirmed:
                 subject.trigger = False  # unconfirmed now: may hold an alert, not start one
-                unconfirmed = sorted(frame.coasting_ids.intersection(subject.object_ids))
                 said = subject.text
-                subject.text = lambda said=said, ids=unconfirmed: (
+                subject.text = lambda said=said, ids=sorted(unconfirmed): (
                     f"{said() if callable(said) else said} (no detection confirms object(s) {ids} now: "
                     f"they may hold an alert, not start one)")
             state, since = self._step(rule, subject, now)
