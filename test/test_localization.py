@@ -339,6 +339,24 @@ def test_a_stall_is_taken_after_the_settle_time_and_freed_when_the_car_leaves():
     assert scene.events_between(0.0, 1.0) == [e for e in scene.events if e.stamp <= 1.0]
 
 
+def test_an_object_that_vanishes_before_its_entry_settles_starts_afresh_when_it_returns():
+    """A zone change that was pending when the object went away is void: back inside much later, it is debounced
+    again and the entry carries the time it came back, not the time of the old, unfinished crossing."""
+    scene = _scene()
+    events = []
+    inside, outside = np.array([[4.0, -2.0]]), np.array([[4.0, -6.0]])
+    events += scene.update(0.0, [3], [2], outside, np.zeros((1, 2)))
+    events += scene.update(0.1, [3], [2], inside, np.zeros((1, 2)))      # into the walkway ...
+    events += scene.update(0.2, [], [], np.zeros((0, 2)), np.zeros((0, 2)))  # ... and out of every view
+    for step in range(10):
+        t = 10.0 + 0.1 * step
+        events += scene.update(t, [3], [2], inside, np.zeros((1, 2)))
+        if t < 10.45:
+            assert not events, "entered before its dwell from the return"
+    enters = [e for e in events if e.kind == EventKind.ZONE_ENTER and e.place == "walk"]
+    assert len(enters) == 1 and enters[0].stamp == pytest.approx(10.0)
+
+
 def test_a_moving_car_does_not_take_a_stall_and_lane_direction_is_reported():
     scene = _scene()
     for step in range(30):

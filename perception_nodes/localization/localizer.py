@@ -146,8 +146,8 @@ class Localizer:
         return self.tracker.snapshot(t, include_tentative)
 
     def update_scene(self, t: float, objects: list[ObjectState]) -> list[Event]:
-        """Advance the stall/zone state with a snapshot (only what cameras see now counts: coasting objects keep
-        their stalls and zones but do not enter new ones)."""
+        """Advance the stall/zone state with a snapshot (coasting objects included, at their predicted positions:
+        freezing their memberships while they coast was measured, see README "Localization")."""
         if self.scene is None:
             return []
         ids = [o.global_id for o in objects]

@@ -160,6 +160,8 @@ class SceneUnderstanding:
             for gid in list(zone.member_classes):
                 if gid not in present and gid not in zone.members:
                     del zone.member_classes[gid]
+                    # a change it was about to make is void: back later, it starts afresh
+                    self._pending.pop((name, gid), None)
 
     def _debounce(self, name, zone, gid, inside: bool, now, cls, new) -> None:
         member = gid in zone.members
