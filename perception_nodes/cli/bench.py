@@ -115,7 +115,9 @@ def add_parsers(sub, add_scene_args):
     from perception_nodes.cli.graph_cmds import add_site_args
 
     add_site_args(pipeline)
-    pipeline.add_argument("--duration", type=float, default=20.0, help="seconds measured once tracks arrive")
+    pipeline.add_argument("--duration", type=float, default=20.0,
+                          help="seconds measured once tracks arrive (longer if a stage has not yet delivered for every "
+                               "camera)")
     pipeline.add_argument("--startup-timeout", type=float, default=120.0)
     pipeline.add_argument("--group-trackers", action="store_true", help="the trackers in one container process")
     pipeline.add_argument("--params-file", default=None, help="parameters YAML (default: config/perception.yaml)")
