@@ -324,6 +324,27 @@ def test_k_reciprocal_and_expansion_use_the_shortlist_structure():
         assert len(top & set(range(1, 7))) >= 5, stage
 
 
+def test_query_track_pools_the_query_with_its_tracks_other_sightings():
+    """One blurred sighting ranks a look-alike first; with its track's other sightings pooled into the query, the
+    right object comes first and the stage says it moved it. Without track vectors the stage changes nothing."""
+    object_a, look_alike = np.array([1.0, 0.0, 0.0, 0.0]), np.array([0.8, 0.6, 0.0, 0.0])
+    blurred = np.array([0.85, 0.5, 0.0, 0.2])
+    blurred /= np.linalg.norm(blurred)
+    stored = {1: object_a, 2: look_alike}
+    lookup = lambda ids: np.array([stored[i] for i in ids])  # noqa: E731
+
+    def hits():
+        return sorted((_hit(i, float(stored[i] @ blurred)) for i in stored), key=lambda h: -h.score_initial)
+
+    assert hits()[0].item_id == 2
+    track = np.array([[0.98, 0.05, 0.0, 0.2], [0.99, -0.1, 0.1, 0.0]])
+    ranked = Reranker("query_track").rerank(QueryContext(blurred, None, track_vectors=track), hits(), lookup)
+    assert [h.item_id for h in ranked] == [1, 2] and "query_track" in ranked[0].moved_by
+    assert ranked[0].score_final > ranked[1].score_final
+    alone = Reranker("query_track").rerank(QueryContext(blurred, None), hits(), lookup)
+    assert [h.item_id for h in alone] == [2, 1] and not any(h.moved_by for h in alone)
+
+
 def test_parse_stages_and_travel_model():
     assert parse_stages("all")[0] is Stage.CONTEXT
     assert parse_stages("scene,context") == (Stage.CONTEXT, Stage.SCENE)

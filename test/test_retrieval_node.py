@@ -100,6 +100,21 @@ def test_retrieval_node_indexes_tracks_and_answers_queries(ros_context, executor
         right += hit.metadata.track_id == gid
     assert right >= 0.5 * len(both)
 
+    # One sighting by its item id (its track's other sightings pool the query: query_track), searched in cam1.
+    by_item = 0
+    for gid in both:
+        request = QueryById.Request(id_kind=QueryById.Request.ID_TRACK, camera_id="cam1", id=gid, k=50)
+        request.filter.camera_ids = ["cam0"]  # the cam0 track's sightings, found from its cam1 track
+        own = [h for h in call("query_by_id", request).hits if h.metadata.track_id == gid]
+        if not own:
+            continue
+        request = QueryById.Request(id_kind=QueryById.Request.ID_ITEM, id=int(own[0].item_id), k=5, rerank=True)
+        request.filter.camera_ids = ["cam1"]
+        response = call("query_by_id", request)
+        assert response.status.code == ServiceStatus.OK, response.status
+        by_item += response.hits[0].metadata.track_id == gid
+    assert by_item >= 0.5 * len(both)
+
     bad = [
         (QueryById.Request(id_kind=QueryById.Request.ID_TRACK, camera_id="cam0", id=both[0], k=0), "query_by_id",
          ServiceStatus.INVALID_REQUEST, "k must be"),

@@ -131,6 +131,9 @@ class _Gallery:
                                     approximate_above=10 ** 9)
         self.ids = np.asarray(self.index.insert([s.observation for s in items], vectors), np.int64)
         self.identity_of = {int(i): s.identity for i, s in zip(self.ids, items)}
+        self.track_rows: dict[tuple[str, int], list[int]] = {}   # a camera track's sightings (rows)
+        for row, s in enumerate(items):
+            self.track_rows.setdefault((s.observation.camera_id, s.observation.track_id), []).append(row)
         self.vectors = vectors
         observations = {int(i): s.observation for i, s in zip(self.ids, items)}
         self.travel = TravelTimeModel().fit(travel_pairs_from_neighbours(self.ids, vectors, observations))
@@ -146,8 +149,11 @@ def _ranked(gallery: _Gallery, query_row: int, stages, k: int, query_filter: Que
     hits = [h for h in hits if h.item_id not in exclude]
     if stages:
         reranker = Reranker(stages, travel=gallery.travel)
-        head = reranker.rerank(QueryContext(gallery.vectors[query_row], item.observation, exclude), hits[:shortlist],
-                               gallery.index.vectors)
+        # A query by one sighting of a track the index holds (as the node's query by item id): its track's
+        # sightings are known.
+        track = gallery.vectors[gallery.track_rows[(item.observation.camera_id, item.observation.track_id)]]
+        head = reranker.rerank(QueryContext(gallery.vectors[query_row], item.observation, exclude, track),
+                               hits[:shortlist], gallery.index.vectors)
         hits = head + hits[shortlist:]
     return np.array([gallery.identity_of[h.item_id] for h in hits], np.int64)
 

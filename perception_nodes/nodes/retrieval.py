@@ -51,6 +51,7 @@ from perception_nodes.stats import NodeCounters
 
 MAX_QUERY_IMAGE_PIXELS = 4096 * 4096
 FRAMES_KEPT_PER_CAMERA = 8       # tracks arrive a detector pass after their frame; a few frames cover the lag
+QUERY_TRACK_SPAN_S = 300.0       # a query item's track sightings within this of it pool the query (query_track)
 OBJECT_LINK_MAX_AGE_S = 2.0      # a (camera, track) -> object link older than this is not used
 SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -374,14 +375,15 @@ class RetrievalNode(LifecycleNode):
         return flt
 
     def _run_query(self, response, vector, k: int, flt: QueryFilter, rerank: bool,
-                   observation: Observation | None = None, exclude: frozenset[int] = frozenset()) -> None:
+                   observation: Observation | None = None, exclude: frozenset[int] = frozenset(),
+                   track_vectors: np.ndarray | None = None) -> None:
         k = check_k(k)
         reranker = Reranker(self.stages, travel=self.travel) if rerank and self.stages else None
         wanted = min(MAX_K, max(k, reranker.config.shortlist if reranker else k) + len(exclude))
         hits = [h for h in self.index.search(vector, wanted, flt) if h.item_id not in exclude]
         if reranker is not None:
-            hits = reranker.rerank(QueryContext(np.asarray(vector, np.float32), observation, exclude), hits,
-                                   self.index.vectors)
+            hits = reranker.rerank(QueryContext(np.asarray(vector, np.float32), observation, exclude, track_vectors),
+                                   hits, self.index.vectors)
         response.hits = [self._hit_msg(h) for h in hits[:k]]
 
     def _hit_msg(self, hit):
@@ -442,8 +444,15 @@ class RetrievalNode(LifecycleNode):
             vectors = self.index.vectors(ids)
             vector = vectors.mean(axis=0)
             newest = self.index.observations([ids[-1]])[ids[-1]]
+            track_vectors = None
+            if kind == request.ID_ITEM and newest.track_id:  # one sighting: its track's others pool the query
+                same_track = self.index.items_of(camera_id=newest.camera_id, track_id=newest.track_id)
+                # a tracker restarted since may have reused the id: only the sightings near this one in time
+                near = [i for i, o in self.index.observations(same_track).items()
+                        if abs(o.stamp_ns - newest.stamp_ns) <= QUERY_TRACK_SPAN_S * 1e9]
+                track_vectors = self.index.vectors(near) if near else None
             self._run_query(response, vector, request.k, self._filter(request.filter), request.rerank,
-                            observation=newest, exclude=frozenset(ids))
+                            observation=newest, exclude=frozenset(ids), track_vectors=track_vectors)
 
         return self._answer(response, work)
 

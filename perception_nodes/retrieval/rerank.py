@@ -5,23 +5,26 @@ evidence terms of the context, spatio-temporal and scene stages. Stages run in a
 
 1. ``context``: the query's own track is not an answer; a hit seen by the query's camera at the same time as
    the query, under another track, is another object (one object is not in two places of one image).
-2. ``expansion``: average query expansion (alpha-QE): the query is moved toward its best few hits.
-3. ``kreciprocal``: k-reciprocal re-ranking (Zhong et al., CVPR 2017) on the shortlist: Jaccard distance of the
+2. ``query_track``: the query is one sighting of a camera track that the index holds more sightings of; the
+   query vector becomes the mean of them all (a query by one crop is as noisy as that crop), and the shortlist's
+   similarities are taken again against it.
+3. ``expansion``: average query expansion (alpha-QE): the query is moved toward its best few hits.
+4. ``kreciprocal``: k-reciprocal re-ranking (Zhong et al., CVPR 2017) on the shortlist: Jaccard distance of the
    k-reciprocal neighbour sets, blended with the original distance.
-4. ``augmentation``: database-side augmentation by track: the hits one camera's track holds are sightings of
+5. ``augmentation``: database-side augmentation by track: the hits one camera's track holds are sightings of
    one object, so each takes the mean similarity of its track's hits in the shortlist (one blurred or
    half-occluded crop no longer decides where that object ranks). After k-reciprocal re-ranking, on its
    similarities: averaging the vectors first filled k-reciprocal neighbourhoods with copies of one track.
-5. ``spatiotemporal``: plausibility of the query-hit pair from a camera-pair travel-time model learned from
+6. ``spatiotemporal``: plausibility of the query-hit pair from a camera-pair travel-time model learned from
    the index's own sightings (st-ReID, AAAI 2019) and, with map positions, the speed the pair would need.
-6. ``scene``: class consistency and, for near-simultaneous sightings, heading (lane direction) consistency.
+7. ``scene``: class consistency and, for near-simultaneous sightings, heading (lane direction) consistency.
 """
 from __future__ import annotations
 
 import enum
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -30,6 +33,7 @@ from perception_nodes.retrieval.types import Hit, Observation, invalid
 
 class Stage(str, enum.Enum):
     CONTEXT = "context"
+    QUERY_TRACK = "query_track"
     AUGMENTATION = "augmentation"
     EXPANSION = "expansion"
     KRECIPROCAL = "kreciprocal"
@@ -37,7 +41,8 @@ class Stage(str, enum.Enum):
     SCENE = "scene"
 
 
-STAGE_ORDER = (Stage.CONTEXT, Stage.EXPANSION, Stage.KRECIPROCAL, Stage.AUGMENTATION, Stage.SPATIOTEMPORAL, Stage.SCENE)
+STAGE_ORDER = (Stage.CONTEXT, Stage.QUERY_TRACK, Stage.EXPANSION, Stage.KRECIPROCAL, Stage.AUGMENTATION,
+               Stage.SPATIOTEMPORAL, Stage.SCENE)
 
 # Fastest plausible ground speed per class name (m/s) for the spatio-temporal check; unknown classes get the
 # largest.
@@ -151,6 +156,8 @@ class QueryContext:
     vector: np.ndarray
     observation: Observation | None = None
     exclude_ids: frozenset[int] = frozenset()
+    # stored vectors of the query's own camera track (its other sightings; the query's own item may be among them)
+    track_vectors: np.ndarray | None = None
 
 
 class Reranker:
@@ -172,10 +179,13 @@ class Reranker:
         order = np.argsort(-(visual + bonus), kind="stable")
         stored = None
         for stage in self.stages:
-            if stage in (Stage.EXPANSION, Stage.KRECIPROCAL) and stored is None:
+            if stage in (Stage.QUERY_TRACK, Stage.EXPANSION, Stage.KRECIPROCAL) and stored is None:
                 stored = np.asarray(vectors([h.item_id for h in hits]), np.float64)
             if stage is Stage.CONTEXT:
                 bonus += self._context(query, hits, keep)
+            elif stage is Stage.QUERY_TRACK and query.track_vectors is not None and len(query.track_vectors):
+                query = replace(query, vector=self._track_query(query))
+                visual = stored @ query.vector
             elif stage is Stage.AUGMENTATION:
                 visual = self._augmentation(hits, visual, keep)
             elif stage is Stage.EXPANSION:
@@ -213,6 +223,14 @@ class Reranker:
                     abs(o.stamp_ns - q.stamp_ns) <= self.config.same_camera_window_s * 1e9:
                 out[i] -= self.config.context_penalty
         return out
+
+    @staticmethod
+    def _track_query(query: QueryContext) -> np.ndarray:
+        """The unit mean of the query's and its track's unit vectors."""
+        rows = np.vstack([np.asarray(query.vector, np.float64)[None], np.asarray(query.track_vectors, np.float64)])
+        rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        pooled = rows.mean(axis=0)
+        return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
 
     def _augmentation(self, hits: list[Hit], visual: np.ndarray, keep: np.ndarray) -> np.ndarray:
         """Each kept hit with a track id: its similarity blended with the mean similarity of its track's kept hits
