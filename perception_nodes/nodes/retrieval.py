@@ -89,7 +89,7 @@ class RetrievalNode(LifecycleNode):
                                                 "no thumbnails.", minimum=0, maximum=100, read_only=True)
         self.stages = parse_stages(params.declare(
             "rerank_stages", "all", "Re-ranking stages a query with rerank=true runs: all, none or a comma list of "
-            "context, expansion, kreciprocal, augmentation, spatiotemporal, scene.", read_only=True,
+            "context, query_track, expansion, kreciprocal, augmentation, spatiotemporal, scene.", read_only=True,
             validator=lambda v: self._check_stages(v)))
         self.travel_refit_s = params.declare("travel_refit_s", 30.0, "How often the camera-pair travel-time model "
                                              "is re-learned from the index.", minimum=1.0, maximum=86400.0)
