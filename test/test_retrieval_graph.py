@@ -30,13 +30,16 @@ def _xyxy(track) -> list[float]:
 
 class _Truth:
     """(camera, track id) -> the world id its boxes overlap most, from tracks and ground-truth tracks of the same
-    image stamp; when each tracked vehicle was first seen; and which vehicle an indexed crop shows."""
+    image stamp; when each tracked vehicle was first seen; the stamps at which a track was one the retrieval node
+    indexes (confirmed, updated, enough hits, big enough); and which vehicle an indexed crop shows."""
 
-    def __init__(self):
+    def __init__(self, min_side_px: float, min_track_hits: int):
         self.tracks, self.truth = {}, {}  # (camera, stamp ns) -> message, until both arrived
         self.boxes = {}  # (camera, stamp ns) -> (world ids, true boxes), kept to judge crops
         self.votes = collections.defaultdict(collections.Counter)
         self.first_seen_ns, self.hits = {}, collections.Counter()
+        self.indexable_ns = collections.defaultdict(list)
+        self.min_side_px, self.min_track_hits = min_side_px, min_track_hits
 
     def on_tracks(self, message) -> None:
         key = (message.camera_id, message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec)
@@ -67,6 +70,9 @@ class _Truth:
                 self.votes[who][int(truth.tracks[best].track_id)] += 1
                 self.first_seen_ns.setdefault(who, key[1])
                 self.hits[who] += 1
+                if track.state == track.STATE_CONFIRMED and track.hits >= self.min_track_hits and \
+                        min(track.box.width, track.box.height) >= self.min_side_px:
+                    self.indexable_ns[who].append(key[1])
 
     def world_id(self, camera_id: str, track_id: int) -> int | None:
         votes = self.votes.get((camera_id, int(track_id)))
@@ -102,7 +108,9 @@ def test_a_live_index_answers_another_process_with_the_vehicles_earlier_sighting
     retrieval.parameters.update({"store_dir": str(tmp_path / "store"), "window_s": 1.0})
     for spec in specs:
         spec.respawn = False
-    truth = _Truth()
+    configured = read_yaml_mapping(package_path("config/perception.yaml"), "parameters")["/**/retrieval"][
+        "ros__parameters"]
+    truth = _Truth(float(configured["min_side_px"]), int(configured["min_track_hits"]))
     node = rclpy.create_node("retrieval_probe", context=context)
     for cam in cameras:
         node.create_subscription(TrackArray, f"/{cam}/tracks", truth.on_tracks, qos.RESULTS)
@@ -124,22 +132,26 @@ def test_a_live_index_answers_another_process_with_the_vehicles_earlier_sighting
         assert not runner.failures, runner.failures
         stats = call(stats_client, IndexStats.Request())
         assert stats.status.code == 0 and stats.items > 20, (stats.status.message, stats.items)
-        configured = read_yaml_mapping(package_path("config/perception.yaml"), "parameters")["/**/retrieval"][
-            "ros__parameters"]["embedder"]
-        assert stats.embedding_model == configured
-        # Queries: vehicles a camera tracked (10+ matched frames) that some camera's track saw at least 2 s
-        # before this track began: "when did this vehicle come in?", as the demo asks it.
+        embedder = configured["embedder"]
+        assert stats.embedding_model == embedder
+        # Queries: vehicles a camera tracked (10+ matched frames) that another track saw, as the node
+        # indexes tracks, at least 1 s before this track began: "when did this vehicle come in?", as the demo
+        # asks it. A vehicle whose earlier sightings were all too small to index has no answer in the index: those
+        # are counted, not asked.
         by_vehicle = collections.defaultdict(list)
         for who, hits in truth.hits.items():
             if hits >= 5 and truth.world_id(*who) is not None:
                 by_vehicle[truth.world_id(*who)].append((truth.first_seen_ns[who], who))
-        queries = []
+        queries, unanswerable = [], []
         for vehicle, seen in by_vehicle.items():
             seen.sort()
             for first_ns, who in seen[1:]:
-                if truth.hits[who] >= 10 and first_ns - seen[0][0] >= 2_000_000_000:
-                    queries.append((vehicle, first_ns, who))
-        assert len(queries) >= 3, (dict(by_vehicle), time.monotonic() - began)
+                if truth.hits[who] < 10 or first_ns - seen[0][0] < 2_000_000_000:
+                    continue
+                indexed_before = [w for _, w in seen if w != who and any(
+                    ns <= first_ns - 1_000_000_000 for ns in truth.indexable_ns[w])]
+                (queries if indexed_before else unanswerable).append((vehicle, first_ns, who))
+        assert len(queries) >= 3, (dict(by_vehicle), unanswerable, time.monotonic() - began)
         answers = []
         for vehicle, first_ns, (camera_id, track_id) in sorted(queries, key=lambda q: -truth.hits[q[2]])[:10]:
             request = QueryById.Request(id_kind=QueryById.Request.ID_TRACK, camera_id=camera_id, id=track_id,
@@ -154,12 +166,14 @@ def test_a_live_index_answers_another_process_with_the_vehicles_earlier_sighting
             for hit in response.hits:  # only sightings from before the queried track began
                 hit_ns = hit.metadata.stamp.sec * 1_000_000_000 + hit.metadata.stamp.nanosec
                 assert hit_ns <= first_ns - 1_000_000_000
-                assert hit.metadata.embedding_model == configured and hit.metadata.thumbnail_uri
+                assert hit.metadata.embedding_model == embedder and hit.metadata.thumbnail_uri
             top = response.hits[0].metadata
             answers.append((vehicle, truth.shown(top), camera_id, top.camera_id))
-        # The right vehicle's earlier sighting comes first for at least half the queries; a dozen look-alike
-        # vehicles are in view, so chance is far lower. (The embedder is not perfect on this fleet: the README
-        # has its R@1 on these seeds; in this live graph 6 of 10 came first when the test was written.)
+        # The right vehicle's earlier sighting comes first for most queries; a dozen look-alike vehicles are in
+        # view, so chance is far lower. (The embedder is not perfect on this fleet, and a loaded machine's node
+        # may drop crops: the README has the figures.)
         right = sum(expected == found for expected, found, _, _ in answers)
-        assert right >= 0.5 * len(answers), answers
+        print(f"[retrieval graph] {right} of {len(answers)} answerable queries right; {len(unanswerable)} not "
+              f"answerable (every earlier sighting too small to index)")
+        assert right >= 0.75 * len(answers), (answers, unanswerable)
     executor.shutdown(timeout_sec=1.0)
