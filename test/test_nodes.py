@@ -353,6 +353,37 @@ def test_tracker_node_reports_proxies_and_asks_to_capture_a_missed_frame(ros_con
     assert values["proxy.coasting_mid_view_ratio"] > 0
 
 
+def test_a_synthetic_camera_publishes_late_during_its_scripted_latency_spike(ros_context, executor):
+    """scenarios/latency_spike plays live: frames of 6 s to 10 s of scene time reach subscribers 2.5 s after
+    their capture stamps (in order, counted); frames outside it arrive at once."""
+    from sensor_msgs.msg import Image
+
+    from perception_nodes.ros import qos
+
+    rclpy, context = ros_context
+    clock = rclpy.clock.Clock(clock_type=rclpy.clock.ClockType.ROS_TIME)
+    epoch = clock.now().nanoseconds - 5_000_000_000  # scene time 5 s at start: the spike begins a second in
+    camera = _camera(ros_context, scene="scenarios/latency_spike", camera_id="cam0", scene_epoch_ns=epoch)
+    probe = rclpy.create_node("probe", context=context)
+    arrivals = []  # (scene time of the stamp, age on arrival s)
+    probe.create_subscription(Image, "/test_cam/image_raw", lambda m: arrivals.append(
+        ((m.header.stamp.sec * 10**9 + m.header.stamp.nanosec - epoch) / 1e9,
+         (clock.now().nanoseconds - m.header.stamp.sec * 10**9 - m.header.stamp.nanosec) / 1e9)), qos.IMAGE)
+    executor.add_node(camera)
+    executor.add_node(probe)
+    try:
+        assert spin_until(executor, lambda: any(t >= 6.5 for t, _ in arrivals) and any(
+            t >= 10.5 for t, _ in arrivals), 30.0), arrivals
+        inside = [(t, age) for t, age in arrivals if 6.0 <= t < 10.0]
+        outside = [(t, age) for t, age in arrivals if t < 6.0 or t >= 10.0]
+        assert inside and all(age >= 2.5 for _, age in inside), inside
+        assert outside and min(age for _, age in outside) < 1.0, outside
+        assert [t for t, _ in inside] == sorted(t for t, _ in inside)
+        assert camera.counters.snapshot().extra.get("frames_delayed", 0) >= len(inside)
+    finally:
+        camera.close()
+
+
 def test_a_synthetic_camera_goes_silent_during_its_scripted_dropout_and_stays_open(ros_context, executor):
     """scenarios/camera_dropout plays live: cam3 publishes nothing from 6 s to 14 s of scene time, counts the
     frames it withheld, and never reopens its source (the scene's clock goes on)."""

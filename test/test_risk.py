@@ -201,6 +201,9 @@ def test_stale_inputs_coverage_loss_and_unhealthy_upstream_fail_safe():
     assert not eng3.assess(0.0, [], InputStatus(live_cameras=("west", "east"))).fail_safe
     lost = eng3.assess(0.1, [], InputStatus(live_cameras=("west",)))
     assert lost.fail_safe and "east silent" in lost.fail_safe_reason and "zone loading" in lost.fail_safe_reason
+    # Tracks that arrive, but too old (a latency spike), are named as late, with their age.
+    late = eng3.assess(0.2, [], InputStatus(live_cameras=("west",), late_cameras=(("east", 2.51),)))
+    assert late.fail_safe and "east late (2.5 s old)" in late.fail_safe_reason and "silent" not in late.fail_safe_reason
 
 
 def test_commands_escalate_at_once_and_relax_only_after_the_release_time():

@@ -218,3 +218,16 @@ def test_a_synthetic_camera_withholds_its_frames_during_the_scenes_scripted_drop
     assert not other.read(inside).withheld
     # The next loop of the scene drops out again at the same scene time.
     assert dropped.read(inside + scene.frame_count).withheld
+
+
+def test_a_synthetic_camera_delivers_late_during_the_scenes_scripted_latency_spike():
+    from perception_nodes.sources.synthetic import SyntheticSource
+    from perception_nodes.world import load_scene
+
+    scene = load_scene("scenarios/latency_spike")
+    (spike,) = scene.disturbances.detection_delays
+    source = SyntheticSource("scenarios/latency_spike", scene.cameras[0].id)
+    inside, before = int((spike.start_s + 1.0) * scene.fps), int((spike.start_s - 1.0) * scene.fps)
+    late = source.read(inside)
+    assert late.delay_s == spike.delay_s and late.image.shape[2] == 3 and late.ground_truth is not None
+    assert source.read(before).delay_s == 0.0

@@ -4,7 +4,9 @@ Sources: an OpenCV device, a video file, an image directory, a network stream,
 or camera ``camera_id`` of a synthetic scene (which can also publish its ground
 truth as detections). Frames are captured on a dedicated thread at capture
 time (stamped then) and published at once: nothing is queued, so a slow
-subscriber sees the newest frame (depth-1 QoS) and older ones are gone.
+subscriber sees the newest frame (depth-1 QoS) and older ones are gone. (The
+exception is a synthetic scene's scripted latency spike: those frames are held
+and published late, in order, with their capture stamps.)
 A source that fails or ends is reopened with exponential backoff; the node
 reports it in its health and keeps running.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 
 import numpy as np
 from rclpy.node import Node
@@ -112,6 +115,7 @@ class CameraNode(Node):
                                                        qos_overriding_options=qos.overridable())
         self.health = HealthReporter(self, self.counters, status=lambda: self._status)
         self._stop = threading.Event()
+        self._delayed: deque = deque()   # (due monotonic s, frame, stamp ns): a scripted latency spike's frames
         self._thread = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
         self._thread.start()
         self.get_logger().info(f"publishing {self._source.describe()} as {self.frame_id}")
@@ -180,6 +184,7 @@ class CameraNode(Node):
             period = self._period_s()
             if period and sleep_until(next_deadline, self._stop):
                 return
+            self._publish_delayed(time.monotonic())
             next_deadline = max(next_deadline + period, time.monotonic() - period) if period else time.monotonic()
             try:
                 if self._source.clocked:
@@ -208,6 +213,10 @@ class CameraNode(Node):
                 self.counters.count("frames_withheld")   # the source's scripted dropout: nothing to publish
                 self.log.warn("withheld", f"{self._source.describe()}: no frame ({frame.withheld})")
                 continue
+            if frame is not None and frame.delay_s > 0:
+                self.counters.count("frames_delayed")   # the source's scripted latency spike: published late
+                self._delayed.append((time.monotonic() + frame.delay_s, frame, stamp_ns))
+                continue
             if frame is None:
                 self._source.close()
                 opened = False
@@ -222,6 +231,18 @@ class CameraNode(Node):
                     return  # shutting down: the publishers are gone, nothing to report
                 self.counters.on_error("publish")
                 self.log.error("publish", f"publishing failed: {exc}")
+
+    def _publish_delayed(self, now: float) -> None:
+        """Publish the held frames whose delivery time has come, oldest first."""
+        while self._delayed and self._delayed[0][0] <= now:
+            _, frame, stamp_ns = self._delayed.popleft()
+            try:
+                self._publish(frame, stamp_ns)
+            except Exception as exc:  # noqa: BLE001
+                if not self.context.ok():
+                    return
+                self.counters.on_error("publish")
+                self.log.error("publish", f"publishing a delayed frame failed: {exc}")
 
     def _publish(self, frame, stamp_ns: int) -> None:
         began = time.perf_counter()

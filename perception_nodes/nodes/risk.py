@@ -263,11 +263,12 @@ class RiskNode(Node):
     def _input_status(self, now: float, stale: str = "") -> InputStatus:
         unhealthy = tuple(f"{name}: {message or 'ERROR'}" for name, (seen, level, message) in sorted(self._health.items())
                           if level >= self._health_type.LEVEL_ERROR and now - seen <= self.health_timeout_s)
-        live = None
+        live, late = None, ()
         if self.coverage is not None and self.coverage.cameras and now - self._started > self.startup_grace_s:
-            live = tuple(c for c in self.cameras if now - self._last_tracks.get(c, -math.inf) <= self.camera_deadline_s
-                         and self._track_age.get(c, 0.0) <= self.max_track_age_s)
-        return InputStatus(stale=stale, unhealthy=unhealthy, live_cameras=live)
+            arriving = [c for c in self.cameras if now - self._last_tracks.get(c, -math.inf) <= self.camera_deadline_s]
+            live = tuple(c for c in arriving if self._track_age.get(c, 0.0) <= self.max_track_age_s)
+            late = tuple((c, self._track_age[c]) for c in arriving if c not in live)
+        return InputStatus(stale=stale, unhealthy=unhealthy, live_cameras=live, late_cameras=late)
 
     def _object_states(self, msg) -> tuple[list[ObjectState], int]:
         """The confirmed and coasting objects as the rules see them, and how many were invalid (left out)."""

@@ -65,6 +65,8 @@ class InputStatus:
     stale: str = ""                          # why the objects are stale (empty: fresh)
     unhealthy: tuple[str, ...] = ()          # upstream nodes in error, "name: message"
     live_cameras: tuple[str, ...] | None = None  # cameras publishing now; None: coverage not checked
+    # cameras left out of live_cameras because their tracks arrive, but too old: (camera, age s) pairs
+    late_cameras: tuple[tuple[str, float], ...] = ()
 
 
 class Evaluation:
@@ -558,8 +560,10 @@ class RiskEngine:
         if inputs.live_cameras is not None and self.coverage is not None and self.config.rules:
             lost = self.coverage.lost(self.watched_zones, inputs.live_cameras, self.config.min_coverage_share)
             if lost:
-                silent = sorted(set(self.coverage.cameras) - set(inputs.live_cameras))
-                reasons.append("camera coverage lost (" + ", ".join(silent) + " silent) over " + ", ".join(
+                late = dict(inputs.late_cameras)
+                missing = [f"{c} late ({late[c]:.1f} s old)" if c in late else f"{c} silent"
+                           for c in sorted(set(self.coverage.cameras) - set(inputs.live_cameras))]
+                reasons.append("camera coverage lost (" + ", ".join(missing) + ") over " + ", ".join(
                     f"zone {z.zone} ({z.share_now:.0%} of {z.share_all:.0%} seen)" for z in lost))
         return "; ".join(reasons)
 

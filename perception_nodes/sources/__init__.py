@@ -45,6 +45,9 @@ class Frame:
     # A frame the source withholds on purpose (a synthetic scene's scripted camera dropout), with why: the driver
     # publishes nothing for it and counts it, and the source stays open (the scene's clock goes on).
     withheld: str = ""
+    # A frame the source delivers late on purpose (a synthetic scene's scripted latency spike): the driver publishes
+    # it this many seconds after its capture, stamped with its capture time, and counts it.
+    delay_s: float = 0.0
 
 
 class FrameSource:

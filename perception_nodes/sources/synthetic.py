@@ -39,6 +39,7 @@ class SyntheticSource(FrameSource):
         self.loop = loop
         self.next_index = 0
         self._dropouts = tuple(d for d in self.world.scene.disturbances.camera_dropouts if d.camera == camera_id)
+        self._delays = self.world.scene.disturbances.detection_delays
 
     def open(self) -> None:
         self.world.renderer(self.camera_index)  # build the background once, up front
@@ -59,7 +60,10 @@ class SyntheticSource(FrameSource):
                 return Frame(np.zeros((0, 0, 3), np.uint8), index, None,
                              withheld=f"scripted dropout {dropout.start_s:g}-{dropout.end_s:g} s of scene time")
         image, boxes = self.world.render(self.camera_index, index)
-        return Frame(image, index, boxes)
+        # Scripted detection delays play live as a latency spike in delivery: the frame reaches the chain late,
+        # with its capture stamp, so every stage after it (detections, tracks, objects) is that much older.
+        delay = max((d.delay_s for d in self._delays if d.contains(t)), default=0.0)
+        return Frame(image, index, boxes, delay_s=delay)
 
     def describe(self) -> str:
         return f"synthetic scene {self.world.scene.name} camera {self.world.scene.cameras[self.camera_index].id}"
