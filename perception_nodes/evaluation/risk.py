@@ -205,7 +205,8 @@ def replay_scene(scene_ref, seed: int | None = None, frames: int | None = None, 
                  camera_deadline_s: float = CAMERA_DEADLINE_S, max_track_age_s: float = MAX_TRACK_AGE_S,
                  log=print) -> Replay:
     """One scene through the chain: noisy detections (with the scene's disturbances) -> per-camera trackers ->
-    the localizer, delivered in arrival order (delayed detections late), as the risk node would receive it."""
+    the localizer, delivered in arrival order (delayed detections late; each camera's stream keeps its order, so
+    the messages after a delay wait behind its late ones), as the risk node would receive it."""
     from perception_nodes.evaluation.localization import _match, camera_geometry, record
     from perception_nodes.localization.localizer import Localizer, LocalizerConfig, TrackBatch
     from perception_nodes.localization.scene_state import SceneUnderstanding
@@ -226,13 +227,19 @@ def replay_scene(scene_ref, seed: int | None = None, frames: int | None = None, 
     lanes = SceneUnderstanding(rec.site_map)
     order = np.random.default_rng(5)
     pending: list = []
+    last_due: dict[str, float] = {}
     last_arrival: dict[str, float] = {}
     last_age: dict[str, float] = {}
     for f, messages in enumerate(rec.messages):
         t = f / rec.fps
         for camera_id, (sigma, shift) in (rec.calibration[f] if f < len(rec.calibration) else {}).items():
             localizer.set_camera_uncertainty(camera_id, sigma * 0.25, shift)
-        pending.extend((m.stamp + m.delay_s, k, m) for k, m in zip(order.permutation(len(messages)), messages))
+        for k, m in zip(order.permutation(len(messages)), messages):
+            # A camera's stream keeps its order through a delay (a stalled link): a message waits behind the
+            # camera's late ones and arrives with the last of them.
+            arrival = max(m.stamp + m.delay_s, last_due.get(m.camera_id, -np.inf))
+            last_due[m.camera_id] = arrival
+            pending.append((arrival, k, m))
         due = sorted((p for p in pending if p[0] <= t + 1e-9), key=lambda p: (p[0], p[1]))
         pending = [p for p in pending if p[0] > t + 1e-9]
         for _, _, msg in due:

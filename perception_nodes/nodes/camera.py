@@ -5,8 +5,9 @@ or camera ``camera_id`` of a synthetic scene (which can also publish its ground
 truth as detections). Frames are captured on a dedicated thread at capture
 time (stamped then) and published at once: nothing is queued, so a slow
 subscriber sees the newest frame (depth-1 QoS) and older ones are gone. (The
-exception is a synthetic scene's scripted latency spike: those frames are held
-and published late, in order, with their capture stamps.)
+exception is a synthetic scene's scripted latency spike: those frames, and the
+ones captured while they are held, are published late, in order, with their
+capture stamps.)
 A source that fails or ends is reopened with exponential backoff; the node
 reports it in its health and keeps running.
 
@@ -213,9 +214,12 @@ class CameraNode(Node):
                 self.counters.count("frames_withheld")   # the source's scripted dropout: nothing to publish
                 self.log.warn("withheld", f"{self._source.describe()}: no frame ({frame.withheld})")
                 continue
-            if frame is not None and frame.delay_s > 0:
-                self.counters.count("frames_delayed")   # the source's scripted latency spike: published late
-                self._delayed.append((time.monotonic() + frame.delay_s, frame, stamp_ns))
+            if frame is not None and (frame.delay_s > 0 or self._delayed):
+                # The source's scripted latency spike: published late. The stream keeps its order, as a stalled
+                # link does: frames after the spike wait behind the held ones and go out with the last of them.
+                self.counters.count("frames_delayed")
+                due = time.monotonic() + frame.delay_s
+                self._delayed.append((max(due, self._delayed[-1][0]) if self._delayed else due, frame, stamp_ns))
                 continue
             if frame is None:
                 self._source.close()
