@@ -10,7 +10,11 @@ is what it publishes (``motion_model``); per camera message it:
 1. predicts every object to the message's stamp (an out-of-order message, older
    than the filter time by at most ``max_out_of_order_s``, is shifted forward
    along the object's velocity instead, its covariance grown by the process
-   noise over the lag; older ones are dropped and counted);
+   noise over the lag; older ones are dropped and counted; a jump back by more
+   than ``reset_backwards_s`` resets the map only once the messages have kept to
+   the earlier time for ``reset_confirm_s`` of their own stamps with none in order
+   between, as after a bag loop or a restarted simulation: one camera's stale
+   message among in-order ones is dropped, not taken for a new timeline);
 2. associates the observations with the objects by the Hungarian method on the
    Mahalanobis distance (gated; the covariances compared include a systematic
    lifting term per class), with a bonus for the object each (camera, track)
@@ -116,6 +120,9 @@ class FusionParams:
     remove_out_of_view: bool = True
     max_out_of_order_s: float = 0.5
     reset_backwards_s: float = 2.0
+    # A jump back resets once the earlier timeline has lasted this long (its messages' stamps) with no message in
+    # the current one between: a stale message from one camera is dropped instead of wiping the map.
+    reset_confirm_s: float = 1.0
     embedding_momentum: float = 0.9
     velocity_damping_s: float = 1.0  # coasting velocity decays with this time constant
     # What the tracker publishes (positions, velocities, covariances). "imm": an interacting multiple model
@@ -255,6 +262,7 @@ class MapTracker:
         self.removed: list[tuple[MapObject, np.ndarray, float]] = []  # (object, last xy, removed at)
         self.merge_candidates: dict[tuple[int, int], float] = {}  # (global id, global id) -> together since
         self.next_id = 1
+        self._backwards_since: float | None = None  # earliest stamp of messages from before the filter time
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -318,10 +326,17 @@ class MapTracker:
         p = self.params
         result = UpdateResult.FUSED
         if self.time is not None and stamp < self.time - p.reset_backwards_s:
+            began = stamp if self._backwards_since is None else min(self._backwards_since, stamp)
+            if stamp - began < p.reset_confirm_s:
+                self._backwards_since = began
+                self._count("dropped_backwards")
+                return UpdateResult.DROPPED_LATE
             self.reset()
             self._count("resets")
             result = UpdateResult.RESET
-        elif self.time is not None and stamp < self.time - p.max_out_of_order_s:
+        else:
+            self._backwards_since = None  # the current timeline goes on
+        if self.time is not None and stamp < self.time - p.max_out_of_order_s:
             self._count("dropped_late")
             return UpdateResult.DROPPED_LATE
         lag = 0.0
