@@ -385,6 +385,24 @@ def test_a_synthetic_camera_publishes_late_during_its_scripted_latency_spike(ros
         camera.close()
 
 
+def test_a_latency_spike_holds_a_bounded_number_of_frames(ros_context, executor, monkeypatch):
+    """The frames a spike holds are bounded: beyond the bound the oldest held frame is dropped and counted."""
+    from perception_nodes.nodes import camera as camera_module
+
+    monkeypatch.setattr(camera_module, "MAX_HELD_FRAMES", 4)
+    rclpy, _ = ros_context
+    clock = rclpy.clock.Clock(clock_type=rclpy.clock.ClockType.ROS_TIME)
+    camera = _camera(ros_context, scene="scenarios/latency_spike", camera_id="cam0",
+                     scene_epoch_ns=clock.now().nanoseconds - 6_000_000_000)  # inside the spike from the start
+    executor.add_node(camera)
+    try:
+        overflow = lambda: camera.counters.snapshot().extra.get("dropped_held_overflow", 0)  # noqa: E731
+        assert spin_until(executor, lambda: overflow() >= 3, 15.0), camera.counters.snapshot().extra
+        assert len(camera._delayed) <= 4
+    finally:
+        camera.close()
+
+
 def test_a_synthetic_camera_goes_silent_during_its_scripted_dropout_and_stays_open(ros_context, executor):
     """scenarios/camera_dropout plays live: cam3 publishes nothing from 6 s to 14 s of scene time, counts the
     frames it withheld, and never reopens its source (the scene's clock goes on)."""

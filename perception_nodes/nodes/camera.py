@@ -42,6 +42,9 @@ from perception_nodes.sources import Backoff, SceneClock, SourceType, make_sourc
 from perception_nodes.stats import NodeCounters
 
 
+MAX_HELD_FRAMES = 100  # a scripted latency spike holds at most this many frames (10 s at 10 Hz), oldest lost first
+
+
 def camera_info_from(calibration: CameraCalibration, frame_id: str) -> CameraInfo:
     info = CameraInfo()
     info.header.frame_id = frame_id
@@ -219,6 +222,9 @@ class CameraNode(Node):
                 # link does: frames after the spike wait behind the held ones and go out with the last of them.
                 self.counters.count("frames_delayed")
                 due = time.monotonic() + frame.delay_s
+                if len(self._delayed) >= MAX_HELD_FRAMES:  # a bounded buffer: the oldest held frame is lost
+                    self._delayed.popleft()
+                    self.counters.on_dropped(reason="held_overflow")
                 self._delayed.append((max(due, self._delayed[-1][0]) if self._delayed else due, frame, stamp_ns))
                 continue
             if frame is None:
@@ -228,25 +234,26 @@ class CameraNode(Node):
                 self._status = (self._NodeHealth.LEVEL_WARN, f"{self._source.describe()} delivered no frame; reopening")
                 self.log.warn("lost", f"{self._source.describe()} delivered no frame; reopening")
                 continue
-            try:
-                self._publish(frame, stamp_ns)
-            except Exception as exc:  # noqa: BLE001
-                if not self.context.ok():
-                    return  # shutting down: the publishers are gone, nothing to report
-                self.counters.on_error("publish")
-                self.log.error("publish", f"publishing failed: {exc}")
+            if not self._publish_safely(frame, stamp_ns):
+                return
+
+    def _publish_safely(self, frame, stamp_ns: int) -> bool:
+        """Publish one frame; a failure is counted and logged. False once the node is shutting down."""
+        try:
+            self._publish(frame, stamp_ns)
+        except Exception as exc:  # noqa: BLE001 - the driver goes on
+            if not self.context.ok():
+                return False  # shutting down: the publishers are gone, nothing to report
+            self.counters.on_error("publish")
+            self.log.error("publish", f"publishing failed: {exc}")
+        return True
 
     def _publish_delayed(self, now: float) -> None:
         """Publish the held frames whose delivery time has come, oldest first."""
         while self._delayed and self._delayed[0][0] <= now:
             _, frame, stamp_ns = self._delayed.popleft()
-            try:
-                self._publish(frame, stamp_ns)
-            except Exception as exc:  # noqa: BLE001
-                if not self.context.ok():
-                    return
-                self.counters.on_error("publish")
-                self.log.error("publish", f"publishing a delayed frame failed: {exc}")
+            if not self._publish_safely(frame, stamp_ns):
+                return
 
     def _publish(self, frame, stamp_ns: int) -> None:
         began = time.perf_counter()
