@@ -455,3 +455,45 @@ def test_milvus_lite_is_asked_again_while_its_server_opens_and_a_server_uri_fail
     with pytest.raises(RetrievalError, match="cannot reach Milvus"):
         MilvusBackend(16, "/tmp/lite.db", "c")
     assert len(calls) == MILVUS_LITE_CONNECT_ATTEMPTS
+
+
+@pytest.mark.skipif(not os.environ.get("PERCEPTION_MILVUS_URI"),
+                    reason="needs a Milvus server: set PERCEPTION_MILVUS_URI (e.g. http://127.0.0.1:19530)")
+def test_a_milvus_server_partitions_filters_exactly_when_selective_and_agrees_with_faiss():
+    """The server path (no milvus-lite): partitions per camera and day, every filter (selective ones searched
+    exactly over their rows, the rest by HNSW) giving FAISS exact's top 10, deletion, a reopened collection."""
+    from perception_nodes.retrieval.backends import FaissBackend, MilvusBackend
+
+    rng = np.random.default_rng(3)
+    dim, n = 32, 6000
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    cameras = ("cam0", "cam_east", "cam-2")
+    observations = [Observation(cameras[i % 3], T0 + (i % 2) * 86_400 * 10**9 + i * 10**9, i % 4, "car",
+                                map_xy=(float(i % 50), float(i % 30)), zone="lot" if i % 5 else "walk")
+                    for i in range(n)]
+    ids = np.arange(1, n + 1)
+    server = MilvusBackend(dim, os.environ["PERCEPTION_MILVUS_URI"], f"test_{os.getpid()}_{time.time_ns()}",
+                           exact_filtered_below=1500)
+    try:
+        server.add(ids, vectors, observations)
+        assert {p for p in server._partitions if p.startswith("c_")} == {
+            f"c_{c}_{d}" for c in ("cam0", "cam_east", "cam_2") for d in ("20251202", "20251203")}
+        faiss = FaissBackend(dim)
+        faiss.add(ids, vectors, observations)
+        queries = vectors[:15] + 0.2 * rng.standard_normal((15, dim)).astype(np.float32)
+        for flt in (None, QueryFilter(camera_ids=("cam_east",)), QueryFilter(start_ns=T0 + 86_400 * 10**9),
+                    QueryFilter(camera_ids=("cam-2",), end_ns=T0 + 86_000 * 10**9), QueryFilter(region=(0, 0, 5, 5)),
+                    QueryFilter(zones=("walk",), class_ids=(2,))):
+            for q in queries:
+                got, _ = server.search(q, 10, flt)
+                want, _ = faiss.search(q, 10, flt)
+                assert set(got.tolist()) == set(want.tolist()), flt
+        server.remove([1, 2, 3])
+        assert len(server) == n - 3 and not {1, 2, 3} & set(server.search(vectors[0], 20)[0].tolist())
+        reopened = MilvusBackend(dim, os.environ["PERCEPTION_MILVUS_URI"], server.collection)
+        assert len(reopened) == n - 3 and reopened.vectors([4, 5]).shape == (2, dim)
+        reopened.close()
+    finally:
+        server.drop()
+        server.close()

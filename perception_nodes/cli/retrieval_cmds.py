@@ -277,7 +277,7 @@ def run_bench(args) -> int:
     probe_sweep = tuple(float(v) for v in args.probe_share.split(",")) if args.probe_share else ()
     ann_kinds = tuple(parse_ann_kind(v) for v in args.ann.split(","))
     emit(bench_retrieval(sizes, dim, args.queries, int(float(args.milvus_max)), int(float(args.insert_items)),
-                         ef_sweep, ann_kinds, probe_sweep))
+                         ef_sweep, ann_kinds, probe_sweep, milvus_uri=args.milvus_uri))
     return 0
 
 
@@ -290,6 +290,8 @@ def add_bench_parser(bench_sub) -> None:
     be.add_argument("--dim", type=int, default=None, help="override the dimension")
     be.add_argument("--queries", type=int, default=300)
     be.add_argument("--milvus-max", default="1e5", help="largest size also run on Milvus (milvus-lite)")
+    be.add_argument("--milvus-uri", default="", help="a Milvus server or cluster to measure instead of milvus-lite, "
+                                                     "e.g. http://127.0.0.1:19530 (a collection per size, dropped)")
     be.add_argument("--insert-items", default="5e4")
     be.add_argument("--ef-search", default="", help="comma list: also sweep HNSW efSearch (unfiltered) at "
                                                     "each size that uses the graph, e.g. 64,128,256,512")

@@ -375,6 +375,7 @@ _PARTITION_SAFE = re.compile(r"[^A-Za-z0-9_]")
 
 
 MILVUS_LITE_CONNECT_ATTEMPTS = 4
+STRONG_READS_AFTER_DELETE_S = 2.0
 
 
 class MilvusBackend:
@@ -388,7 +389,8 @@ class MilvusBackend:
     kind = "milvus"
 
     def __init__(self, dim: int, uri: str, collection: str, token: str = "", index_type: str = "",
-                 index_params: dict | None = None, search_params: dict | None = None):
+                 index_params: dict | None = None, search_params: dict | None = None,
+                 exact_filtered_below: int = 5_000):
         try:
             from pymilvus import DataType, MilvusClient
         except ImportError as exc:  # pragma: no cover - pymilvus is in requirements.txt
@@ -399,6 +401,15 @@ class MilvusBackend:
         # milvus-lite starts its server, waits half a second and hands out the socket, which a loaded machine may
         # not have opened yet; the server stays registered, so asking again a moment later reaches it.
         self.lite = self.uri.endswith(".db")
+        # A filter that keeps at most this many rows is searched exactly over them (their vectors fetched and
+        # scored here): a server's HNSW search under a selective filter loses most of its recall.
+        self.exact_filtered_below = int(exact_filtered_below)
+        # Reads see this client's own writes (the retrieval node is the index's writer) without waiting for the
+        # server's global time tick as "Strong" does on every call; milvus-lite's single process is strong anyway.
+        self._consistency = "Strong" if self.lite else "Session"
+        # A session's reads do not wait for its deletes here (the server applies them at its next time tick):
+        # reads just after a delete are strong, which does.
+        self._strong_reads_until = 0.0
         attempts = MILVUS_LITE_CONNECT_ATTEMPTS if self.lite else 1
         for attempt in range(attempts):
             try:
@@ -431,10 +442,11 @@ class MilvusBackend:
             prepared = self._client.prepare_index_params()
             prepared.add_index(field_name="vector", index_type=index_type, metric_type="IP", params=dict(index_params))
             self._client.create_collection(self.collection, schema=schema, index_params=prepared,
-                                           consistency_level="Strong")
+                                           consistency_level=self._consistency)
         self._client.load_collection(self.collection)
         self._partitions = None if self.lite else set(self._client.list_partitions(self.collection))
-        self._count = int(self._client.query(self.collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
+        self._count = int(self._client.query(self.collection, filter="", output_fields=["count(*)"],
+                                             consistency_level=self._consistency)[0]["count(*)"])
 
     @staticmethod
     def partition_name(camera_id: str, stamp_ns: int) -> str:
@@ -476,8 +488,12 @@ class MilvusBackend:
         ids = [int(i) for i in ids]
         if ids:
             result = self._client.delete(self.collection, ids=ids)
+            self._strong_reads_until = time.monotonic() + STRONG_READS_AFTER_DELETE_S
             removed = result.get("delete_count", len(ids)) if isinstance(result, dict) else len(ids)
             self._count = max(0, self._count - int(removed))
+
+    def _reads(self) -> str:
+        return "Strong" if time.monotonic() < self._strong_reads_until else self._consistency
 
     def expression(self, query_filter: QueryFilter | None) -> str:
         if query_filter is None:
@@ -520,15 +536,36 @@ class MilvusBackend:
         if partitions == [] or self._count == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         kwargs = {"partition_names": partitions} if partitions else {}
+        expression = self.expression(query_filter)
+        if expression and not self.lite and self._index_type != "FLAT":
+            exact = self._exact_over_few(query, k, expression, kwargs)
+            if exact is not None:
+                return exact
         result = self._client.search(self.collection, data=[np.asarray(query, np.float32).tolist()], limit=int(k),
-                                     filter=self.expression(query_filter), output_fields=[],
+                                     filter=expression, output_fields=[], consistency_level=self._reads(),
                                      search_params={"metric_type": "IP", "params": self._search_params}, **kwargs)
         hits = result[0] if result else []
         return (np.array([int(h["id"]) for h in hits], np.int64),
                 np.array([float(h["distance"]) for h in hits], np.float32))
 
+    def _exact_over_few(self, query, k: int, expression: str, kwargs: dict):
+        """(ids, scores) by exact inner product over the rows the filter keeps, when they are few; else None."""
+        kept = int(self._client.query(self.collection, filter=expression, output_fields=["count(*)"],
+                                      consistency_level=self._reads(), **kwargs)[0]["count(*)"])
+        if kept > self.exact_filtered_below:
+            return None
+        if kept == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        rows = self._client.query(self.collection, filter=expression, output_fields=["vector"], limit=kept,
+                                  consistency_level=self._reads(), **kwargs)
+        ids = np.array([int(r["id"]) for r in rows], np.int64)
+        scores = np.asarray([r["vector"] for r in rows], np.float32) @ np.asarray(query, np.float32)
+        best = np.argsort(-scores, kind="stable")[:int(k)]
+        return ids[best], scores[best].astype(np.float32)
+
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
-        rows = self._client.get(self.collection, ids=[int(i) for i in ids], output_fields=["vector"])
+        rows = self._client.get(self.collection, ids=[int(i) for i in ids], output_fields=["vector"],
+                                consistency_level=self._reads())
         by_id = {int(r["id"]): np.asarray(r["vector"], np.float32) for r in rows}
         if len(by_id) != len(set(int(i) for i in ids)):
             raise RetrievalError(RetrievalErrorCode.NOT_FOUND, "some ids are not in the Milvus collection")
@@ -546,6 +583,29 @@ class MilvusBackend:
 
     def save(self, directory: Path) -> None:
         self._client.flush(self.collection)
+
+    def wait_indexed(self, timeout_s: float = 600.0) -> None:
+        """Seal what was inserted and wait until the server's index covers every row (a server builds it in the
+        background; searches meanwhile scan the unindexed rows by brute force)."""
+        self._client.flush(self.collection)
+        if self.lite:
+            return
+        deadline = time.monotonic() + timeout_s
+        while True:
+            info = self._client.describe_index(self.collection, index_name="vector") or {}
+            total = int(info.get("total_rows", 0))
+            if total >= self._count and int(info.get("pending_index_rows", 0)) == 0 and \
+                    int(info.get("indexed_rows", 0)) >= total:
+                return
+            if time.monotonic() > deadline:
+                raise RetrievalError(RetrievalErrorCode.UNAVAILABLE, f"Milvus at {self.uri} did not index "
+                                     f"{self.collection} within {timeout_s:.0f} s: {info}")
+            time.sleep(0.5)
+
+    def drop(self) -> None:
+        """Delete the collection and everything in it from the server."""
+        self._client.drop_collection(self.collection)
+        self._count = 0
 
     def close(self) -> None:
         self._client.close()
