@@ -138,8 +138,8 @@ def test_out_of_order_late_and_backwards_messages():
     assert tracker.update(0.0, [_obs("b", 4, [0.0, 0.1])]) == UpdateResult.DROPPED_LATE
     assert tracker.counters["dropped_late"] == 1
     # A jump back: dropped until the earlier timeline has gone on for reset_confirm_s, then a reset.
-    assert tracker.update(-10.0, [_obs("a", 1, [0.0, 0.0])]) == UpdateResult.DROPPED_LATE
-    assert tracker.update(-9.5, [_obs("a", 1, [0.0, 0.0])]) == UpdateResult.DROPPED_LATE
+    assert tracker.update(-10.0, [_obs("a", 1, [0.0, 0.0])]) == UpdateResult.DROPPED_BACKWARDS
+    assert tracker.update(-9.5, [_obs("a", 1, [0.0, 0.0])]) == UpdateResult.DROPPED_BACKWARDS
     assert tracker.update(-9.0, [_obs("a", 1, [0.0, 0.0])]) == UpdateResult.RESET
     assert tracker.time == -9.0 and len(tracker.objects) == 1 and tracker.counters["dropped_backwards"] == 2
 
@@ -152,7 +152,7 @@ def test_a_stale_message_among_in_order_ones_is_dropped_without_resetting_the_ma
         t = step * 0.1
         tracker.update(t, [_obs("a", 1, [t, 0.0])])
         if step >= 30:  # camera b's stream, 3 s behind, interleaved with a's
-            assert tracker.update(t - 3.0, [_obs("b", 2, [t - 3.0, 0.0])]) == UpdateResult.DROPPED_LATE
+            assert tracker.update(t - 3.0, [_obs("b", 2, [t - 3.0, 0.0])]) == UpdateResult.DROPPED_BACKWARDS
     assert tracker.counters.get("resets", 0) == 0 and tracker.counters["dropped_backwards"] == 10
     (obj,) = tracker.snapshot()
     assert obj.global_id == tracker.global_id_of("a", 1) == 1

@@ -91,6 +91,12 @@ def test_localizer_node_fuses_two_cameras_and_answers_queries(ros_context, execu
         bad.tracks[0].box.width = float("nan")
         tracks_pub["cam_south"].publish(bad)
         assert spin_until(executor, lambda: node.counters.snapshot().extra.get("boxes_not_lifted", 0) >= 1, 5.0)
+        # One stale message (5 s before the map's time) is dropped and counted; the map and its ids stay.
+        ids_before = {o.global_id for o in got[-1].objects}
+        tracks_pub["cam_east"].publish(_tracks(world, 1, 80, 8.0, "cam_east"))
+        assert spin_until(executor, lambda: node.counters.snapshot().extra.get("dropped_backwards", 0) >= 1, 5.0)
+        assert node.counters.snapshot().extra.get("resets", 0) == 0
+        assert ids_before <= {o.global_id for o in node.core.snapshot(node.core.tracker.time)}
         # A camera that goes silent is reported.
         time.sleep(0.6)
         level, message = node._status()

@@ -68,6 +68,7 @@ class UpdateResult(IntEnum):
     FUSED_OUT_OF_ORDER = 1
     DROPPED_LATE = 2
     RESET = 3
+    DROPPED_BACKWARDS = 4  # from before the map's time by more than reset_backwards_s, not (yet) a new timeline
 
 
 class AssociationMode(str):
@@ -330,7 +331,7 @@ class MapTracker:
             if stamp - began < p.reset_confirm_s:
                 self._backwards_since = began
                 self._count("dropped_backwards")
-                return UpdateResult.DROPPED_LATE
+                return UpdateResult.DROPPED_BACKWARDS
             self.reset()
             self._count("resets")
             result = UpdateResult.RESET

@@ -247,8 +247,12 @@ class LocalizerNode(Node):
             self.counters.count("boxes_not_lifted", report.rejected_boxes)
         self._cross_camera(camera, batch)
         name = report.result.name.lower()
-        if name == "dropped_late":
-            self.counters.on_dropped(1, "late")
+        if name in ("dropped_late", "dropped_backwards"):
+            self.counters.on_dropped(1, "late" if name == "dropped_late" else "backwards")
+            if name == "dropped_backwards":
+                self.log.warn(f"backwards-{camera_id}", f"{camera_id}: a message from more than "
+                              f"{self.core.tracker.params.reset_backwards_s:g} s before the map's time dropped (the "
+                              "map resets only if that earlier time goes on)")
             return
         if name in ("reset", "fused_out_of_order"):
             self.counters.count("resets" if name == "reset" else "out_of_order")
