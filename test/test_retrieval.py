@@ -497,3 +497,21 @@ def test_a_milvus_server_partitions_filters_exactly_when_selective_and_agrees_wi
     finally:
         server.drop()
         server.close()
+
+
+def test_doctor_checks_the_configured_vector_index(tmp_path):
+    """`perception doctor`'s retrieval check: FAISS and milvus-lite open; a Milvus server URI nobody answers on
+    fails with the URI and the file that names it."""
+    from perception_nodes.cli.doctor import _retrieval_backend
+
+    def params(text):
+        path = tmp_path / "params.yaml"
+        path.write_text("/**/retrieval:\n  ros__parameters:\n" + textwrap.indent(textwrap.dedent(text), "    "))
+        return path
+
+    assert _retrieval_backend(params("backend: faiss\n")).startswith("faiss")
+    assert _retrieval_backend(params(f"backend: milvus\nmilvus_uri: {tmp_path}/x.db\n")).startswith("milvus-lite")
+    with pytest.raises(RuntimeError, match=r"http://127\.0\.0\.1:9 .*does not answer"):
+        _retrieval_backend(params("backend: milvus\nmilvus_uri: http://127.0.0.1:9\n"))
+    with pytest.raises(RuntimeError, match="neither faiss nor milvus"):
+        _retrieval_backend(params("backend: annoy\n"))

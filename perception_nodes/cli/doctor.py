@@ -116,6 +116,37 @@ def _models():
     return f"{len(entries)} model files present with matching sha256"
 
 
+def _retrieval_backend(params_file: str | os.PathLike | None = None) -> str:
+    """The configured vector index can be opened: FAISS imports; milvus-lite imports; a Milvus server answers."""
+    from perception_nodes.fileio import read_yaml_mapping
+    from perception_nodes.graph import DEFAULT_PARAMS_FILE, config_dir
+
+    path = Path(params_file) if params_file else config_dir() / DEFAULT_PARAMS_FILE
+    section = read_yaml_mapping(path, "parameters file").get("/**/retrieval", {}) or {}
+    params = section.get("ros__parameters", {}) or {}
+    backend, uri = str(params.get("backend", "faiss")), str(params.get("milvus_uri", "") or "")
+    if backend == "faiss":
+        import faiss
+
+        return f"faiss {faiss.__version__} (embedded)"
+    if backend != "milvus":
+        raise RuntimeError(f"{path}: retrieval backend {backend!r} is neither faiss nor milvus")
+    if not uri or uri.endswith(".db"):
+        import milvus_lite  # noqa: F401 - milvus-lite runs the *.db file in process
+
+        return f"milvus-lite ({uri or 'milvus_lite.db in the store directory'})"
+    from pymilvus import MilvusClient
+
+    try:
+        client = MilvusClient(uri=uri, timeout=5.0)
+    except Exception as exc:  # noqa: BLE001 - connection errors come in many types
+        raise RuntimeError(f"the Milvus server {uri} (retrieval milvus_uri in {path}) does not answer: {exc}") from None
+    try:
+        return f"Milvus server {uri}: {client.get_server_version()}"
+    finally:
+        client.close()
+
+
 def run(_args) -> int:
     checks = dict([
         _check("python", _python, "install Python 3.10 or newer"),
@@ -129,6 +160,8 @@ def run(_args) -> int:
         _check("sites", _sites, "fix the manifest named in the detail (config/sites/; perception site check NAME)"),
         _check("scenes", _scenes, "fix the scene file named in the detail (config/scenes/)"),
         _check("models", _models, "restore the model files listed in models/manifest.yaml (git checkout models/)"),
+        _check("retrieval_backend", _retrieval_backend, "start the Milvus server named by the retrieval node's "
+               "milvus_uri (or set backend: faiss in config/perception.yaml); pip install -r requirements.txt"),
     ])
     ok = all(c["ok"] for c in checks.values())
     for name, check in checks.items():
