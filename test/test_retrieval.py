@@ -515,3 +515,22 @@ def test_doctor_checks_the_configured_vector_index(tmp_path):
         _retrieval_backend(params("backend: milvus\nmilvus_uri: http://127.0.0.1:9\n"))
     with pytest.raises(RuntimeError, match="neither faiss nor milvus"):
         _retrieval_backend(params("backend: annoy\n"))
+
+
+def test_two_stores_on_one_milvus_keep_their_own_collections(tmp_path):
+    """Two sites' indexes on one Milvus (here one milvus-lite file standing in for a shared server): each store
+    has its own collection, so their item ids (both from 1) never collide and neither store's start-up
+    reconciliation removes the other's items."""
+    uri = str(tmp_path / "shared.db")
+    rng = np.random.default_rng(9)
+    first = RetrievalIndex(tmp_path / "site_a", EMBEDDER, 16, backend="milvus", milvus_uri=uri)
+    a_ids = first.insert([Observation("cam0", T0 + i, 0, "car") for i in range(5)], rng.standard_normal((5, 16)))
+    second = RetrievalIndex(tmp_path / "site_b", EMBEDDER, 16, backend="milvus", milvus_uri=uri)
+    b_ids = second.insert([Observation("cam0", T0 + i, 0, "car") for i in range(3)], rng.standard_normal((3, 16)))
+    assert a_ids[:3] == b_ids and first.store.store_id != second.store.store_id
+    assert len(first) == 5 and len(second) == 3
+    first.close()
+    second.close()
+    reopened = RetrievalIndex(tmp_path / "site_a", EMBEDDER, 16, backend="milvus", milvus_uri=uri)
+    assert len(reopened) == 5 and not reopened.warnings
+    reopened.close()

@@ -381,9 +381,10 @@ STRONG_READS_AFTER_DELETE_S = 2.0
 class MilvusBackend:
     """Milvus through pymilvus: a milvus-lite file (``*.db``) embedded, or a server / cluster URI.
 
-    One collection per embedder version; on a server, partitions per camera and UTC day, so a camera or time
-    filter searches only the partitions it can match (milvus-lite has no partitions: one partition there); the
-    scalar fields (camera, stamp, class, map position, zone) are filtered by Milvus in the same call.
+    One collection per store and embedder version (RetrievalIndex names it); on a server, partitions per camera
+    and UTC day, so a camera or time filter searches only the partitions it can match (milvus-lite has no
+    partitions: one partition there); the scalar fields (camera, stamp, class, map position, zone) are filtered by
+    Milvus in the same call.
     """
 
     kind = "milvus"

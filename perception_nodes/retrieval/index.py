@@ -71,7 +71,8 @@ class RetrievalIndex:
                 self.backend.finish_load(self.directory)
             elif backend == "milvus":
                 uri = milvus_uri or str(self.directory / "milvus_lite.db")
-                self.backend = MilvusBackend(self.dim, uri, f"obs_{self.embedder}", **backend_options)
+                self.backend = MilvusBackend(self.dim, uri, f"obs_{self.store.store_id[:16]}_{self.embedder}",
+                                             **backend_options)
                 self._sync_milvus()
             else:
                 raise invalid(f"unknown backend {backend!r}: faiss or milvus")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -59,6 +60,10 @@ class MetadataStore:
             CREATE INDEX IF NOT EXISTS items_global ON items (global_id);
         """)
         self._db.execute("INSERT OR IGNORE INTO info VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        # This store's own name, made once: a shared Milvus server keeps one collection per store under it, so two
+        # sites' stores (each numbering its items from 1) never meet in one collection.
+        self._db.execute("INSERT OR IGNORE INTO info VALUES ('store_id', ?)", (uuid.uuid4().hex,))
+        self.store_id = str(self._db.execute("SELECT value FROM info WHERE key='store_id'").fetchone()[0])
         version = int(self._db.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()[0])
         if version != SCHEMA_VERSION:
             raise RetrievalError(RetrievalErrorCode.UNAVAILABLE,
