@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli, spin_until
-from perception_nodes.fileio import read_yaml_mapping
-from perception_nodes.graph import build_graph
-from perception_nodes.paths import package_path
+from perception_nodes.graph import build_graph, node_parameters
 from perception_nodes.runner import GraphRunner
 
 pytestmark = pytest.mark.graph
@@ -108,8 +106,7 @@ def test_a_live_index_answers_another_process_with_the_vehicles_earlier_sighting
     retrieval.parameters.update({"store_dir": str(tmp_path / "store"), "window_s": 1.0})
     for spec in specs:
         spec.respawn = False
-    configured = read_yaml_mapping(package_path("config/perception.yaml"), "parameters")["/**/retrieval"][
-        "ros__parameters"]
+    configured = node_parameters("retrieval")
     truth = _Truth(float(configured["min_side_px"]), int(configured["min_track_hits"]))
     node = rclpy.create_node("retrieval_probe", context=context)
     for cam in cameras:

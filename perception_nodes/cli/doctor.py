@@ -118,12 +118,10 @@ def _models():
 
 def _retrieval_backend(params_file: str | os.PathLike | None = None) -> str:
     """The configured vector index can be opened: FAISS imports; milvus-lite imports; a Milvus server answers."""
-    from perception_nodes.fileio import read_yaml_mapping
-    from perception_nodes.graph import DEFAULT_PARAMS_FILE, config_dir
+    from perception_nodes.graph import DEFAULT_PARAMS_FILE, config_dir, node_parameters
 
     path = Path(params_file) if params_file else config_dir() / DEFAULT_PARAMS_FILE
-    section = read_yaml_mapping(path, "parameters file").get("/**/retrieval", {}) or {}
-    params = section.get("ros__parameters", {}) or {}
+    params = node_parameters("retrieval", str(path))
     backend, uri = str(params.get("backend", "faiss")), str(params.get("milvus_uri", "") or "")
     if backend == "faiss":
         import faiss

@@ -141,7 +141,7 @@ def record(scene_name: str, seed: int | None, frames: int | None, detections: st
                 noise = replace(noise, **{k: v for k, v in (("jitter", burst.jitter), ("miss_rate", burst.miss_rate),
                                                             ("false_positives_per_frame",
                                                              burst.false_positives_per_frame)) if v is not None})
-        delay = max((d.delay_s for d in disturbances.detection_delays if d.contains(stamp)), default=0.0)
+        delay = disturbances.delay_at(stamp)
         for ci, cam in enumerate(world.cameras):
             if any(d.camera == cam.spec.id and d.contains(stamp) for d in disturbances.camera_dropouts):
                 continue  # the camera delivers nothing

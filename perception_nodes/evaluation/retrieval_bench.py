@@ -180,7 +180,7 @@ def bench_retrieval(sizes: list[int], dim: int, queries: int = 300, milvus_max: 
                 if milvus_uri:  # a server indexes in the background: built once every row is sealed and indexed
                     milvus.wait_indexed()
                 build = time.perf_counter() - started
-                entry["milvus"] = {"index_type": "milvus " + milvus.index_type.split(" ")[1] + f" ({where})",
+                entry["milvus"] = {"index_type": f"milvus {milvus.index_kind} ({where})",
                                    "build_s": round(build, 1), "inserts_per_s": round(n / build),
                                    **_measure(milvus.search, vectors, cams, stamps, qs[:min(queries, 100)])}
                 if milvus_uri:

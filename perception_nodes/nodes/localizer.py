@@ -37,7 +37,7 @@ from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithP
 from visualization_msgs.msg import MarkerArray
 
 from perception_nodes.boxes import xyxy_of
-from perception_nodes.localization.fusion import ExistenceState, FusionParams
+from perception_nodes.localization.fusion import ExistenceState, FusionParams, UpdateResult
 from perception_nodes.localization.lifting import DEFAULT_SIZE_PRIORS, CameraGeometry
 from perception_nodes.localization.localizer import LocalizationError, Localizer, LocalizerConfig, TrackBatch
 from perception_nodes.localization.motion import MotionModel
@@ -246,18 +246,19 @@ class LocalizerNode(Node):
         if report.rejected_boxes:
             self.counters.count("boxes_not_lifted", report.rejected_boxes)
         self._cross_camera(camera, batch)
-        name = report.result.name.lower()
-        if name in ("dropped_late", "dropped_backwards"):
-            self.counters.on_dropped(1, "late" if name == "dropped_late" else "backwards")
-            if name == "dropped_backwards":
+        result = report.result
+        if result in (UpdateResult.DROPPED_LATE, UpdateResult.DROPPED_BACKWARDS):
+            self.counters.on_dropped(1, "late" if result == UpdateResult.DROPPED_LATE else "backwards")
+            if result == UpdateResult.DROPPED_BACKWARDS:
                 self.log.warn(f"backwards-{camera_id}", f"{camera_id}: a message from more than "
                               f"{self.core.tracker.params.reset_backwards_s:g} s before the map's time dropped (the "
                               "map resets only if that earlier time goes on)")
             return
-        if name in ("reset", "fused_out_of_order"):
-            self.counters.count("resets" if name == "reset" else "out_of_order")
-            if name == "reset":
-                self.get_logger().info("time jumped backwards: map reset")
+        if result == UpdateResult.RESET:
+            self.counters.count("resets")
+            self.get_logger().info("time jumped backwards: map reset")
+        elif result == UpdateResult.FUSED_OUT_OF_ORDER:
+            self.counters.count("out_of_order")
         self.counters.on_processed(time.perf_counter() - started)
 
     def _cross_camera(self, camera, batch) -> None:

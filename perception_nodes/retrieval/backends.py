@@ -455,6 +455,11 @@ class MilvusBackend:
         return f"c_{_PARTITION_SAFE.sub('_', camera_id)}_{day}"
 
     @property
+    def index_kind(self) -> str:
+        """The vector index Milvus builds: FLAT (milvus-lite), HNSW (a server's default) or what was asked for."""
+        return self._index_type
+
+    @property
     def index_type(self) -> str:
         return f"milvus {self._index_type} ({self.uri})"
 

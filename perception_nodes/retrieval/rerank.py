@@ -178,12 +178,14 @@ class Reranker:
         keep = np.ones(len(hits), bool)
         order = np.argsort(-(visual + bonus), kind="stable")
         stored = None
+        pool = query.track_vectors is not None and len(query.track_vectors) > 0
         for stage in self.stages:
-            if stage in (Stage.QUERY_TRACK, Stage.EXPANSION, Stage.KRECIPROCAL) and stored is None:
+            needs_stored = stage in (Stage.EXPANSION, Stage.KRECIPROCAL) or (stage is Stage.QUERY_TRACK and pool)
+            if needs_stored and stored is None:
                 stored = np.asarray(vectors([h.item_id for h in hits]), np.float64)
             if stage is Stage.CONTEXT:
                 bonus += self._context(query, hits, keep)
-            elif stage is Stage.QUERY_TRACK and query.track_vectors is not None and len(query.track_vectors):
+            elif stage is Stage.QUERY_TRACK and pool:
                 query = replace(query, vector=self._track_query(query))
                 visual = stored @ query.vector
             elif stage is Stage.AUGMENTATION:

@@ -39,7 +39,6 @@ class SyntheticSource(FrameSource):
         self.loop = loop
         self.next_index = 0
         self._dropouts = tuple(d for d in self.world.scene.disturbances.camera_dropouts if d.camera == camera_id)
-        self._delays = self.world.scene.disturbances.detection_delays
 
     def open(self) -> None:
         self.world.renderer(self.camera_index)  # build the background once, up front
@@ -62,8 +61,7 @@ class SyntheticSource(FrameSource):
         image, boxes = self.world.render(self.camera_index, index)
         # Scripted detection delays play live as a latency spike in delivery: the frame reaches the chain late,
         # with its capture stamp, so every stage after it (detections, tracks, objects) is that much older.
-        delay = max((d.delay_s for d in self._delays if d.contains(t)), default=0.0)
-        return Frame(image, index, boxes, delay_s=delay)
+        return Frame(image, index, boxes, delay_s=self.world.scene.disturbances.delay_at(t))
 
     def describe(self) -> str:
         return f"synthetic scene {self.world.scene.name} camera {self.world.scene.cameras[self.camera_index].id}"

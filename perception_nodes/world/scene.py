@@ -118,11 +118,15 @@ class Disturbances:
     """Scripted failures of the sensing chain, with their true times (opt-in per scene, ``disturbances:``).
 
     The world itself is unchanged by them: harnesses (``perception eval safety``) apply them to what the cameras
-    deliver, and score how the system noticed."""
+    deliver, and score how the system noticed; a synthetic camera plays the dropouts and delays live."""
 
     camera_dropouts: tuple[CameraDropout, ...] = ()
     detection_delays: tuple[DetectionDelay, ...] = ()
     detection_noise: tuple[DetectionNoise, ...] = ()
+
+    def delay_at(self, t: float) -> float:
+        """How late what is captured at scene time ``t`` arrives (the longest delay in force; 0 outside them)."""
+        return max((d.delay_s for d in self.detection_delays if d.contains(t)), default=0.0)
 
 
 @dataclass(frozen=True)
