@@ -411,12 +411,14 @@ def test_capture_in_a_running_graph_writes_the_trackers_requested_frames(ros_con
         if msg.node_name.endswith("/detector"):
             captured.update({n: v for n, v in zip(msg.counter_names, msg.counter_values) if n.startswith("captured_")})
 
+    # The probe listens before the graph starts: a request the trackers send before it matched would be missing
+    # from `asked` while its frame is in the bag.
+    node = rclpy.create_node("capture_probe", context=context)
+    for cam in ("cam_south", "cam_east"):
+        node.create_subscription(CaptureRequest, f"/{cam}/capture_request", requests.append, qos.RESULTS)
+    node.create_subscription(NodeHealth, HEALTH_TOPIC, on_health, qos.HEALTH)
+    executor.add_node(node)
     with GraphRunner(specs, domain_id=domain_id, output=io.StringIO()) as runner:
-        node = rclpy.create_node("capture_probe", context=context)
-        for cam in ("cam_south", "cam_east"):
-            node.create_subscription(CaptureRequest, f"/{cam}/capture_request", requests.append, qos.RESULTS)
-        node.create_subscription(NodeHealth, HEALTH_TOPIC, on_health, qos.HEALTH)
-        executor.add_node(node)
         assert spin_until(executor, lambda: sum(captured.values()) >= 2, 150.0), (len(requests), captured)
         assert runner.wait(0.1), runner.failures
     bags = list((tmp_path / "captures").iterdir())
